@@ -1,0 +1,104 @@
+//! `RerankConfig` to and from a Python dict (the frozen dataclass `ilias_rerank.RerankConfig`
+//! sends `dataclasses.asdict(config)`). Unknown keys are refused, so typos never pass silently.
+
+use ilias_rerank_core::{Fusion, Model, RerankConfig};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::errors::{raise, to_py};
+
+/// The core's defaults, as a dict (the Python dataclass's defaults are tested against it).
+#[pyfunction]
+pub fn default_config(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+    let c = RerankConfig::default();
+    let d = PyDict::new(py);
+    d.set_item("mutual", c.mutual)?;
+    d.set_item("ratio", c.ratio)?;
+    d.set_item("min_similarity", c.min_similarity)?;
+    d.set_item("model", c.model.name())?;
+    d.set_item("inlier_threshold", c.inlier_threshold)?;
+    d.set_item("reference_side", c.reference_side)?;
+    d.set_item("use_frames", c.use_frames)?;
+    d.set_item("max_hypotheses", c.max_hypotheses)?;
+    d.set_item("ransac_max_iterations", c.ransac_max_iterations)?;
+    d.set_item("ransac_confidence", c.ransac_confidence)?;
+    d.set_item("local_optimisation_rounds", c.local_optimisation_rounds)?;
+    d.set_item("homography_min_inliers", c.homography_min_inliers)?;
+    d.set_item("max_scale_change", c.max_scale_change)?;
+    d.set_item("min_inliers", c.min_inliers)?;
+    d.set_item("fusion", c.fusion.name())?;
+    d.set_item("fusion_weight", c.fusion_weight)?;
+    d.set_item("inlier_saturation", c.inlier_saturation)?;
+    d.set_item("seed", c.seed)?;
+    d.set_item("num_threads", c.num_threads)?;
+    Ok(d)
+}
+
+fn field<'py, T: FromPyObjectOwned<'py>>(
+    value: &Bound<'py, PyAny>,
+    key: &str,
+    expected: &str,
+) -> PyResult<T> {
+    value.extract::<T>().map_err(|_| {
+        raise(
+            value.py(),
+            "ConfigError",
+            format!(
+                "config.{key}: expected {expected}, got {}",
+                value.repr().map(|r| r.to_string()).unwrap_or_default()
+            ),
+        )
+    })
+}
+
+/// Parse a config dict; missing keys keep their defaults; the result is validated.
+pub fn parse(py: Python<'_>, dict: Option<&Bound<'_, PyDict>>) -> PyResult<RerankConfig> {
+    let mut c = RerankConfig::default();
+    if let Some(dict) = dict {
+        for (k, v) in dict.iter() {
+            let key: String = k.extract()?;
+            match key.as_str() {
+                "mutual" => c.mutual = field(&v, &key, "a bool")?,
+                "ratio" => c.ratio = field(&v, &key, "a float or None")?,
+                "min_similarity" => c.min_similarity = field(&v, &key, "a float or None")?,
+                "model" => {
+                    let s: String = field(&v, &key, "a string")?;
+                    c.model = Model::parse(&s).map_err(|e| to_py(py, e))?;
+                }
+                "inlier_threshold" => c.inlier_threshold = field(&v, &key, "a float")?,
+                "reference_side" => c.reference_side = field(&v, &key, "a float")?,
+                "use_frames" => c.use_frames = field(&v, &key, "a bool")?,
+                "max_hypotheses" => c.max_hypotheses = field(&v, &key, "a positive int")?,
+                "ransac_max_iterations" => {
+                    c.ransac_max_iterations = field(&v, &key, "a positive int")?
+                }
+                "ransac_confidence" => c.ransac_confidence = field(&v, &key, "a float")?,
+                "local_optimisation_rounds" => {
+                    c.local_optimisation_rounds = field(&v, &key, "a non-negative int")?
+                }
+                "homography_min_inliers" => {
+                    c.homography_min_inliers = field(&v, &key, "a non-negative int")?
+                }
+                "max_scale_change" => c.max_scale_change = field(&v, &key, "a float")?,
+                "min_inliers" => c.min_inliers = field(&v, &key, "a non-negative int")?,
+                "fusion" => {
+                    let s: String = field(&v, &key, "a string")?;
+                    c.fusion = Fusion::parse(&s).map_err(|e| to_py(py, e))?;
+                }
+                "fusion_weight" => c.fusion_weight = field(&v, &key, "a float")?,
+                "inlier_saturation" => c.inlier_saturation = field(&v, &key, "a float")?,
+                "seed" => c.seed = field(&v, &key, "a non-negative int below 2**64")?,
+                "num_threads" => c.num_threads = field(&v, &key, "a non-negative int")?,
+                other => {
+                    return Err(raise(
+                        py,
+                        "ConfigError",
+                        format!("config: unknown field {other:?}"),
+                    ))
+                }
+            }
+        }
+    }
+    c.validate().map_err(|e| to_py(py, e))?;
+    Ok(c)
+}

@@ -1,0 +1,221 @@
+//! The functions `ilias_rerank._core` exports. Each one: borrow and check the arrays,
+//! parse the config, run the core with the GIL released (panics caught), build numpy
+//! results.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use ilias_rerank_core as core;
+use ilias_rerank_core::kernels::Isa;
+use ilias_rerank_core::{Frames, LocalFeaturesRef, Verification};
+use numpy::{PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyUntypedArrayMethods};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+
+use crate::arrays::{describe, f32_2d, held_features};
+use crate::config::parse;
+use crate::errors::{internal, raise, to_py};
+
+/// Run `work` without the GIL; a panic becomes `InternalError`, a core error its class.
+fn run_detached<T: Send>(
+    py: Python<'_>,
+    work: impl FnOnce() -> core::Result<T> + Send,
+) -> PyResult<T> {
+    match py.detach(|| catch_unwind(AssertUnwindSafe(work))) {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(to_py(py, e)),
+        Err(payload) => Err(internal(py, payload)),
+    }
+}
+
+fn model_name(v: &Verification) -> Option<&'static str> {
+    v.model.map(|m| m.name())
+}
+
+/// Re-rank `candidates` (a sequence of LocalFeatures) for `query`.
+#[pyfunction]
+#[pyo3(signature = (query, candidates, global_scores=None, config=None))]
+pub fn rerank<'py>(
+    py: Python<'py>,
+    query: &Bound<'py, PyAny>,
+    candidates: &Bound<'py, PyAny>,
+    global_scores: Option<&Bound<'py, PyAny>>,
+    config: Option<&Bound<'py, PyDict>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let cfg = parse(py, config)?;
+    let held_query = held_features(query, "query")?;
+    let mut held = Vec::new();
+    for (j, item) in candidates.try_iter()?.enumerate() {
+        held.push(held_features(&item?, &format!("candidate {j}"))?);
+    }
+    let global: Option<PyReadonlyArray1<'py, f32>> = match global_scores {
+        None => None,
+        Some(g) if g.is_none() => None,
+        Some(g) => Some(g.extract().map_err(|_| {
+            raise(
+                py,
+                "DTypeError",
+                format!("global_scores: expected (M,) float32, got {}", describe(g)),
+            )
+        })?),
+    };
+    let global_slice = match &global {
+        Some(g) => Some(g.as_slice().map_err(|_| {
+            raise(
+                py,
+                "ShapeError",
+                "global_scores: expected a C-contiguous array".into(),
+            )
+        })?),
+        None => None,
+    };
+    let query_view = held_query.view(py)?;
+    let views: Vec<LocalFeaturesRef<'_>> =
+        held.iter().map(|h| h.view(py)).collect::<PyResult<_>>()?;
+    let out = run_detached(py, || core::rerank(&query_view, &views, global_slice, &cfg))?;
+
+    let m = out.candidates.len();
+    let order: Vec<i64> = out.order.iter().map(|&j| j as i64).collect();
+    let inliers: Vec<i64> = out
+        .candidates
+        .iter()
+        .map(|c| i64::from(c.verification.inliers))
+        .collect();
+    let matches: Vec<i64> = out
+        .candidates
+        .iter()
+        .map(|c| i64::from(c.matches))
+        .collect();
+    let mut transforms = Vec::with_capacity(m * 9);
+    for c in &out.candidates {
+        transforms.extend_from_slice(&c.verification.transform.0);
+    }
+    let models = PyList::new(
+        py,
+        out.candidates.iter().map(|c| model_name(&c.verification)),
+    )?;
+    let d = PyDict::new(py);
+    d.set_item("order", PyArray1::from_vec(py, order))?;
+    d.set_item("scores", PyArray1::from_vec(py, out.scores))?;
+    d.set_item("inliers", PyArray1::from_vec(py, inliers))?;
+    d.set_item("num_matches", PyArray1::from_vec(py, matches))?;
+    d.set_item(
+        "transforms",
+        PyArray1::from_vec(py, transforms).reshape([m, 3, 3])?,
+    )?;
+    d.set_item("models", models)?;
+    Ok(d)
+}
+
+fn transform_array<'py>(
+    py: Python<'py>,
+    v: &Verification,
+) -> PyResult<Option<Bound<'py, PyArray2<f64>>>> {
+    if v.model.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(
+        PyArray1::from_vec(py, v.transform.0.to_vec()).reshape([3, 3])?,
+    ))
+}
+
+/// Match and verify one pair.
+#[pyfunction]
+#[pyo3(signature = (query, candidate, config=None))]
+pub fn verify_pair<'py>(
+    py: Python<'py>,
+    query: &Bound<'py, PyAny>,
+    candidate: &Bound<'py, PyAny>,
+    config: Option<&Bound<'py, PyDict>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let cfg = parse(py, config)?;
+    let hq = held_features(query, "query")?;
+    let hc = held_features(candidate, "candidate")?;
+    let (qv, cv) = (hq.view(py)?, hc.view(py)?);
+    let out = run_detached(py, || core::verify_pair(&qv, &cv, &cfg))?;
+    let k = out.matches.len();
+    let mut pairs = Vec::with_capacity(2 * k);
+    let mut distances = Vec::with_capacity(k);
+    for m in &out.matches {
+        pairs.push(i64::from(m.query));
+        pairs.push(i64::from(m.candidate));
+        distances.push(m.distance);
+    }
+    let d = PyDict::new(py);
+    d.set_item("matches", PyArray1::from_vec(py, pairs).reshape([k, 2])?)?;
+    d.set_item("distances", PyArray1::from_vec(py, distances))?;
+    d.set_item("inlier_mask", PyArray1::from_vec(py, out.inlier_mask))?;
+    d.set_item("transform", transform_array(py, &out.verification)?)?;
+    d.set_item("model", model_name(&out.verification))?;
+    d.set_item("num_inliers", out.verification.inliers)?;
+    Ok(d)
+}
+
+/// Verify given correspondences (`K x 2` points on each side, optional frames).
+#[pyfunction]
+#[pyo3(signature = (query_points, candidate_points, query_frames=None, candidate_frames=None, candidate_size=None, config=None))]
+pub fn verify_correspondences<'py>(
+    py: Python<'py>,
+    query_points: &Bound<'py, PyAny>,
+    candidate_points: &Bound<'py, PyAny>,
+    query_frames: Option<&Bound<'py, PyAny>>,
+    candidate_frames: Option<&Bound<'py, PyAny>>,
+    candidate_size: Option<(u32, u32)>,
+    config: Option<&Bound<'py, PyDict>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let cfg = parse(py, config)?;
+    let qp = f32_2d(query_points, "query_points", Some(2))?;
+    let cp = f32_2d(candidate_points, "candidate_points", Some(2))?;
+    if qp.shape()[0] != cp.shape()[0] {
+        return Err(raise(
+            py,
+            "ShapeError",
+            format!(
+                "candidate_points: expected ({}, 2) to match query_points, got {}",
+                qp.shape()[0],
+                describe(candidate_points)
+            ),
+        ));
+    }
+    let frames = match (query_frames, candidate_frames) {
+        (Some(a), Some(b)) if !a.is_none() && !b.is_none() => {
+            let fa = f32_2d(a, "query_frames", None)?;
+            let fb = f32_2d(b, "candidate_frames", None)?;
+            Some((fa, fb))
+        }
+        _ => None,
+    };
+    let qs = qp.as_slice()?;
+    let cs = cp.as_slice()?;
+    let frame_views = match &frames {
+        Some((fa, fb)) => Some((frame_view(py, fa)?, frame_view(py, fb)?)),
+        None => None,
+    };
+    let (v, mask) = run_detached(py, || {
+        core::verify_correspondences(qs, cs, frame_views, candidate_size, &cfg)
+    })?;
+    let d = PyDict::new(py);
+    d.set_item("inlier_mask", PyArray1::from_vec(py, mask))?;
+    d.set_item("transform", transform_array(py, &v)?)?;
+    d.set_item("model", model_name(&v))?;
+    d.set_item("num_inliers", v.inliers)?;
+    Ok(d)
+}
+
+fn frame_view<'a>(py: Python<'_>, a: &'a numpy::PyReadonlyArray2<'_, f32>) -> PyResult<Frames<'a>> {
+    let s = a.as_slice()?;
+    match a.shape()[1] {
+        2 => Ok(Frames::ScaleOrientation(s)),
+        6 => Ok(Frames::Affine(s)),
+        c => Err(raise(
+            py,
+            "ShapeError",
+            format!("frames: expected (K, 2) or (K, 6) float32, got (K, {c})"),
+        )),
+    }
+}
+
+/// The instruction set the similarity kernels use on this CPU.
+#[pyfunction]
+pub fn cpu_features() -> &'static str {
+    Isa::detect().name()
+}

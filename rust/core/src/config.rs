@@ -1,0 +1,242 @@
+//! The one place where every tunable and its default lives. The Python `RerankConfig`
+//! mirrors these fields one to one (a test checks that the defaults agree).
+
+use crate::error::{RerankError, Result};
+
+/// The geometric model fitted between a query and a candidate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Model {
+    /// Rotation + uniform scale + translation (4 degrees of freedom).
+    Similarity,
+    /// Full 2-D affine (6 degrees of freedom).
+    Affine,
+    /// Affine first, then refined to a homography when enough inliers support it.
+    Homography,
+}
+
+impl Model {
+    pub fn name(self) -> &'static str {
+        match self {
+            Model::Similarity => "similarity",
+            Model::Affine => "affine",
+            Model::Homography => "homography",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Self> {
+        match text {
+            "similarity" => Ok(Model::Similarity),
+            "affine" => Ok(Model::Affine),
+            "homography" => Ok(Model::Homography),
+            other => Err(RerankError::Config {
+                field: "model",
+                expected: "one of 'similarity', 'affine', 'homography'",
+                got: format!("{other:?}"),
+            }),
+        }
+    }
+}
+
+/// How the verified inlier count is combined with the global (shortlist) score.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fusion {
+    /// Order by inliers first, global score second (DELG).
+    Lexicographic,
+    /// `weight * global + (1 - weight) * inliers / (inliers + saturation)` (AMES-like).
+    Weighted,
+}
+
+impl Fusion {
+    pub fn name(self) -> &'static str {
+        match self {
+            Fusion::Lexicographic => "lexicographic",
+            Fusion::Weighted => "weighted",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Self> {
+        match text {
+            "lexicographic" => Ok(Fusion::Lexicographic),
+            "weighted" => Ok(Fusion::Weighted),
+            other => Err(RerankError::Config {
+                field: "fusion",
+                expected: "one of 'lexicographic', 'weighted'",
+                got: format!("{other:?}"),
+            }),
+        }
+    }
+}
+
+/// Every setting of matching, verification, fusion and execution.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RerankConfig {
+    /// Keep only mutual nearest neighbours (squared L2 distance).
+    pub mutual: bool,
+    /// Lowe's ratio test on L2 distances: keep a match when best <= ratio * second best.
+    pub ratio: Option<f32>,
+    /// Keep a match only when the cosine similarity of its descriptors is at least this.
+    pub min_similarity: Option<f32>,
+    /// Geometric model of the verification.
+    pub model: Model,
+    /// Inlier reprojection threshold in pixels of the candidate image, at `reference_side`.
+    pub inlier_threshold: f32,
+    /// When the candidate image size is known, the threshold is scaled by
+    /// `max(height, width) / reference_side`; 0 means "always absolute pixels".
+    pub reference_side: f32,
+    /// Use keypoint frames (one hypothesis per correspondence) when both sides have them;
+    /// otherwise seeded RANSAC.
+    pub use_frames: bool,
+    /// At most this many correspondences (the closest in descriptor space) propose
+    /// a hypothesis each; every hypothesis is scored against all correspondences.
+    pub max_hypotheses: usize,
+    /// RANSAC: the most minimal samples drawn (adaptive stopping may draw fewer).
+    pub ransac_max_iterations: u32,
+    /// RANSAC: the confidence of the adaptive stopping rule.
+    pub ransac_confidence: f64,
+    /// Rounds of least-squares local optimisation with shrinking thresholds.
+    pub local_optimisation_rounds: u32,
+    /// A homography is fitted only from at least this many affine inliers.
+    pub homography_min_inliers: u32,
+    /// Largest accepted linear scale change between the images (area change squared).
+    pub max_scale_change: f32,
+    /// A candidate with fewer inliers counts as unverified (zero inliers in the score).
+    pub min_inliers: u32,
+    /// How inliers and the global score are combined.
+    pub fusion: Fusion,
+    /// Weight of the global score in `Fusion::Weighted`, in [0, 1].
+    pub fusion_weight: f32,
+    /// Inlier count at which `Fusion::Weighted`'s verification term reaches one half.
+    pub inlier_saturation: f32,
+    /// Seed of every random choice; each pair derives its own stream from
+    /// `(seed, query, candidate)`, so results never depend on the number of threads.
+    pub seed: u64,
+    /// Worker threads; 0 means all cores (or `ILIAS_RERANK_NUM_THREADS` when set).
+    pub num_threads: usize,
+}
+
+impl Default for RerankConfig {
+    fn default() -> Self {
+        RerankConfig {
+            mutual: true,
+            ratio: None,
+            min_similarity: None,
+            model: Model::Homography,
+            inlier_threshold: 8.0,
+            reference_side: 1024.0,
+            use_frames: true,
+            max_hypotheses: 512,
+            ransac_max_iterations: 1000,
+            ransac_confidence: 0.999,
+            local_optimisation_rounds: 4,
+            homography_min_inliers: 8,
+            max_scale_change: 10.0,
+            min_inliers: 4,
+            fusion: Fusion::Lexicographic,
+            fusion_weight: 0.5,
+            inlier_saturation: 20.0,
+            seed: 0,
+            num_threads: 0,
+        }
+    }
+}
+
+fn check(ok: bool, field: &'static str, expected: &'static str, got: String) -> Result<()> {
+    if ok {
+        Ok(())
+    } else {
+        Err(RerankError::Config {
+            field,
+            expected,
+            got,
+        })
+    }
+}
+
+impl RerankConfig {
+    /// Check every field's range once, before any work starts.
+    pub fn validate(&self) -> Result<()> {
+        if let Some(r) = self.ratio {
+            check(
+                r > 0.0 && r <= 1.0,
+                "ratio",
+                "a number in (0, 1] or None",
+                r.to_string(),
+            )?;
+        }
+        if let Some(s) = self.min_similarity {
+            check(
+                (-1.0..=1.0).contains(&s),
+                "min_similarity",
+                "a number in [-1, 1] or None",
+                s.to_string(),
+            )?;
+        }
+        let t = self.inlier_threshold;
+        check(
+            t.is_finite() && t > 0.0,
+            "inlier_threshold",
+            "a finite number > 0",
+            t.to_string(),
+        )?;
+        let r = self.reference_side;
+        check(
+            r.is_finite() && r >= 0.0,
+            "reference_side",
+            "a finite number >= 0",
+            r.to_string(),
+        )?;
+        check(
+            self.max_hypotheses >= 1,
+            "max_hypotheses",
+            "at least 1",
+            self.max_hypotheses.to_string(),
+        )?;
+        check(
+            self.ransac_max_iterations >= 1,
+            "ransac_max_iterations",
+            "at least 1",
+            self.ransac_max_iterations.to_string(),
+        )?;
+        let c = self.ransac_confidence;
+        check(
+            c > 0.0 && c < 1.0,
+            "ransac_confidence",
+            "a number in (0, 1)",
+            c.to_string(),
+        )?;
+        check(
+            self.homography_min_inliers >= 4,
+            "homography_min_inliers",
+            "at least 4",
+            self.homography_min_inliers.to_string(),
+        )?;
+        let s = self.max_scale_change;
+        check(
+            s.is_finite() && s >= 1.0,
+            "max_scale_change",
+            "a finite number >= 1",
+            s.to_string(),
+        )?;
+        let w = self.fusion_weight;
+        check(
+            (0.0..=1.0).contains(&w),
+            "fusion_weight",
+            "a number in [0, 1]",
+            w.to_string(),
+        )?;
+        let k = self.inlier_saturation;
+        check(
+            k.is_finite() && k > 0.0,
+            "inlier_saturation",
+            "a finite number > 0",
+            k.to_string(),
+        )?;
+        check(
+            self.num_threads <= 1024,
+            "num_threads",
+            "0 (all cores) or at most 1024",
+            self.num_threads.to_string(),
+        )?;
+        Ok(())
+    }
+}

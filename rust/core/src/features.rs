@@ -1,0 +1,230 @@
+//! Borrowed views of one image's local features, and their validation.
+//!
+//! Layouts (all row-major, C order):
+//! - keypoints: `N x 2` float32 pixel `x, y` in the original image;
+//! - descriptors: `N x D` float32 or uint8;
+//! - frames (optional): `N x 2` `(scale, orientation in degrees)` as kornia's
+//!   `laf_from_center_scale_ori`, or `N x 6` local affine frames `[a11 a12 x a21 a22 y]`
+//!   (kornia's LAF `2 x 3`), of which the `2 x 2` shape part is used;
+//! - image size (optional): `(height, width)` in pixels.
+
+use crate::error::{RerankError, Result};
+use crate::kernels::CandidateRows;
+
+/// Descriptors of one image.
+#[derive(Debug, Clone, Copy)]
+pub enum Descriptors<'a> {
+    F32 { data: &'a [f32], dim: usize },
+    U8 { data: &'a [u8], dim: usize },
+}
+
+impl<'a> Descriptors<'a> {
+    pub fn dim(&self) -> usize {
+        match self {
+            Descriptors::F32 { dim, .. } | Descriptors::U8 { dim, .. } => *dim,
+        }
+    }
+
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Descriptors::F32 { .. } => "float32",
+            Descriptors::U8 { .. } => "uint8",
+        }
+    }
+
+    fn data_len(&self) -> usize {
+        match self {
+            Descriptors::F32 { data, .. } => data.len(),
+            Descriptors::U8 { data, .. } => data.len(),
+        }
+    }
+
+    pub(crate) fn rows(&self) -> CandidateRows<'a> {
+        match *self {
+            Descriptors::F32 { data, .. } => CandidateRows::F32(data),
+            Descriptors::U8 { data, .. } => CandidateRows::U8(data),
+        }
+    }
+}
+
+/// Keypoint frames of one image.
+#[derive(Debug, Clone, Copy)]
+pub enum Frames<'a> {
+    /// `N x 2`: scale (pixels) and orientation (degrees).
+    ScaleOrientation(&'a [f32]),
+    /// `N x 6`: kornia LAF rows `[a11 a12 x a21 a22 y]`.
+    Affine(&'a [f32]),
+}
+
+impl Frames<'_> {
+    fn stride(&self) -> usize {
+        match self {
+            Frames::ScaleOrientation(_) => 2,
+            Frames::Affine(_) => 6,
+        }
+    }
+
+    fn data(&self) -> &[f32] {
+        match self {
+            Frames::ScaleOrientation(d) | Frames::Affine(d) => d,
+        }
+    }
+
+    /// The `2 x 2` shape matrix `[a11, a12, a21, a22]` of keypoint `i`.
+    pub fn shape(&self, i: usize) -> [f64; 4] {
+        match self {
+            Frames::ScaleOrientation(d) => {
+                let s = f64::from(d[2 * i]);
+                let (sin, cos) = f64::from(d[2 * i + 1]).to_radians().sin_cos();
+                [s * cos, -s * sin, s * sin, s * cos]
+            }
+            Frames::Affine(d) => {
+                let r = &d[6 * i..6 * i + 6];
+                [r[0], r[1], r[3], r[4]].map(f64::from)
+            }
+        }
+    }
+}
+
+/// Local features of one image, borrowed from the caller.
+#[derive(Debug, Clone, Copy)]
+pub struct LocalFeaturesRef<'a> {
+    pub keypoints: &'a [f32],
+    pub descriptors: Descriptors<'a>,
+    pub frames: Option<Frames<'a>>,
+    /// `(height, width)` of the original image.
+    pub image_size: Option<(u32, u32)>,
+}
+
+/// Hard bounds on one image's features; larger inputs are refused up front.
+pub const MAX_KEYPOINTS: usize = 1 << 20;
+pub const MAX_DIM: usize = 4096;
+
+fn first_non_finite(values: &[f32], stride: usize) -> Option<(usize, f32)> {
+    values
+        .iter()
+        .position(|v| !v.is_finite())
+        .map(|p| (p / stride.max(1), values[p]))
+}
+
+impl<'a> LocalFeaturesRef<'a> {
+    pub fn len(&self) -> usize {
+        self.keypoints.len() / 2
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn dim(&self) -> usize {
+        self.descriptors.dim()
+    }
+
+    pub fn point(&self, i: usize) -> [f64; 2] {
+        [
+            f64::from(self.keypoints[2 * i]),
+            f64::from(self.keypoints[2 * i + 1]),
+        ]
+    }
+
+    /// Check lengths, bounds and finiteness; the error names the offending array and row.
+    pub fn validate(&self) -> Result<()> {
+        if !self.keypoints.len().is_multiple_of(2) {
+            return Err(RerankError::Shape {
+                what: "keypoints".into(),
+                expected: "an even number of values (N x 2)".into(),
+                got: format!("{} values", self.keypoints.len()),
+            });
+        }
+        let n = self.len();
+        if n > MAX_KEYPOINTS {
+            return Err(RerankError::TooLarge {
+                what: "keypoints per image".into(),
+                limit: MAX_KEYPOINTS,
+                got: n,
+            });
+        }
+        let dim = self.dim();
+        if dim == 0 || dim > MAX_DIM {
+            return Err(RerankError::Shape {
+                what: "descriptors".into(),
+                expected: format!("a dimension in 1..={MAX_DIM}"),
+                got: format!("dimension {dim}"),
+            });
+        }
+        if self.descriptors.data_len() != n * dim {
+            return Err(RerankError::Shape {
+                what: "descriptors".into(),
+                expected: format!("({n}, {dim}) to match {n} keypoints"),
+                got: format!(
+                    "{} values ({} rows)",
+                    self.descriptors.data_len(),
+                    self.descriptors.data_len() / dim
+                ),
+            });
+        }
+        if let Some(frames) = &self.frames {
+            let stride = frames.stride();
+            if frames.data().len() != n * stride {
+                return Err(RerankError::Shape {
+                    what: "frames".into(),
+                    expected: format!("({n}, {stride}) to match {n} keypoints"),
+                    got: format!("{} values", frames.data().len()),
+                });
+            }
+            if let Some((row, value)) = first_non_finite(frames.data(), stride) {
+                return Err(RerankError::NonFinite {
+                    what: "frames".into(),
+                    row,
+                    value,
+                });
+            }
+        }
+        if let Some((h, w)) = self.image_size {
+            if h == 0 || w == 0 {
+                return Err(RerankError::Shape {
+                    what: "image_size".into(),
+                    expected: "(height, width) both > 0".into(),
+                    got: format!("({h}, {w})"),
+                });
+            }
+        }
+        if let Some((row, value)) = first_non_finite(self.keypoints, 2) {
+            return Err(RerankError::NonFinite {
+                what: "keypoints".into(),
+                row,
+                value,
+            });
+        }
+        if let Descriptors::F32 { data, dim } = self.descriptors {
+            if let Some((row, value)) = first_non_finite(data, dim) {
+                return Err(RerankError::NonFinite {
+                    what: "descriptors".into(),
+                    row,
+                    value,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Check that `other` can be matched against `self` (same descriptor type and dim).
+    pub fn check_compatible(&self, other: &LocalFeaturesRef<'_>) -> Result<()> {
+        let (a, b) = (self.descriptors.type_name(), other.descriptors.type_name());
+        if a != b {
+            return Err(RerankError::DescriptorTypeMismatch {
+                what: "descriptors".into(),
+                expected: a,
+                got: b,
+            });
+        }
+        if self.dim() != other.dim() {
+            return Err(RerankError::DimensionMismatch {
+                what: "descriptors".into(),
+                expected: self.dim(),
+                got: other.dim(),
+            });
+        }
+        Ok(())
+    }
+}

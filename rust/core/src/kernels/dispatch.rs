@@ -1,0 +1,218 @@
+//! Run-time choice of the instruction set and the entry points compiled for each.
+
+use std::sync::OnceLock;
+
+use super::nn_body::{nn_body, F32Fused, F32Plain, U8Exact};
+use super::{NnScratch, PackedQuery};
+
+/// The instruction sets the kernels are compiled for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isa {
+    /// x86-64 with AVX-512 (F, BW, VL) and FMA.
+    Avx512,
+    /// x86-64 with AVX2 and FMA.
+    Avx2,
+    /// Anything else, or forced by `ILIAS_RERANK_FORCE_PORTABLE=1`.
+    Portable,
+}
+
+impl Isa {
+    /// The best instruction set of this CPU, detected once per process.
+    pub fn detect() -> Isa {
+        static DETECTED: OnceLock<Isa> = OnceLock::new();
+        *DETECTED.get_or_init(|| {
+            let forced = std::env::var("ILIAS_RERANK_FORCE_PORTABLE")
+                .map(|v| !v.is_empty() && v != "0")
+                .unwrap_or(false);
+            if forced {
+                Isa::Portable
+            } else {
+                Self::detect_cpu()
+            }
+        })
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    fn detect_cpu() -> Isa {
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+            && std::arch::is_x86_feature_detected!("fma")
+        {
+            Isa::Avx512
+        } else if std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+        {
+            Isa::Avx2
+        } else {
+            Isa::Portable
+        }
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    fn detect_cpu() -> Isa {
+        Isa::Portable
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Avx512 => "avx512",
+            Isa::Avx2 => "avx2",
+            Isa::Portable => "portable",
+        }
+    }
+
+    /// Query columns per packed panel (two vector registers wide).
+    pub(crate) fn panel_width(self) -> usize {
+        match self {
+            Isa::Avx512 => 32,
+            Isa::Avx2 | Isa::Portable => 16,
+        }
+    }
+}
+
+/// Candidate descriptors of one image, by element type.
+#[derive(Debug, Clone, Copy)]
+pub enum CandidateRows<'a> {
+    F32(&'a [f32]),
+    U8(&'a [u8]),
+}
+
+/// Nearest neighbours in both directions between a packed query and `cand_len`
+/// candidate rows; the results are left in `scratch`. The candidate rows must have the
+/// query's element type and dimension (checked at the API boundary, see `features.rs`).
+pub fn nearest_neighbours(
+    query: &PackedQuery,
+    cand: CandidateRows<'_>,
+    cand_len: usize,
+    scratch: &mut NnScratch,
+) {
+    let dim = query.dim;
+    match (query.isa, cand) {
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx512, CandidateRows::F32(rows)) => {
+            // SAFETY: `Isa::Avx512` is only produced by `detect_cpu` after checking the features.
+            unsafe {
+                x86::f32_avx512(
+                    &query.panels_f32,
+                    &query.norms,
+                    dim,
+                    rows,
+                    cand_len,
+                    scratch,
+                )
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx512, CandidateRows::U8(rows)) => {
+            // SAFETY: as above.
+            unsafe {
+                x86::u8_avx512(
+                    &query.panels_i32,
+                    &query.norms,
+                    dim,
+                    rows,
+                    cand_len,
+                    scratch,
+                )
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx2, CandidateRows::F32(rows)) => {
+            // SAFETY: `Isa::Avx2` is only produced by `detect_cpu` after checking the features.
+            unsafe {
+                x86::f32_avx2(
+                    &query.panels_f32,
+                    &query.norms,
+                    dim,
+                    rows,
+                    cand_len,
+                    scratch,
+                )
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx2, CandidateRows::U8(rows)) => {
+            // SAFETY: as above.
+            unsafe {
+                x86::u8_avx2(
+                    &query.panels_i32,
+                    &query.norms,
+                    dim,
+                    rows,
+                    cand_len,
+                    scratch,
+                )
+            }
+        }
+        (_, CandidateRows::F32(rows)) => nn_body::<F32Plain, f32, 4, 16>(
+            &query.panels_f32,
+            &query.norms,
+            dim,
+            rows,
+            cand_len,
+            scratch,
+        ),
+        (_, CandidateRows::U8(rows)) => nn_body::<U8Exact, u8, 4, 16>(
+            &query.panels_i32,
+            &query.norms,
+            dim,
+            rows,
+            cand_len,
+            scratch,
+        ),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::*;
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+    pub(super) unsafe fn f32_avx512(
+        panels: &[f32],
+        norms: &[f32],
+        dim: usize,
+        cand: &[f32],
+        cand_len: usize,
+        scratch: &mut NnScratch,
+    ) {
+        nn_body::<F32Fused, f32, 8, 32>(panels, norms, dim, cand, cand_len, scratch)
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+    pub(super) unsafe fn u8_avx512(
+        panels: &[i32],
+        norms: &[f32],
+        dim: usize,
+        cand: &[u8],
+        cand_len: usize,
+        scratch: &mut NnScratch,
+    ) {
+        nn_body::<U8Exact, u8, 8, 32>(panels, norms, dim, cand, cand_len, scratch)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn f32_avx2(
+        panels: &[f32],
+        norms: &[f32],
+        dim: usize,
+        cand: &[f32],
+        cand_len: usize,
+        scratch: &mut NnScratch,
+    ) {
+        nn_body::<F32Fused, f32, 4, 16>(panels, norms, dim, cand, cand_len, scratch)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn u8_avx2(
+        panels: &[i32],
+        norms: &[f32],
+        dim: usize,
+        cand: &[u8],
+        cand_len: usize,
+        scratch: &mut NnScratch,
+    ) {
+        nn_body::<U8Exact, u8, 4, 16>(panels, norms, dim, cand, cand_len, scratch)
+    }
+}

@@ -1,0 +1,294 @@
+//! The public entry points: re-rank a shortlist, verify one pair, verify given
+//! correspondences. Inputs are validated here, once, before any work starts.
+
+use rayon::prelude::*;
+
+use crate::config::RerankConfig;
+use crate::error::{RerankError, Result};
+use crate::features::{Frames, LocalFeaturesRef};
+use crate::fusion::fuse;
+use crate::kernels::{NnScratch, PackedQuery};
+use crate::matching::{match_descriptors, prepare_query, Match};
+use crate::threads;
+use crate::verify::{inlier_mask, verify, Correspondences, PairRng, Verification, VerifyScratch};
+
+/// Longest shortlist accepted by one call.
+pub const MAX_CANDIDATES: usize = 1 << 22;
+
+/// What verification found for one candidate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CandidateOutcome {
+    /// Tentative correspondences that went into verification.
+    pub matches: u32,
+    pub verification: Verification,
+}
+
+/// A re-ranked shortlist.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RerankOutput {
+    /// Indices into the candidates, best first.
+    pub order: Vec<usize>,
+    /// Fused scores aligned with `order`: strictly decreasing.
+    pub scores: Vec<f64>,
+    /// Per candidate, in input order.
+    pub candidates: Vec<CandidateOutcome>,
+}
+
+/// One pair, verified, with its correspondences.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PairOutcome {
+    pub matches: Vec<Match>,
+    pub inlier_mask: Vec<bool>,
+    pub verification: Verification,
+}
+
+/// The inlier threshold in pixels of an image of size `size`.
+pub fn pixel_threshold(cfg: &RerankConfig, size: Option<(u32, u32)>) -> f64 {
+    let base = f64::from(cfg.inlier_threshold);
+    match size {
+        Some((h, w)) if cfg.reference_side > 0.0 => {
+            let side = f64::from(h.max(w));
+            base * (side / f64::from(cfg.reference_side)).max(1.0)
+        }
+        _ => base,
+    }
+}
+
+/// Per-thread buffers, reused across the candidates a worker processes.
+#[derive(Default)]
+struct Worker {
+    nn: NnScratch,
+    matches: Vec<Match>,
+    corr: Correspondences,
+    verify: VerifyScratch,
+}
+
+impl Worker {
+    fn process(
+        &mut self,
+        packed: &PackedQuery,
+        query: &LocalFeaturesRef<'_>,
+        cand: &LocalFeaturesRef<'_>,
+        pair: (u64, u64),
+        cfg: &RerankConfig,
+    ) -> CandidateOutcome {
+        match_descriptors(packed, cand, cfg, &mut self.nn, &mut self.matches);
+        fill_correspondences(query, cand, &self.matches, &mut self.corr);
+        let mut rng = PairRng::for_pair(cfg.seed, pair.0, pair.1);
+        let threshold = pixel_threshold(cfg, cand.image_size);
+        let verification = verify(&self.corr, threshold, cfg, &mut rng, &mut self.verify);
+        CandidateOutcome {
+            matches: self.matches.len() as u32,
+            verification,
+        }
+    }
+}
+
+fn fill_correspondences(
+    query: &LocalFeaturesRef<'_>,
+    cand: &LocalFeaturesRef<'_>,
+    matches: &[Match],
+    corr: &mut Correspondences,
+) {
+    corr.clear();
+    let frames = match (&query.frames, &cand.frames) {
+        (Some(a), Some(b)) => Some((a, b)),
+        _ => None,
+    };
+    for m in matches {
+        let (i, j) = (m.query as usize, m.candidate as usize);
+        corr.q.push(query.point(i));
+        corr.c.push(cand.point(j));
+        corr.distance.push(m.distance);
+        if let Some((fa, fb)) = frames {
+            corr.q_shape.push(fa.shape(i));
+            corr.c_shape.push(fb.shape(j));
+        }
+    }
+}
+
+fn validate_pair(
+    query: &LocalFeaturesRef<'_>,
+    cand: &LocalFeaturesRef<'_>,
+    place: &str,
+) -> Result<()> {
+    cand.validate().map_err(|e| e.within(place))?;
+    query.check_compatible(cand).map_err(|e| e.within(place))
+}
+
+/// Re-rank `candidates` for `query`. `global[j]`, when given, is candidate `j`'s score
+/// from the first stage (higher is better). Empty inputs give a neutral result (zero
+/// inliers, global order), never an error.
+pub fn rerank(
+    query: &LocalFeaturesRef<'_>,
+    candidates: &[LocalFeaturesRef<'_>],
+    global: Option<&[f32]>,
+    cfg: &RerankConfig,
+) -> Result<RerankOutput> {
+    rerank_query(query, candidates, global, cfg, 0)
+}
+
+/// As [`rerank`], with the query's index in a batch (it seeds the per-pair streams).
+pub fn rerank_query(
+    query: &LocalFeaturesRef<'_>,
+    candidates: &[LocalFeaturesRef<'_>],
+    global: Option<&[f32]>,
+    cfg: &RerankConfig,
+    query_index: u64,
+) -> Result<RerankOutput> {
+    cfg.validate()?;
+    query.validate().map_err(|e| e.within("query"))?;
+    if candidates.len() > MAX_CANDIDATES {
+        return Err(RerankError::TooLarge {
+            what: "candidates".into(),
+            limit: MAX_CANDIDATES,
+            got: candidates.len(),
+        });
+    }
+    for (j, cand) in candidates.iter().enumerate() {
+        validate_pair(query, cand, &format!("candidate {j}"))?;
+    }
+    if let Some(g) = global {
+        if g.len() != candidates.len() {
+            return Err(RerankError::Shape {
+                what: "global_scores".into(),
+                expected: format!("one score per candidate ({})", candidates.len()),
+                got: format!("{} scores", g.len()),
+            });
+        }
+        if let Some(row) = g.iter().position(|v| !v.is_finite()) {
+            return Err(RerankError::NonFinite {
+                what: "global_scores".into(),
+                row,
+                value: g[row],
+            });
+        }
+    }
+    let packed = prepare_query(query);
+    let outcomes: Vec<CandidateOutcome> = threads::install(cfg.num_threads, || {
+        candidates
+            .par_iter()
+            .enumerate()
+            .map_init(Worker::default, |w, (j, cand)| {
+                w.process(&packed, query, cand, (query_index, j as u64), cfg)
+            })
+            .collect()
+    });
+    let inliers: Vec<u32> = outcomes.iter().map(|o| o.verification.inliers).collect();
+    let (order, scores) = fuse(&inliers, global, cfg);
+    Ok(RerankOutput {
+        order,
+        scores,
+        candidates: outcomes,
+    })
+}
+
+/// Match and verify one pair; returns the matches, which of them are inliers, and the
+/// transform mapping `query` pixels to `candidate` pixels.
+pub fn verify_pair(
+    query: &LocalFeaturesRef<'_>,
+    candidate: &LocalFeaturesRef<'_>,
+    cfg: &RerankConfig,
+) -> Result<PairOutcome> {
+    cfg.validate()?;
+    query.validate().map_err(|e| e.within("query"))?;
+    validate_pair(query, candidate, "candidate")?;
+    let packed = prepare_query(query);
+    let mut worker = Worker::default();
+    let outcome = worker.process(&packed, query, candidate, (0, 0), cfg);
+    let threshold = pixel_threshold(cfg, candidate.image_size);
+    let mask = inlier_mask(&worker.corr, &outcome.verification, threshold);
+    Ok(PairOutcome {
+        matches: worker.matches,
+        inlier_mask: mask,
+        verification: outcome.verification,
+    })
+}
+
+/// Given correspondences (row `i` of `query_points` matches row `i` of
+/// `candidate_points`, both `K x 2`), with optional frames for both sides, estimate the
+/// transform and its inliers.
+pub fn verify_correspondences(
+    query_points: &[f32],
+    candidate_points: &[f32],
+    frames: Option<(Frames<'_>, Frames<'_>)>,
+    candidate_size: Option<(u32, u32)>,
+    cfg: &RerankConfig,
+) -> Result<(Verification, Vec<bool>)> {
+    cfg.validate()?;
+    if query_points.len() != candidate_points.len() || !query_points.len().is_multiple_of(2) {
+        return Err(RerankError::Shape {
+            what: "candidate_points".into(),
+            expected: format!("({}, 2) to match query_points", query_points.len() / 2),
+            got: format!("{} values", candidate_points.len()),
+        });
+    }
+    for (name, pts) in [
+        ("query_points", query_points),
+        ("candidate_points", candidate_points),
+    ] {
+        if let Some(p) = pts.iter().position(|v| !v.is_finite()) {
+            return Err(RerankError::NonFinite {
+                what: name.into(),
+                row: p / 2,
+                value: pts[p],
+            });
+        }
+    }
+    let k = query_points.len() / 2;
+    let mut corr = Correspondences::default();
+    for i in 0..k {
+        corr.q.push([
+            f64::from(query_points[2 * i]),
+            f64::from(query_points[2 * i + 1]),
+        ]);
+        corr.c.push([
+            f64::from(candidate_points[2 * i]),
+            f64::from(candidate_points[2 * i + 1]),
+        ]);
+        corr.distance.push(i as f32);
+    }
+    if let Some((fq, fc)) = frames {
+        let (qf, cf) = (
+            frame_view(fq, k).map_err(|e| e.within("query"))?,
+            frame_view(fc, k).map_err(|e| e.within("candidate"))?,
+        );
+        for i in 0..k {
+            corr.q_shape.push(qf.shape(i));
+            corr.c_shape.push(cf.shape(i));
+        }
+    }
+    let threshold = pixel_threshold(cfg, candidate_size);
+    let mut rng = PairRng::for_pair(cfg.seed, 0, 0);
+    let v = verify(
+        &corr,
+        threshold,
+        cfg,
+        &mut rng,
+        &mut VerifyScratch::default(),
+    );
+    let mask = inlier_mask(&corr, &v, threshold);
+    Ok((v, mask))
+}
+
+fn frame_view(frames: Frames<'_>, k: usize) -> Result<Frames<'_>> {
+    let (data, stride) = match frames {
+        Frames::ScaleOrientation(d) => (d, 2),
+        Frames::Affine(d) => (d, 6),
+    };
+    if data.len() != k * stride {
+        return Err(RerankError::Shape {
+            what: "frames".into(),
+            expected: format!("({k}, {stride})"),
+            got: format!("{} values", data.len()),
+        });
+    }
+    if let Some(p) = data.iter().position(|v| !v.is_finite()) {
+        return Err(RerankError::NonFinite {
+            what: "frames".into(),
+            row: p / stride,
+            value: data[p],
+        });
+    }
+    Ok(frames)
+}

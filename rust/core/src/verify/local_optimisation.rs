@@ -1,0 +1,89 @@
+//! Local optimisation of a hypothesis: least-squares refits on its inliers with
+//! shrinking thresholds, then (for `Model::Homography`) normalised-DLT refits kept only
+//! when they explain at least as many correspondences as the affine model.
+
+use super::{inliers, Correspondences, Verification, VerifyScratch};
+use crate::config::{Model, RerankConfig};
+use crate::geometry::{fit_affine, fit_homography, fit_similarity, is_plausible, Transform};
+
+/// Threshold multiplier of LO round `k` of `rounds`: from 2 down to 1.
+fn multiplier(k: u32, rounds: u32) -> f64 {
+    if rounds <= 1 {
+        1.0
+    } else {
+        2.0 - f64::from(k) / f64::from(rounds - 1)
+    }
+}
+
+/// Refine `initial` (of kind `kind`) and return the verified model.
+pub fn refine(
+    initial: Transform,
+    kind: Model,
+    corr: &Correspondences,
+    threshold: f64,
+    cfg: &RerankConfig,
+    scratch: &mut VerifyScratch,
+) -> Verification {
+    let max_scale = f64::from(cfg.max_scale_change);
+    let rounds = cfg.local_optimisation_rounds;
+    let linear = if cfg.model == Model::Similarity {
+        Model::Similarity
+    } else {
+        Model::Affine
+    };
+    let mut best_t = initial;
+    let mut best_kind = kind;
+    if kind != Model::Homography {
+        best_kind = linear;
+        for k in 0..rounds {
+            inliers::collect(
+                &best_t,
+                corr,
+                threshold * multiplier(k, rounds),
+                &mut scratch.refined,
+            );
+            let fitted = match linear {
+                Model::Similarity => fit_similarity(&corr.q, &corr.c, &scratch.refined),
+                _ => fit_affine(&corr.q, &corr.c, &scratch.refined),
+            };
+            match fitted {
+                Some(t) if is_plausible(&t, &corr.query_box(&scratch.refined)[..1], max_scale) => {
+                    best_t = t
+                }
+                _ => break,
+            }
+        }
+    }
+    let mut best_count = inliers::count(&best_t, corr, threshold);
+    if cfg.model == Model::Homography && best_count >= cfg.homography_min_inliers {
+        let mut current = best_t;
+        for k in 0..rounds.max(1) + 1 {
+            let m = multiplier(k, rounds.max(1) + 1);
+            inliers::collect(&current, corr, threshold * m, &mut scratch.refined);
+            if scratch.refined.len() < cfg.homography_min_inliers as usize {
+                break;
+            }
+            let Some(h) = fit_homography(&corr.q, &corr.c, &scratch.refined) else {
+                break;
+            };
+            if !is_plausible(&h, &corr.query_box(&scratch.refined), max_scale) {
+                break;
+            }
+            let n = inliers::count(&h, corr, threshold);
+            if n >= best_count {
+                best_t = h;
+                best_kind = Model::Homography;
+                best_count = n;
+            }
+            current = h;
+        }
+    }
+    if best_count < 2 {
+        return Verification::NONE;
+    }
+    Verification {
+        model: Some(best_kind),
+        transform: best_t.normalised(),
+        inliers: best_count,
+    }
+}
