@@ -15,6 +15,9 @@ pub struct Match {
     pub candidate: u32,
     /// Squared L2 distance between the two descriptors.
     pub distance: f32,
+    /// Lowe's ratio `best / second best` L2 distance (0 when there is no second):
+    /// the lower, the more distinctive. Orders the verification hypotheses.
+    pub ratio: f32,
 }
 
 /// Pack the query descriptors once for matching against many candidates.
@@ -59,12 +62,17 @@ pub fn match_descriptors(
         if cfg.mutual && scratch.cand_arg[j as usize] != i as u32 {
             continue;
         }
+        let second = (scratch.query_second[i] + qn).max(0.0);
         if let Some(r2) = ratio2 {
-            let second = (scratch.query_second[i] + qn).max(0.0);
             if d2 > r2 * second {
                 continue;
             }
         }
+        let ratio = if second.is_finite() && second > 0.0 {
+            (d2 / second).sqrt()
+        } else {
+            0.0
+        };
         if let Some(min_sim) = cfg.min_similarity {
             let cn = scratch.cand_norms[j as usize];
             let denom = (qn * cn).sqrt();
@@ -81,6 +89,7 @@ pub fn match_descriptors(
             query: i as u32,
             candidate: j,
             distance: d2,
+            ratio,
         });
     }
 }

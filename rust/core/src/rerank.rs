@@ -99,7 +99,7 @@ fn fill_correspondences(
         let (i, j) = (m.query as usize, m.candidate as usize);
         corr.q.push(query.point(i));
         corr.c.push(cand.point(j));
-        corr.distance.push(m.distance);
+        corr.rank_key.push(m.ratio);
         if let Some((fa, fb)) = frames {
             corr.q_shape.push(fa.shape(i));
             corr.c_shape.push(fb.shape(j));
@@ -246,7 +246,7 @@ pub fn verify_correspondences(
             f64::from(candidate_points[2 * i]),
             f64::from(candidate_points[2 * i + 1]),
         ]);
-        corr.distance.push(i as f32);
+        corr.rank_key.push(i as f32);
     }
     if let Some((fq, fc)) = frames {
         let (qf, cf) = (

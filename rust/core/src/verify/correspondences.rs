@@ -9,8 +9,9 @@ pub struct Correspondences {
     pub q_shape: Vec<[f64; 4]>,
     /// `2 x 2` frame shapes of the candidate keypoints (empty when there are no frames).
     pub c_shape: Vec<[f64; 4]>,
-    /// Descriptor distance of each pair (smaller is better); orders the hypotheses.
-    pub distance: Vec<f32>,
+    /// Confidence rank key of each pair (smaller is better, e.g. Lowe's ratio);
+    /// orders the hypotheses.
+    pub rank_key: Vec<f32>,
 }
 
 impl Correspondences {
@@ -19,7 +20,7 @@ impl Correspondences {
         self.c.clear();
         self.q_shape.clear();
         self.c_shape.clear();
-        self.distance.clear();
+        self.rank_key.clear();
     }
 
     pub fn len(&self) -> usize {

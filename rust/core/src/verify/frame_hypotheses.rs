@@ -18,13 +18,13 @@ pub fn verify_with_frames(
 ) -> Verification {
     let n = corr.len();
     let max_scale = f64::from(cfg.max_scale_change);
-    // The closest pairs in descriptor space propose hypotheses.
+    // The most distinctive pairs (lowest rank key) propose hypotheses.
     scratch.order.clear();
     scratch.order.extend(0..n as u32);
     if n > cfg.max_hypotheses {
         scratch.order.sort_by(|&a, &b| {
-            corr.distance[a as usize]
-                .total_cmp(&corr.distance[b as usize])
+            corr.rank_key[a as usize]
+                .total_cmp(&corr.rank_key[b as usize])
                 .then(a.cmp(&b))
         });
         scratch.order.truncate(cfg.max_hypotheses);

@@ -1,11 +1,14 @@
-//! Seeded LO-RANSAC for correspondences without frames: minimal samples of 2
-//! (similarity), 3 (affine) or 4 (homography) pairs, adaptive stopping, and local
-//! optimisation each time a better model is found.
+//! Seeded LO-RANSAC for correspondences without frames: minimal samples of 2 pairs
+//! (similarity) or 3 pairs (affine, and also for `Model::Homography`: local optimisation
+//! upgrades a good affine hypothesis to a homography), adaptive stopping, and local
+//! optimisation each time a better model is found. Three-point samples need far fewer
+//! draws than four-point ones at low inlier ratios (w³ vs w⁴) and planar views are
+//! locally affine; `homography_from_four` stays available for callers who want it.
 
 use super::local_optimisation::refine;
 use super::{inliers, Correspondences, PairRng, Verification, VerifyScratch};
 use crate::config::{Model, RerankConfig};
-use crate::geometry::{fit_affine, fit_similarity, homography_from_four, is_plausible, Transform};
+use crate::geometry::{fit_affine, fit_similarity, is_plausible, Transform};
 
 /// Iterations needed to draw one all-inlier sample with probability `confidence`.
 fn iterations_needed(inlier_ratio: f64, sample: usize, confidence: f64) -> u64 {
@@ -43,8 +46,7 @@ pub fn verify_with_ransac(
     let max_scale = f64::from(cfg.max_scale_change);
     let sample_size = match cfg.model {
         Model::Similarity => 2,
-        Model::Affine => 3,
-        Model::Homography => 4,
+        Model::Affine | Model::Homography => 3,
     };
     if n < sample_size {
         return Verification::NONE;
@@ -52,7 +54,7 @@ pub fn verify_with_ransac(
     let mut best = Verification::NONE;
     let mut best_raw = 0u32;
     let mut needed = u64::from(cfg.ransac_max_iterations);
-    let mut sample = [0u32; 4];
+    let mut sample = [0u32; 3];
     let mut it = 0u64;
     while it < needed.min(u64::from(cfg.ransac_max_iterations)) {
         it += 1;
@@ -60,8 +62,7 @@ pub fn verify_with_ransac(
         let s = &sample[..sample_size];
         let fitted: Option<Transform> = match cfg.model {
             Model::Similarity => fit_similarity(&corr.q, &corr.c, s),
-            Model::Affine => fit_affine(&corr.q, &corr.c, s),
-            Model::Homography => homography_from_four(&corr.q, &corr.c, &sample),
+            Model::Affine | Model::Homography => fit_affine(&corr.q, &corr.c, s),
         };
         let Some(t) = fitted else { continue };
         let at = sample.map(|i| corr.q[i as usize]);
@@ -73,7 +74,11 @@ pub fn verify_with_ransac(
             continue;
         }
         best_raw = count;
-        let kind = cfg.model;
+        let kind = if cfg.model == Model::Similarity {
+            Model::Similarity
+        } else {
+            Model::Affine
+        };
         let v = refine(t, kind, corr, threshold, cfg, scratch);
         let v = if v.inliers >= count {
             v

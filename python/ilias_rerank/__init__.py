@@ -1,0 +1,58 @@
+"""ilias-rerank: fast local-descriptor re-ranking for instance-level image retrieval.
+
+>>> import ilias_rerank as ir
+>>> feats = ir.extract_local(["query.jpg", "a.jpg", "b.jpg"])
+>>> result = ir.rerank(feats[0], feats[1:])
+>>> result.order, result.scores, result.inliers
+"""
+
+from . import _core
+from .api import rerank, verify_correspondences, verify_pair
+from .config import RerankConfig
+from .errors import (
+    ConfigError,
+    DimensionMismatchError,
+    DTypeError,
+    ExtractionError,
+    IliasRerankError,
+    ImageReadError,
+    InternalError,
+    InvalidInputError,
+    NonFiniteError,
+    ResourceLimitError,
+    ShapeError,
+)
+from .extract import extract_local
+from .features import LocalFeatures
+from .results import PairVerification, RerankResult
+
+__version__ = _core.__version__
+
+__all__ = [
+    "ConfigError",
+    "DTypeError",
+    "DimensionMismatchError",
+    "ExtractionError",
+    "IliasRerankError",
+    "ImageReadError",
+    "InternalError",
+    "InvalidInputError",
+    "LocalFeatures",
+    "NonFiniteError",
+    "PairVerification",
+    "RerankConfig",
+    "RerankResult",
+    "ResourceLimitError",
+    "ShapeError",
+    "__version__",
+    "cpu_features",
+    "extract_local",
+    "rerank",
+    "verify_correspondences",
+    "verify_pair",
+]
+
+
+def cpu_features() -> str:
+    """The instruction set the similarity kernels use here (``avx512``, ``avx2``, ``portable``)."""
+    return _core.cpu_features()

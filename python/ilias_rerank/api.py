@@ -1,0 +1,152 @@
+"""The re-ranking API: :func:`rerank`, :func:`verify_pair`, :func:`verify_correspondences`.
+
+All the work runs in the Rust core with the GIL released. Inputs must not be mutated by
+another thread while a call is running (the core reads them in place).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from . import _core
+from .config import RerankConfig
+from .errors import DTypeError, ShapeError
+from .features import LocalFeatures, as_numpy
+from .results import PairVerification, RerankResult
+
+__all__ = ["rerank", "verify_correspondences", "verify_pair"]
+
+_DEFAULT = RerankConfig()
+
+
+def _features(value: Any, what: str) -> LocalFeatures:
+    if isinstance(value, LocalFeatures):
+        return value
+    if isinstance(value, Mapping):
+        return LocalFeatures(**value)
+    if isinstance(value, tuple) and 2 <= len(value) <= 4:
+        return LocalFeatures(*value)
+    raise DTypeError(
+        f"{what}: expected LocalFeatures (or a dict / tuple of its fields), got {type(value).__name__}"
+    )
+
+
+def _config(config: RerankConfig | Mapping | None) -> dict:
+    if config is None:
+        return _DEFAULT.to_dict()
+    if isinstance(config, RerankConfig):
+        return config.to_dict()
+    if isinstance(config, Mapping):
+        return RerankConfig(**config).to_dict()
+    raise DTypeError(f"config: expected RerankConfig, dict or None, got {type(config).__name__}")
+
+
+def rerank(
+    query: LocalFeatures,
+    candidates: Sequence[LocalFeatures],
+    global_scores: Any = None,
+    *,
+    config: RerankConfig | Mapping | None = None,
+) -> RerankResult:
+    """Re-rank a shortlist by local-feature matching and spatial verification.
+
+    ``candidates`` is the shortlist (best first); ``global_scores`` (M,) their first-stage
+    scores (higher is better), or ``None`` (input order breaks ties). Returns a
+    :class:`RerankResult`. Candidates with no or too few matches get zero inliers (no
+    error); invalid arrays raise a subclass of ``ValueError`` naming the candidate.
+    """
+    q = _features(query, "query")
+    cands = [_features(c, f"candidate {j}") for j, c in enumerate(candidates)]
+    g = None
+    if global_scores is not None:
+        g = as_numpy(global_scores, "global_scores")
+        if g.ndim != 1:
+            raise ShapeError(f"global_scores: expected (M,) float32, got {tuple(g.shape)} {g.dtype}")
+        if g.dtype.kind not in "fiu":
+            raise DTypeError(f"global_scores: expected (M,) float32, got {g.dtype}")
+        g = np.ascontiguousarray(g, dtype=np.float32)
+    out = _core.rerank(q, cands, g, _config(config))
+    return RerankResult(
+        order=out["order"],
+        scores=out["scores"],
+        inliers=out["inliers"],
+        num_matches=out["num_matches"],
+        transforms=out["transforms"],
+        models=tuple(out["models"]),
+    )
+
+
+def verify_pair(
+    query: LocalFeatures,
+    candidate: LocalFeatures,
+    *,
+    config: RerankConfig | Mapping | None = None,
+) -> PairVerification:
+    """Match and spatially verify one pair; the transform maps query to candidate pixels."""
+    out = _core.verify_pair(_features(query, "query"), _features(candidate, "candidate"), _config(config))
+    return PairVerification(
+        matches=out["matches"],
+        distances=out["distances"],
+        inlier_mask=out["inlier_mask"],
+        transform=out["transform"],
+        model=out["model"],
+        num_inliers=int(out["num_inliers"]),
+    )
+
+
+def _points(value: Any, what: str) -> np.ndarray:
+    arr = as_numpy(value, what)
+    if arr.ndim != 2 or arr.shape[1] != 2:
+        raise ShapeError(f"{what}: expected (K, 2) float32, got {tuple(arr.shape)} {arr.dtype}")
+    if arr.dtype.kind not in "fiu":
+        raise DTypeError(f"{what}: expected (K, 2) float32, got {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def _frames(value: Any, what: str) -> np.ndarray | None:
+    if value is None:
+        return None
+    arr = as_numpy(value, what)
+    if arr.ndim == 3 and arr.shape[1:] == (2, 3):
+        arr = arr.reshape(arr.shape[0], 6)
+    if arr.ndim != 2 or arr.shape[1] not in (2, 6):
+        raise ShapeError(f"{what}: expected (K, 2) or (K, 2, 3) float32, got {tuple(arr.shape)}")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def verify_correspondences(
+    query_points: Any,
+    candidate_points: Any,
+    *,
+    query_frames: Any = None,
+    candidate_frames: Any = None,
+    candidate_size: tuple[int, int] | None = None,
+    config: RerankConfig | Mapping | None = None,
+) -> PairVerification:
+    """Verify given tentative correspondences (row i of both point arrays is one pair).
+
+    With frames on both sides the hypotheses come from them; otherwise seeded LO-RANSAC.
+    ``candidate_size`` ``(height, width)`` scales the inlier threshold as in ``rerank``.
+    """
+    qp = _points(query_points, "query_points")
+    cp = _points(candidate_points, "candidate_points")
+    out = _core.verify_correspondences(
+        qp,
+        cp,
+        _frames(query_frames, "query_frames"),
+        _frames(candidate_frames, "candidate_frames"),
+        candidate_size,
+        _config(config),
+    )
+    k = qp.shape[0]
+    return PairVerification(
+        matches=np.stack([np.arange(k), np.arange(k)], axis=1).astype(np.int64),
+        distances=np.zeros(k, dtype=np.float32),
+        inlier_mask=out["inlier_mask"],
+        transform=out["transform"],
+        model=out["model"],
+        num_inliers=int(out["num_inliers"]),
+    )

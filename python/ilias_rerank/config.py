@@ -1,0 +1,69 @@
+"""``RerankConfig``: every setting of matching, verification, fusion and execution.
+
+Its defaults are the Rust core's (``RerankConfig::default`` in ``rust/core/src/config.rs``);
+a test checks that both sides agree. Field meanings are documented there and below.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["RerankConfig"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RerankConfig:
+    """Settings of :func:`ilias_rerank.rerank` and :func:`ilias_rerank.verify_pair`.
+
+    Matching
+        ``mutual``: keep only mutual nearest neighbours (squared L2).
+        ``ratio``: Lowe's test on L2 distances (best <= ratio * second best), or ``None``.
+        ``min_similarity``: floor on the descriptors' cosine similarity, or ``None``.
+    Verification
+        ``model``: ``"homography"`` (affine, refined to a homography when enough inliers
+        support it), ``"affine"`` or ``"similarity"``.
+        ``inlier_threshold``: pixels in the candidate image, for an image whose longest side
+        is ``reference_side``; larger images scale it up (never down); ``reference_side=0``
+        makes it absolute.
+        ``use_frames``: one hypothesis per correspondence from keypoint frames when both
+        sides have them (deterministic); otherwise seeded LO-RANSAC.
+        ``max_hypotheses``, ``ransac_max_iterations``, ``ransac_confidence``,
+        ``local_optimisation_rounds``, ``homography_min_inliers``, ``max_scale_change``.
+    Scoring
+        ``min_inliers``: fewer inliers count as unverified (0 in the score).
+        ``fusion``: ``"lexicographic"`` (inliers, then global score) or ``"weighted"``
+        (``fusion_weight * global + (1 - fusion_weight) * n / (n + inlier_saturation)``).
+    Execution
+        ``seed``: seeds every random choice per (query, candidate) pair;
+        ``num_threads``: 0 = all cores (or ``ILIAS_RERANK_NUM_THREADS``).
+    """
+
+    mutual: bool = True
+    ratio: float | None = None
+    min_similarity: float | None = None
+    model: Literal["homography", "affine", "similarity"] = "homography"
+    inlier_threshold: float = 8.0
+    reference_side: float = 1024.0
+    use_frames: bool = True
+    max_hypotheses: int = 512
+    ransac_max_iterations: int = 1000
+    ransac_confidence: float = 0.999
+    local_optimisation_rounds: int = 4
+    homography_min_inliers: int = 8
+    max_scale_change: float = 10.0
+    min_inliers: int = 4
+    fusion: Literal["lexicographic", "weighted"] = "lexicographic"
+    fusion_weight: float = 0.5
+    inlier_saturation: float = 20.0
+    seed: int = 0
+    num_threads: int = 0
+
+    def to_dict(self) -> dict:
+        """The plain dict the Rust core parses (and validates)."""
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes) -> RerankConfig:
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)

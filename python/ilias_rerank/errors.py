@@ -1,0 +1,68 @@
+"""Exception classes. Input problems are also ``ValueError`` (or ``TypeError`` for dtypes),
+so generic handlers keep working; each has a specific class for precise handling."""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "DTypeError",
+    "DimensionMismatchError",
+    "ExtractionError",
+    "IliasRerankError",
+    "ImageReadError",
+    "InternalError",
+    "InvalidInputError",
+    "NonFiniteError",
+    "ResourceLimitError",
+    "ShapeError",
+]
+
+
+class IliasRerankError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class InvalidInputError(IliasRerankError, ValueError):
+    """The input arrays are not what the function accepts."""
+
+
+class ShapeError(InvalidInputError):
+    """Wrong rank, shape, length or memory layout."""
+
+
+class DTypeError(InvalidInputError, TypeError):
+    """Wrong element type (or descriptor types that differ between images)."""
+
+
+class DimensionMismatchError(InvalidInputError):
+    """Descriptor dimensions differ between the query and a candidate."""
+
+
+class NonFiniteError(InvalidInputError):
+    """NaN or infinity in keypoints, descriptors, frames or scores."""
+
+
+class ResourceLimitError(InvalidInputError):
+    """The input exceeds a documented size bound and was refused before any work."""
+
+
+class ConfigError(IliasRerankError, ValueError):
+    """A configuration value is out of range or unknown."""
+
+
+class ImageReadError(IliasRerankError, OSError):
+    """An image file is missing or cannot be decoded; the message names the file."""
+
+
+class ExtractionError(IliasRerankError):
+    """Some images of a batch failed. ``results`` holds every image's features (``None``
+    for the failed ones), ``failures`` maps batch index -> (source, reason)."""
+
+    def __init__(self, message: str, results: list, failures: dict[int, tuple[str, str]]):
+        super().__init__(message)
+        self.results = results
+        self.failures = failures
+
+
+class InternalError(IliasRerankError, RuntimeError):
+    """A bug inside the package (a caught panic). Please report it."""

@@ -1,0 +1,172 @@
+"""``LocalFeatures``: one image's keypoints, descriptors and optional frames.
+
+Data contract (what the Rust core reads, zero-copy):
+
+- ``keypoints``: ``(N, 2)`` float32 pixel ``x, y`` in the *original* image;
+- ``descriptors``: ``(N, D)`` float32 (e.g. RootSIFT, L2-normalised) or uint8;
+- ``frames``: ``None``, ``(N, 2)`` float32 ``(scale, orientation in degrees)`` as kornia's
+  ``laf_from_center_scale_ori``, or ``(N, 2, 3)`` float32 local affine frames (kornia LAF);
+- ``image_size``: ``None`` or ``(height, width)`` of the original image.
+
+Inputs may be numpy arrays, torch tensors (any device; moved to CPU) or nested lists. A
+leading batch dimension of 1 (kornia's ``(1, N, ...)``) is dropped. Real dtypes are
+converted (float64/float16 -> float32; integer keypoints -> float32); unsupported dtypes
+raise :class:`~ilias_rerank.errors.DTypeError`, wrong shapes
+:class:`~ilias_rerank.errors.ShapeError`. Non-contiguous arrays are copied once. NaN and
+infinity are refused by the core when the features are used.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .errors import DTypeError, ShapeError
+
+__all__ = ["LocalFeatures", "as_numpy"]
+
+
+def as_numpy(value: Any, what: str) -> np.ndarray:
+    """numpy view of an array-like; torch tensors are detached and moved to the CPU."""
+    if type(value).__module__.startswith("torch"):
+        value = value.detach()
+        if value.device.type != "cpu":
+            value = value.cpu()
+        if value.dtype.is_floating_point and value.dtype not in _TORCH_NUMPY_FLOATS:
+            value = value.float()  # bfloat16 has no numpy equivalent
+        return value.numpy()
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # ragged lists, objects numpy cannot read
+        raise ShapeError(f"{what}: expected an array, got {type(value).__name__}") from exc
+    if arr.dtype == object:
+        raise DTypeError(f"{what}: expected a numeric array, got dtype object")
+    return arr
+
+
+try:  # torch is a dependency, but keep the module importable without it for tooling
+    import torch as _torch
+
+    _TORCH_NUMPY_FLOATS = (_torch.float16, _torch.float32, _torch.float64)
+except ImportError:  # pragma: no cover
+    _TORCH_NUMPY_FLOATS = ()
+
+
+def _drop_batch(arr: np.ndarray, rank: int) -> np.ndarray:
+    if arr.ndim == rank + 1 and arr.shape[0] == 1:
+        return arr[0]
+    return arr
+
+
+def _shape_text(arr: np.ndarray) -> str:
+    return f"{tuple(arr.shape)} {arr.dtype}"
+
+
+def _real(arr: np.ndarray, what: str, expected: str) -> np.ndarray:
+    if arr.dtype.kind not in "fiu":
+        raise DTypeError(f"{what}: expected {expected}, got {_shape_text(arr)}")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+class LocalFeatures:
+    """Local features of one image (see the module docstring for the contract)."""
+
+    __slots__ = ("descriptors", "frames", "image_size", "keypoints")
+
+    keypoints: np.ndarray
+    descriptors: np.ndarray
+    frames: np.ndarray | None
+    image_size: tuple[int, int] | None
+
+    def __init__(
+        self,
+        keypoints: Any,
+        descriptors: Any,
+        frames: Any = None,
+        image_size: tuple[int, int] | None = None,
+    ) -> None:
+        kp = _drop_batch(as_numpy(keypoints, "keypoints"), 2)
+        if kp.ndim != 2 or kp.shape[1] != 2:
+            # An empty set may come as shape (0,) from a list.
+            if kp.size == 0:
+                kp = kp.reshape(0, 2)
+            else:
+                raise ShapeError(f"keypoints: expected (N, 2) float32, got {_shape_text(kp)}")
+        kp = _real(kp, "keypoints", "(N, 2) float32")
+
+        desc = _drop_batch(as_numpy(descriptors, "descriptors"), 2)
+        if desc.ndim != 2:
+            raise ShapeError(f"descriptors: expected (N, D) float32 or uint8, got {_shape_text(desc)}")
+        if desc.dtype == np.uint8:
+            desc = np.ascontiguousarray(desc)
+        elif desc.dtype.kind == "f":
+            desc = np.ascontiguousarray(desc, dtype=np.float32)
+        else:
+            raise DTypeError(
+                "descriptors: expected (N, D) float32 or uint8 (float16/float64 are converted), "
+                f"got {_shape_text(desc)}"
+            )
+        if desc.shape[0] != kp.shape[0]:
+            raise ShapeError(
+                f"descriptors: expected ({kp.shape[0]}, D) to match {kp.shape[0]} keypoints, "
+                f"got {_shape_text(desc)}"
+            )
+
+        fr = None
+        if frames is not None:
+            fr = as_numpy(frames, "frames")
+            if fr.ndim == 4 and fr.shape[0] == 1:
+                fr = fr[0]
+            expected = "(N, 2) (scale, orientation) or (N, 2, 3) LAFs, float32"
+            ok = (fr.ndim == 2 and fr.shape[1] == 2) or (fr.ndim == 3 and fr.shape[1:] == (2, 3))
+            if not ok or fr.shape[0] != kp.shape[0]:
+                raise ShapeError(f"frames: expected {expected} for {kp.shape[0]} keypoints, got {_shape_text(fr)}")
+            if fr.dtype.kind != "f":
+                raise DTypeError(f"frames: expected {expected}, got {_shape_text(fr)}")
+            fr = np.ascontiguousarray(fr, dtype=np.float32)
+
+        size = None
+        if image_size is not None:
+            try:
+                h, w = (int(v) for v in image_size)
+            except (TypeError, ValueError) as exc:
+                raise ShapeError(f"image_size: expected (height, width), got {image_size!r}") from exc
+            if h <= 0 or w <= 0:
+                raise ShapeError(f"image_size: expected (height, width) both > 0, got {(h, w)}")
+            size = (h, w)
+
+        self.keypoints = kp
+        self.descriptors = desc
+        self.frames = fr
+        self.image_size = size
+
+    @classmethod
+    def from_lafs(cls, lafs: Any, descriptors: Any, image_size: tuple[int, int] | None = None) -> LocalFeatures:
+        """From kornia local affine frames ``(1, N, 2, 3)`` or ``(N, 2, 3)``: the keypoints are
+        the frames' centres."""
+        arr = as_numpy(lafs, "lafs")
+        if arr.ndim == 4 and arr.shape[0] == 1:
+            arr = arr[0]
+        if arr.ndim != 3 or arr.shape[1:] != (2, 3):
+            raise ShapeError(f"lafs: expected (N, 2, 3), got {_shape_text(arr)}")
+        return cls(arr[:, :, 2], descriptors, frames=arr, image_size=image_size)
+
+    def __len__(self) -> int:
+        return int(self.keypoints.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.descriptors.shape[1])
+
+    @property
+    def nbytes(self) -> int:
+        frames = 0 if self.frames is None else self.frames.nbytes
+        return self.keypoints.nbytes + self.descriptors.nbytes + frames
+
+    def __repr__(self) -> str:
+        frames = "none" if self.frames is None else "x".join(map(str, self.frames.shape[1:]))
+        return (
+            f"LocalFeatures(n={len(self)}, dim={self.dim}, dtype={self.descriptors.dtype}, "
+            f"frames={frames}, image_size={self.image_size})"
+        )

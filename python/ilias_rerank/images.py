@@ -1,0 +1,70 @@
+"""Image loading for extraction: paths, PIL images, numpy arrays or torch tensors to a
+grayscale PIL image, EXIF orientation applied, with errors that name the file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import ImageReadError
+
+__all__ = ["describe_source", "load_gray"]
+
+ImageSource = Any  # str | os.PathLike | PIL.Image.Image | np.ndarray | torch.Tensor
+
+
+def describe_source(source: ImageSource, index: int) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return str(source)
+    return f"image #{index} ({type(source).__name__})"
+
+
+def _from_array(arr: np.ndarray, name: str) -> Image.Image:
+    if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[-1] not in (1, 3, 4):
+        arr = np.moveaxis(arr, 0, -1)  # CHW (torch layout) -> HWC
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] not in (3, 4)):
+        raise ImageReadError(f"{name}: expected an (H, W), (H, W, 3|4) or (3, H, W) image, got shape {arr.shape}")
+    if arr.dtype.kind == "f":
+        if not np.isfinite(arr).all():
+            raise ImageReadError(f"{name}: image contains NaN or infinity")
+        scale = 255.0 if arr.max(initial=0.0) <= 1.0 else 1.0
+        arr = np.clip(arr * scale, 0, 255).astype(np.uint8)
+    elif arr.dtype != np.uint8:
+        if arr.dtype.kind not in "iu":
+            raise ImageReadError(f"{name}: unsupported image dtype {arr.dtype}")
+        arr = np.clip(arr, 0, 255).astype(np.uint8)
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ImageReadError(f"{name}: empty image {arr.shape}")
+    img = Image.fromarray(arr)
+    return img.convert("L")
+
+
+def load_gray(source: ImageSource, index: int = 0) -> Image.Image:
+    """A grayscale image in its displayed orientation (EXIF applied)."""
+    name = describe_source(source, index)
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        try:
+            with Image.open(path) as img:
+                img = ImageOps.exif_transpose(img)
+                img.load()
+                return img.convert("L")
+        except FileNotFoundError as exc:
+            raise ImageReadError(f"{name}: no such file") from exc
+        except UnidentifiedImageError as exc:
+            raise ImageReadError(f"{name}: not a readable image") from exc
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise ImageReadError(f"{name}: cannot decode ({exc})") from exc
+    if isinstance(source, Image.Image):
+        return ImageOps.exif_transpose(source).convert("L")
+    if type(source).__module__.startswith("torch"):
+        source = source.detach().cpu().float().numpy()
+    if isinstance(source, np.ndarray):
+        return _from_array(source, name)
+    raise ImageReadError(f"{name}: expected a path, PIL image, numpy array or torch tensor")

@@ -1,0 +1,57 @@
+"""Frozen result objects of :func:`rerank` and :func:`verify_pair`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["PairVerification", "RerankResult"]
+
+
+@dataclass(frozen=True)
+class RerankResult:
+    """A re-ranked shortlist.
+
+    ``order`` (M,) int64: indices into the candidates, best first.
+    ``scores`` (M,) float64: fused scores aligned with ``order``, strictly decreasing.
+    Per candidate, in *input* order: ``inliers`` (M,) int64, ``num_matches`` (M,) int64
+    tentative correspondences, ``transforms`` (M, 3, 3) float64 mapping query pixels to
+    candidate pixels (NaN where nothing verified), ``models`` (``"homography"``,
+    ``"affine"``, ``"similarity"`` or ``None``).
+    """
+
+    order: np.ndarray
+    scores: np.ndarray
+    inliers: np.ndarray
+    num_matches: np.ndarray
+    transforms: np.ndarray
+    models: tuple[str | None, ...]
+
+    def ranked_ids(self, ids) -> list:
+        """``ids`` (one per candidate, input order) in the new order."""
+        return [ids[j] for j in self.order]
+
+    def __len__(self) -> int:
+        return int(self.order.shape[0])
+
+
+@dataclass(frozen=True)
+class PairVerification:
+    """One verified pair.
+
+    ``matches`` (K, 2) int64 rows ``[query_index, candidate_index]``; ``distances`` (K,)
+    float32 squared L2 descriptor distances; ``inlier_mask`` (K,) bool; ``transform``
+    (3, 3) float64 query -> candidate pixels, or ``None``; ``model``; ``num_inliers``.
+    """
+
+    matches: np.ndarray
+    distances: np.ndarray
+    inlier_mask: np.ndarray
+    transform: np.ndarray | None
+    model: str | None
+    num_inliers: int
+
+    @property
+    def inlier_matches(self) -> np.ndarray:
+        return self.matches[self.inlier_mask]
