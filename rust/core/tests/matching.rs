@@ -55,7 +55,7 @@ proptest! {
         let mut g = Gen::new(seed);
         let a = unit_descriptors(&mut g, n, dim);
         let b = unit_descriptors(&mut g, m, dim);
-        let cfg = RerankConfig::default();
+        let cfg = RerankConfig { ratio: None, ..Default::default() };
         let ab = mnn_pairs(&a, &b, dim, &cfg);
         let mut ba: Vec<(u32, u32)> = mnn_pairs(&b, &a, dim, &cfg).into_iter().map(|(x, y)| (y, x)).collect();
         ba.sort();

@@ -1,0 +1,57 @@
+"""Shared fixtures: where the shared data lives, and a feature cache so that the real-photo
+tests extract each image once per machine (``.cache/test-features``, keyed by the file's
+path, size and mtime and the extraction parameters)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+
+import ilias_rerank as ir
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("ILIAS_RERANK_SHARED_DATA", REPO.parent / "shared" / "data"))
+CACHE = REPO / ".cache" / "test-features"
+
+
+def shared_dataset(name: str) -> Path:
+    """The folder of a shared dataset, or skip the test saying where it was looked for."""
+    path = SHARED_DATA / name
+    if not path.is_dir():
+        pytest.skip(f"shared dataset {name!r} not found at {path} (set ILIAS_RERANK_SHARED_DATA)")
+    return path
+
+
+def cached_features(paths, **params) -> list[ir.LocalFeatures]:
+    """``extract_local`` with an on-disk cache (atomic writes)."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    out = []
+    for p in paths:
+        st = os.stat(p)
+        key = f"{os.path.abspath(p)}|{st.st_size}|{st.st_mtime_ns}|{sorted(params.items())}"
+        f = CACHE / (hashlib.sha1(key.encode()).hexdigest() + ".pkl")
+        if f.exists():
+            with open(f, "rb") as fh:
+                out.append(pickle.load(fh))
+            continue
+        feats = ir.extract_local([p], **params)[0]
+        tmp = f.with_suffix(f".tmp{os.getpid()}")
+        with open(tmp, "wb") as fh:
+            pickle.dump(feats, fh)
+        os.replace(tmp, f)
+        out.append(feats)
+    return out
+
+
+def average_precision(labels) -> float:
+    """Non-interpolated AP of a ranked 0/1 list (sklearn's definition, no ties)."""
+    hits, total = 0, 0.0
+    for rank, rel in enumerate(labels, start=1):
+        if rel:
+            hits += 1
+            total += hits / rank
+    return total / max(hits, 1)
