@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import dataclasses
 
+import ilias_rerank as ir
 import numpy as np
 import pytest
 import torch
-from skimage import data as skdata
-
-import ilias_rerank as ir
 from ilias_rerank import _core
+from skimage import data as skdata
 
 
 def test_config_defaults_equal_the_rust_defaults():
@@ -30,10 +29,13 @@ def test_config_is_frozen_and_keyword_only():
 
 
 def warp(img: np.ndarray, h: np.ndarray) -> np.ndarray:
-    from skimage.transform import ProjectiveTransform, warp as skwarp
+    from skimage.transform import ProjectiveTransform
+    from skimage.transform import warp as skwarp
 
     # skimage's warp takes the inverse map (output -> input coordinates).
-    return (skwarp(img, ProjectiveTransform(np.linalg.inv(h)), output_shape=img.shape) * 255).astype(np.uint8)
+    return (
+        skwarp(img, ProjectiveTransform(np.linalg.inv(h)), output_shape=img.shape) * 255
+    ).astype(np.uint8)
 
 
 @pytest.fixture(scope="module")
@@ -86,9 +88,14 @@ def test_rerank_result_contract(astronaut_pair):
 
 def test_torch_and_numpy_inputs_agree(astronaut_pair):
     (a, b), _ = astronaut_pair
-    ta = ir.LocalFeatures(torch.from_numpy(a.keypoints), torch.from_numpy(a.descriptors), torch.from_numpy(a.frames))
+    ta = ir.LocalFeatures(
+        torch.from_numpy(a.keypoints), torch.from_numpy(a.descriptors), torch.from_numpy(a.frames)
+    )
     tb = ir.LocalFeatures(
-        torch.from_numpy(b.keypoints).double(), torch.from_numpy(b.descriptors)[None], b.frames, b.image_size
+        torch.from_numpy(b.keypoints).double(),
+        torch.from_numpy(b.descriptors)[None],
+        b.frames,
+        b.image_size,
     )
     ra = ir.rerank(a, [b])
     rt = ir.rerank(ta, [tb])
@@ -105,7 +112,11 @@ def test_extracted_features_follow_the_contract():
     assert f.frames.shape == (len(f), 2, 3)
     # Keypoints are in original pixels even though detection ran at 256 px.
     assert f.keypoints[:, 0].max() > 300 and f.keypoints[:, 1].max() > 200
-    assert (f.keypoints >= -1).all() and (f.keypoints[:, 0] <= 600).all() and (f.keypoints[:, 1] <= 400).all()
+    assert (
+        (f.keypoints >= -1).all()
+        and (f.keypoints[:, 0] <= 600).all()
+        and (f.keypoints[:, 1] <= 400).all()
+    )
     np.testing.assert_allclose(f.frames[:, :, 2], f.keypoints)
     # RootSIFT: unit norm, no zero padding rows.
     np.testing.assert_allclose(np.linalg.norm(f.descriptors, axis=1), 1.0, atol=1e-4)

@@ -7,12 +7,11 @@ unreadable images are named while the rest of the batch is kept."""
 
 from __future__ import annotations
 
+import ilias_rerank as ir
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-import ilias_rerank as ir
 from ilias_rerank import _core
 
 RNG = np.random.default_rng(0)
@@ -49,9 +48,16 @@ def test_non_finite_values_are_refused_and_located(field, value):
     arr = getattr(bad, field).copy()
     arr.reshape(len(bad), -1)[7, 1] = value
     bad = ir.LocalFeatures(
-        **{"keypoints": bad.keypoints, "descriptors": bad.descriptors, "frames": bad.frames, field: arr}
+        **{
+            "keypoints": bad.keypoints,
+            "descriptors": bad.descriptors,
+            "frames": bad.frames,
+            field: arr,
+        }
     )
-    with pytest.raises(ir.NonFiniteError, match=rf"candidate 1 {field}: expected finite values, got .* at row 7"):
+    with pytest.raises(
+        ir.NonFiniteError, match=rf"candidate 1 {field}: expected finite values, got .* at row 7"
+    ):
         ir.rerank(good, [good, bad])
     with pytest.raises(ValueError):
         ir.rerank(bad, [good])
@@ -63,7 +69,10 @@ def test_non_finite_global_scores():
 
 
 def test_mismatched_descriptor_dimensions_and_types():
-    with pytest.raises(ir.DimensionMismatchError, match="candidate 1 descriptors: expected descriptor dimension 32, got 64"):
+    with pytest.raises(
+        ir.DimensionMismatchError,
+        match="candidate 1 descriptors: expected descriptor dimension 32, got 64",
+    ):
         ir.rerank(feats(), [feats(), feats(d=64)])
     with pytest.raises(ir.DTypeError, match="expected float32 descriptors, got uint8"):
         ir.rerank(feats(), [feats(dtype=np.uint8)])
@@ -74,10 +83,18 @@ def test_mismatched_descriptor_dimensions_and_types():
 @pytest.mark.parametrize(
     ("kwargs", "error", "text"),
     [
-        ({"keypoints": np.zeros((5, 3))}, ir.ShapeError, r"keypoints: expected \(N, 2\) float32, got \(5, 3\) float64"),
+        (
+            {"keypoints": np.zeros((5, 3))},
+            ir.ShapeError,
+            r"keypoints: expected \(N, 2\) float32, got \(5, 3\) float64",
+        ),
         ({"keypoints": np.zeros((2, 5, 2))}, ir.ShapeError, "keypoints: expected"),
         ({"keypoints": np.zeros((5, 2), complex)}, ir.DTypeError, "complex128"),
-        ({"descriptors": np.zeros((5, 8), np.int64)}, ir.DTypeError, r"expected \(N, D\) float32 or uint8.*int64"),
+        (
+            {"descriptors": np.zeros((5, 8), np.int64)},
+            ir.DTypeError,
+            r"expected \(N, D\) float32 or uint8.*int64",
+        ),
         ({"descriptors": np.zeros(40, np.float32)}, ir.ShapeError, r"got \(40,\) float32"),
         ({"descriptors": np.zeros((4, 8), np.float32)}, ir.ShapeError, r"to match 5 keypoints"),
         ({"frames": np.zeros((5, 3), np.float32)}, ir.ShapeError, "frames: expected"),
@@ -97,7 +114,9 @@ def test_non_contiguous_arrays():
     f = feats(n=80)
     wide = np.zeros((80, 64), np.float32)
     wide[:, ::2] = f.descriptors
-    strided = ir.LocalFeatures(np.asfortranarray(f.keypoints), wide[:, ::2], f.frames[:, :], f.image_size)
+    strided = ir.LocalFeatures(
+        np.asfortranarray(f.keypoints), wide[:, ::2], f.frames[:, :], f.image_size
+    )
     assert strided.descriptors.flags.c_contiguous
     assert ir.rerank(f, [strided]).inliers.tolist() == ir.rerank(f, [f]).inliers.tolist()
 
@@ -112,9 +131,13 @@ def test_non_contiguous_arrays():
 
 
 def test_global_scores_and_config_errors():
-    with pytest.raises(ir.ShapeError, match=r"global_scores: expected one score per candidate \(2\), got 3"):
+    with pytest.raises(
+        ir.ShapeError, match=r"global_scores: expected one score per candidate \(2\), got 3"
+    ):
         ir.rerank(feats(), [feats(), feats()], global_scores=[1, 2, 3])
-    with pytest.raises(ir.ConfigError, match=r"config.ratio: expected a number in \(0, 1\] or None, got 1.5"):
+    with pytest.raises(
+        ir.ConfigError, match=r"config.ratio: expected a number in \(0, 1\] or None, got 1.5"
+    ):
         ir.rerank(feats(), [feats()], config=ir.RerankConfig(ratio=1.5))
     with pytest.raises(ir.ConfigError, match="model"):
         ir.rerank(feats(), [feats()], config=ir.RerankConfig(model="projective"))  # type: ignore[arg-type]
@@ -146,7 +169,9 @@ def test_missing_and_unreadable_images_are_named_and_the_rest_kept(tmp_path):
         ir.extract_local(batch, method="superpoint")
 
 
-arrays = st.sampled_from([np.float32, np.float64, np.float16, np.uint8, np.int32, np.bool_, np.complex64])
+arrays = st.sampled_from(
+    [np.float32, np.float64, np.float16, np.uint8, np.int32, np.bool_, np.complex64]
+)
 
 
 @settings(max_examples=60, deadline=None)
@@ -165,7 +190,11 @@ def test_never_a_crash_only_documented_outcomes(n, m, d, d2, kp_cols, dtype, fil
     try:
         q = ir.LocalFeatures(g.normal(size=(n, kp_cols)), (g.normal(size=(n, d)) * 3).astype(dtype))
         with np.errstate(all="ignore"):
-            desc = np.full((m, d2), fill).astype(dtype) if dtype != np.bool_ else np.zeros((m, d2), bool)
+            desc = (
+                np.full((m, d2), fill).astype(dtype)
+                if dtype != np.bool_
+                else np.zeros((m, d2), bool)
+            )
         c = ir.LocalFeatures(g.uniform(0, 9, (m, 2)), desc)
         r = ir.rerank(q, [c, q])
     except ir.IliasRerankError:

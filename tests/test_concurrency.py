@@ -6,9 +6,8 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
-
 import ilias_rerank as ir
+import numpy as np
 
 
 def scene(seed, n=1500, d=128):
@@ -47,7 +46,7 @@ def test_concurrent_calls_equal_serial_calls():
     serial = [ir.rerank(q, s) for s in shortlists]
     with ThreadPoolExecutor(max_workers=8) as pool:
         parallel = list(pool.map(lambda s: ir.rerank(q, s), shortlists))
-    for a, b in zip(serial, parallel):
+    for a, b in zip(serial, parallel, strict=True):
         np.testing.assert_array_equal(a.order, b.order)
         np.testing.assert_array_equal(a.scores, b.scores)
         np.testing.assert_array_equal(a.inliers, b.inliers)

@@ -17,12 +17,11 @@ from __future__ import annotations
 import csv
 from collections import defaultdict
 
+import ilias_rerank as ir
 import numpy as np
 import pytest
 from conftest import average_precision, cached_features, shared_dataset
 from PIL import Image
-
-import ilias_rerank as ir
 
 pytestmark = pytest.mark.shared_data
 
@@ -59,7 +58,11 @@ def test_homogr_extracted_features_locate_the_plane():
         fa, fb = cached_features([a, b], num_features=8000, max_side=4096, upsample=True)
         v = ir.verify_pair(fa, fb, config=cfg)
         gt = pts[pts[:, 6] == 1]
-        err = np.inf if v.transform is None else np.median(np.linalg.norm(_transfer(v.transform, gt[:, :2]) - gt[:, 3:5], axis=1))
+        err = (
+            np.inf
+            if v.transform is None
+            else np.median(np.linalg.norm(_transfer(v.transform, gt[:, :2]) - gt[:, 3:5], axis=1))
+        )
         print(f"{name}: {v.num_inliers} inliers, median GT error {err:.2f} px")
         good.append(err <= 5.0)
     print(f"homogr pairs within 5 px: {sum(good)}/16")
@@ -70,7 +73,9 @@ def test_homogr_given_correspondences_keep_the_true_ones():
     root = shared_dataset("homogr_evd")
     for name, _, b, h_ba, pts in _homogr_pairs(root):
         tent = pts[pts[:, 6] == 0]
-        true = np.linalg.norm(_transfer(np.linalg.inv(h_ba), tent[:, :2]) - tent[:, 3:5], axis=1) < 3.0
+        true = (
+            np.linalg.norm(_transfer(np.linalg.inv(h_ba), tent[:, :2]) - tent[:, 3:5], axis=1) < 3.0
+        )
         size = Image.open(b).size[::-1]
         r = ir.verify_correspondences(tent[:, :2], tent[:, 3:5], candidate_size=size)
         kept = (r.inlier_mask & true).sum() / true.sum()

@@ -7,24 +7,23 @@ from __future__ import annotations
 
 import functools
 
+import ilias_rerank as ir
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from skimage import data as skdata
 from skimage.transform import ProjectiveTransform, warp
 
-import ilias_rerank as ir
-
 PHOTOS = ("astronaut", "camera", "coffee", "chelsea", "rocket", "motorcycle_left")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def photo(name: str) -> np.ndarray:
     img = getattr(skdata, name)()
     return (img.mean(axis=2) if img.ndim == 3 else img).astype(np.uint8)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def photo_features(name: str) -> ir.LocalFeatures:
     return ir.extract_local(photo(name), num_features=1024)[0]
 
@@ -53,12 +52,14 @@ def homography(angle, scale, shear, px, py, shape):
 def test_planted_warps_are_recovered_and_ranked_first(name, angle, scale, shear, px, py):
     img = photo(name)
     h = homography(angle, scale, shear, px, py, img.shape)
-    warped = (warp(img, ProjectiveTransform(np.linalg.inv(h)), output_shape=img.shape) * 255).astype(np.uint8)
+    warped = (
+        warp(img, ProjectiveTransform(np.linalg.inv(h)), output_shape=img.shape) * 255
+    ).astype(np.uint8)
     q = ir.extract_local(warped, num_features=1024)[0]
     target = photo_features(name)
     v = ir.verify_pair(target, q)
     assert v.transform is not None, "no model"
-    ys, xs = np.mgrid[0.3 : 0.7 : 5j, 0.3 : 0.7 : 5j]
+    ys, xs = np.mgrid[0.3:0.7:5j, 0.3:0.7:5j]
     grid = np.c_[xs.ravel() * img.shape[1], ys.ravel() * img.shape[0], np.ones(25)]
     est, true = grid @ v.transform.T, grid @ h.T
     err = np.linalg.norm(est[:, :2] / est[:, 2:] - true[:, :2] / true[:, 2:], axis=1)

@@ -30,7 +30,8 @@ def _features(value: Any, what: str) -> LocalFeatures:
     if isinstance(value, tuple) and 2 <= len(value) <= 4:
         return LocalFeatures(*value)
     raise DTypeError(
-        f"{what}: expected LocalFeatures (or a dict / tuple of its fields), got {type(value).__name__}"
+        f"{what}: expected LocalFeatures (or a dict / tuple of its fields), "
+        f"got {type(value).__name__}"
     )
 
 
@@ -64,7 +65,9 @@ def rerank(
     if global_scores is not None:
         g = as_numpy(global_scores, "global_scores")
         if g.ndim != 1:
-            raise ShapeError(f"global_scores: expected (M,) float32, got {tuple(g.shape)} {g.dtype}")
+            raise ShapeError(
+                f"global_scores: expected (M,) float32, got {tuple(g.shape)} {g.dtype}"
+            )
         if g.dtype.kind not in "fiu":
             raise DTypeError(f"global_scores: expected (M,) float32, got {g.dtype}")
         g = np.ascontiguousarray(g, dtype=np.float32)
@@ -86,7 +89,9 @@ def verify_pair(
     config: RerankConfig | Mapping | None = None,
 ) -> PairVerification:
     """Match and spatially verify one pair; the transform maps query to candidate pixels."""
-    out = _core.verify_pair(_features(query, "query"), _features(candidate, "candidate"), _config(config))
+    out = _core.verify_pair(
+        _features(query, "query"), _features(candidate, "candidate"), _config(config)
+    )
     return PairVerification(
         matches=out["matches"],
         distances=out["distances"],

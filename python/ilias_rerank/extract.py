@@ -108,7 +108,11 @@ def extract_local(
         raise ConfigError(f"max_side: expected an int >= 16, got {max_side!r}")
     if on_error not in ("raise", "skip"):
         raise ConfigError(f"on_error: expected 'raise' or 'skip', got {on_error!r}")
-    items = list(images) if isinstance(images, Sequence) and not isinstance(images, (str, bytes)) else [images]
+    items = (
+        list(images)
+        if isinstance(images, Sequence) and not isinstance(images, (str, bytes))
+        else [images]
+    )
     if progress is None:
         progress = len(items) > 1 and sys.stderr.isatty()
     from tqdm.auto import tqdm

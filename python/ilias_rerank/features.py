@@ -97,7 +97,9 @@ class LocalFeatures:
 
         desc = _drop_batch(as_numpy(descriptors, "descriptors"), 2)
         if desc.ndim != 2:
-            raise ShapeError(f"descriptors: expected (N, D) float32 or uint8, got {_shape_text(desc)}")
+            raise ShapeError(
+                f"descriptors: expected (N, D) float32 or uint8, got {_shape_text(desc)}"
+            )
         if desc.dtype == np.uint8:
             desc = np.ascontiguousarray(desc)
         elif desc.dtype.kind == "f":
@@ -121,7 +123,10 @@ class LocalFeatures:
             expected = "(N, 2) (scale, orientation) or (N, 2, 3) LAFs, float32"
             ok = (fr.ndim == 2 and fr.shape[1] == 2) or (fr.ndim == 3 and fr.shape[1:] == (2, 3))
             if not ok or fr.shape[0] != kp.shape[0]:
-                raise ShapeError(f"frames: expected {expected} for {kp.shape[0]} keypoints, got {_shape_text(fr)}")
+                raise ShapeError(
+                    f"frames: expected {expected} for {kp.shape[0]} keypoints, "
+                    f"got {_shape_text(fr)}"
+                )
             if fr.dtype.kind != "f":
                 raise DTypeError(f"frames: expected {expected}, got {_shape_text(fr)}")
             fr = np.ascontiguousarray(fr, dtype=np.float32)
@@ -131,7 +136,9 @@ class LocalFeatures:
             try:
                 h, w = (int(v) for v in image_size)
             except (TypeError, ValueError) as exc:
-                raise ShapeError(f"image_size: expected (height, width), got {image_size!r}") from exc
+                raise ShapeError(
+                    f"image_size: expected (height, width), got {image_size!r}"
+                ) from exc
             if h <= 0 or w <= 0:
                 raise ShapeError(f"image_size: expected (height, width) both > 0, got {(h, w)}")
             size = (h, w)
@@ -142,7 +149,9 @@ class LocalFeatures:
         self.image_size = size
 
     @classmethod
-    def from_lafs(cls, lafs: Any, descriptors: Any, image_size: tuple[int, int] | None = None) -> LocalFeatures:
+    def from_lafs(
+        cls, lafs: Any, descriptors: Any, image_size: tuple[int, int] | None = None
+    ) -> LocalFeatures:
         """From kornia local affine frames ``(1, N, 2, 3)`` or ``(N, 2, 3)``: the keypoints are
         the frames' centres."""
         arr = as_numpy(lafs, "lafs")

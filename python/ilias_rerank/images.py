@@ -29,7 +29,9 @@ def _from_array(arr: np.ndarray, name: str) -> Image.Image:
     if arr.ndim == 3 and arr.shape[-1] == 1:
         arr = arr[..., 0]
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] not in (3, 4)):
-        raise ImageReadError(f"{name}: expected an (H, W), (H, W, 3|4) or (3, H, W) image, got shape {arr.shape}")
+        raise ImageReadError(
+            f"{name}: expected an (H, W), (H, W, 3|4) or (3, H, W) image, got shape {arr.shape}"
+        )
     if arr.dtype.kind == "f":
         if not np.isfinite(arr).all():
             raise ImageReadError(f"{name}: image contains NaN or infinity")

@@ -7,28 +7,33 @@ use pyo3::types::PyDict;
 
 use crate::errors::{raise, to_py};
 
+/// An f32 setting as the f64 a person wrote (0.9, not 0.8999999761581421).
+fn decimal(v: f32) -> f64 {
+    v.to_string().parse().unwrap_or(f64::from(v))
+}
+
 /// The core's defaults, as a dict (the Python dataclass's defaults are tested against it).
 #[pyfunction]
 pub fn default_config(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     let c = RerankConfig::default();
     let d = PyDict::new(py);
     d.set_item("mutual", c.mutual)?;
-    d.set_item("ratio", c.ratio)?;
-    d.set_item("min_similarity", c.min_similarity)?;
+    d.set_item("ratio", c.ratio.map(decimal))?;
+    d.set_item("min_similarity", c.min_similarity.map(decimal))?;
     d.set_item("model", c.model.name())?;
-    d.set_item("inlier_threshold", c.inlier_threshold)?;
-    d.set_item("reference_side", c.reference_side)?;
+    d.set_item("inlier_threshold", decimal(c.inlier_threshold))?;
+    d.set_item("reference_side", decimal(c.reference_side))?;
     d.set_item("use_frames", c.use_frames)?;
     d.set_item("max_hypotheses", c.max_hypotheses)?;
     d.set_item("ransac_max_iterations", c.ransac_max_iterations)?;
     d.set_item("ransac_confidence", c.ransac_confidence)?;
     d.set_item("local_optimisation_rounds", c.local_optimisation_rounds)?;
     d.set_item("homography_min_inliers", c.homography_min_inliers)?;
-    d.set_item("max_scale_change", c.max_scale_change)?;
+    d.set_item("max_scale_change", decimal(c.max_scale_change))?;
     d.set_item("min_inliers", c.min_inliers)?;
     d.set_item("fusion", c.fusion.name())?;
-    d.set_item("fusion_weight", c.fusion_weight)?;
-    d.set_item("inlier_saturation", c.inlier_saturation)?;
+    d.set_item("fusion_weight", decimal(c.fusion_weight))?;
+    d.set_item("inlier_saturation", decimal(c.inlier_saturation))?;
     d.set_item("seed", c.seed)?;
     d.set_item("num_threads", c.num_threads)?;
     Ok(d)

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# One command on a fresh machine: virtual environment, dependencies, release build of the
+# Rust core into the package, then the embedded default job (no ../shared, no network).
+# Needs: python3 (>= 3.10) with venv, a Rust toolchain (cargo), and access to PyPI/crates.io.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip "maturin>=1.7,<2"
+# Remove a stale extension that could shadow the fresh build (see docs/STYLE pitfalls).
+rm -f python/ilias_rerank/_core*.so
+# Release build + runtime and test dependencies (torch, kornia, scikit-image, pytest, ...).
+.venv/bin/maturin develop --release --extras test --quiet
+.venv/bin/python -m ilias_rerank.demo "$@"
