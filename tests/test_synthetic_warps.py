@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from skimage import data as skdata
 from skimage.transform import ProjectiveTransform, warp
 
-PHOTOS = ("astronaut", "camera", "coffee", "chelsea", "rocket", "motorcycle_left")
+PHOTOS = ("astronaut", "camera", "coffee", "chelsea", "rocket", "immunohistochemistry")
 
 
 @functools.cache

@@ -1,6 +1,10 @@
 //! Verification contract: a planted homography is recovered under pixel noise and 80 %
 //! outliers, with frames (deterministic hypotheses) and without (seeded RANSAC); the
 //! inlier set is nearly the planted one; degenerate input gives no model, not an error.
+//!
+//! Frame hypotheses extrapolate one keypoint's local similarity, so their property is
+//! stated for perspective up to 1e-4 (about 10 % scale change across a 1000-px view);
+//! RANSAC's covers 2e-4 (about 20 %).
 
 mod common;
 
@@ -37,7 +41,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
 
     #[test]
-    fn frames_recover_a_planted_homography(seed in 0u64..100_000, angle in -60.0f64..60.0, scale in 0.6f64..1.6, persp in -2e-4f64..2e-4) {
+    fn frames_recover_a_planted_homography(seed in 0u64..100_000, angle in -60.0f64..60.0, scale in 0.6f64..1.6, persp in -1e-4f64..1e-4) {
         let h = example_homography(angle, scale, persp);
         let s = planted_scene(seed, 400, 0.2, 0.7, h);
         let cfg = RerankConfig { reference_side: 0.0, inlier_threshold: 4.0, ..Default::default() };

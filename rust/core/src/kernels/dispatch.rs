@@ -2,12 +2,14 @@
 
 use std::sync::OnceLock;
 
-use super::nn_body::{nn_body, F32Fused, F32Plain, U8Exact};
+use super::nn_body::{nn_body, F32Plain, U8Exact};
 use super::{NnScratch, PackedQuery};
 
 /// The instruction sets the kernels are compiled for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Isa {
+    /// x86-64 with AVX-512 (F, BW, VL), VNNI and FMA.
+    Avx512Vnni,
     /// x86-64 with AVX-512 (F, BW, VL) and FMA.
     Avx512,
     /// x86-64 with AVX2 and FMA.
@@ -39,7 +41,11 @@ impl Isa {
             && std::arch::is_x86_feature_detected!("avx512vl")
             && std::arch::is_x86_feature_detected!("fma")
         {
-            Isa::Avx512
+            if std::arch::is_x86_feature_detected!("avx512vnni") {
+                Isa::Avx512Vnni
+            } else {
+                Isa::Avx512
+            }
         } else if std::arch::is_x86_feature_detected!("avx2")
             && std::arch::is_x86_feature_detected!("fma")
         {
@@ -56,6 +62,7 @@ impl Isa {
 
     pub fn name(self) -> &'static str {
         match self {
+            Isa::Avx512Vnni => "avx512-vnni",
             Isa::Avx512 => "avx512",
             Isa::Avx2 => "avx2",
             Isa::Portable => "portable",
@@ -65,7 +72,7 @@ impl Isa {
     /// Query columns per packed panel (two vector registers wide).
     pub(crate) fn panel_width(self) -> usize {
         match self {
-            Isa::Avx512 => 32,
+            Isa::Avx512Vnni | Isa::Avx512 => 32,
             Isa::Avx2 | Isa::Portable => 16,
         }
     }
@@ -90,11 +97,25 @@ pub fn nearest_neighbours(
     let dim = query.dim;
     match (query.isa, cand) {
         #[cfg(target_arch = "x86_64")]
-        (Isa::Avx512, CandidateRows::F32(rows)) => {
-            // SAFETY: `Isa::Avx512` is only produced by `detect_cpu` after checking the features.
+        (Isa::Avx512Vnni | Isa::Avx512, CandidateRows::F32(rows)) => {
+            // SAFETY: these variants are only produced by `detect_cpu` after checking the features.
             unsafe {
                 x86::f32_avx512(
                     &query.panels_f32,
+                    &query.norms,
+                    dim,
+                    rows,
+                    cand_len,
+                    scratch,
+                )
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx512Vnni, CandidateRows::U8(rows)) => {
+            // SAFETY: as above (VNNI checked too).
+            unsafe {
+                x86::u8_vnni(
+                    &query.panels_u32,
                     &query.norms,
                     dim,
                     rows,
@@ -145,7 +166,7 @@ pub fn nearest_neighbours(
                 )
             }
         }
-        (_, CandidateRows::F32(rows)) => nn_body::<F32Plain, f32, 4, 16>(
+        (_, CandidateRows::F32(rows)) => nn_body::<F32Plain, 4, 16>(
             &query.panels_f32,
             &query.norms,
             dim,
@@ -153,7 +174,7 @@ pub fn nearest_neighbours(
             cand_len,
             scratch,
         ),
-        (_, CandidateRows::U8(rows)) => nn_body::<U8Exact, u8, 4, 16>(
+        (_, CandidateRows::U8(rows)) => nn_body::<U8Exact, 4, 16>(
             &query.panels_i32,
             &query.norms,
             dim,
@@ -166,6 +187,8 @@ pub fn nearest_neighbours(
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
+    use super::super::avx512::{F32Avx512, U8Vnni};
+    use super::super::nn_body::F32Fused;
     use super::*;
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
@@ -177,7 +200,19 @@ mod x86 {
         cand_len: usize,
         scratch: &mut NnScratch,
     ) {
-        nn_body::<F32Fused, f32, 8, 32>(panels, norms, dim, cand, cand_len, scratch)
+        nn_body::<F32Avx512, 8, 32>(panels, norms, dim, cand, cand_len, scratch)
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
+    pub(super) unsafe fn u8_vnni(
+        panels: &[u32],
+        norms: &[f32],
+        dim: usize,
+        cand: &[u8],
+        cand_len: usize,
+        scratch: &mut NnScratch,
+    ) {
+        nn_body::<U8Vnni, 8, 32>(panels, norms, dim, cand, cand_len, scratch)
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
@@ -189,7 +224,7 @@ mod x86 {
         cand_len: usize,
         scratch: &mut NnScratch,
     ) {
-        nn_body::<U8Exact, u8, 8, 32>(panels, norms, dim, cand, cand_len, scratch)
+        nn_body::<U8Exact, 8, 32>(panels, norms, dim, cand, cand_len, scratch)
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -201,7 +236,7 @@ mod x86 {
         cand_len: usize,
         scratch: &mut NnScratch,
     ) {
-        nn_body::<F32Fused, f32, 4, 16>(panels, norms, dim, cand, cand_len, scratch)
+        nn_body::<F32Fused, 4, 16>(panels, norms, dim, cand, cand_len, scratch)
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -213,6 +248,6 @@ mod x86 {
         cand_len: usize,
         scratch: &mut NnScratch,
     ) {
-        nn_body::<U8Exact, u8, 4, 16>(panels, norms, dim, cand, cand_len, scratch)
+        nn_body::<U8Exact, 4, 16>(panels, norms, dim, cand, cand_len, scratch)
     }
 }

@@ -5,6 +5,8 @@
 //! shortlist. The instruction set is chosen at run time ([`Isa::detect`]); setting the
 //! environment variable `ILIAS_RERANK_FORCE_PORTABLE=1` forces the portable fallback.
 
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 mod dispatch;
 mod nn_body;
 mod packing;
@@ -32,4 +34,6 @@ pub struct NnScratch {
     pub(crate) block_f32: Vec<f32>,
     /// Transposed candidate block (k-major), integer flavour.
     pub(crate) block_i32: Vec<i32>,
+    /// Transposed candidate block, 4 packed bytes per element (VNNI).
+    pub(crate) block_u32: Vec<u32>,
 }

@@ -1,85 +1,116 @@
-//! The one generic nearest-neighbour loop. It is `#[inline(always)]` so that each
-//! instruction-set entry point in `dispatch.rs` compiles its own vectorised copy.
+//! The one generic nearest-neighbour loop, parametrised by a [`Tile`] micro-kernel. It is
+//! `#[inline(always)]` so that each instruction-set entry point in `dispatch.rs` compiles
+//! its own copy.
 //!
-//! For a block of `MR` candidate rows and a panel of `NR` query columns it accumulates the
-//! `MR x NR` dot products in registers, then folds them straight into the reductions:
-//! per query column the best and second-best candidate of `|c|² - 2 q·c`, and per
-//! candidate row the best query of `|q|² - 2 q·c`. No similarity matrix is stored.
+//! For a block of `MR` candidate rows and a panel of `NR` query columns the tile computes
+//! the `MR x NR` dot products, which are folded straight into the reductions: per query
+//! column the best and second-best candidate of `|c|² - 2 q·c`, and per candidate row the
+//! best query of `|q|² - 2 q·c`. No similarity matrix is stored.
 
 use super::NnScratch;
 
-/// Element-wise arithmetic of one kernel flavour.
-pub(crate) trait DotOps {
-    /// Element type of the packed panels and of the transposed candidate block.
+/// A micro-kernel: how candidate rows are laid out in the k-major block, and how one block
+/// meets one packed query panel.
+pub(crate) trait Tile<const MR: usize, const NR: usize> {
+    /// Element of the block and of the panels (one value, or 4 packed bytes).
     type Elem: Copy + Default;
-    /// `acc + a * b`.
-    fn madd(acc: Self::Elem, a: Self::Elem, b: Self::Elem) -> Self::Elem;
-    /// Accumulator to float, for the distance reductions.
-    fn to_f32(acc: Self::Elem) -> f32;
-    /// Square of one element, as f32 (for norms).
-    fn square(v: Self::Elem) -> f32;
-    /// The scratch buffer holding the transposed candidate block.
+    /// Candidate input element.
+    type In: Copy;
+    /// Block rows for descriptors of dimension `dim`.
+    fn depth(dim: usize) -> usize;
+    /// Write candidate row `row` into column `r` of `block`; return its squared norm and
+    /// the correction the tile adds to its dot products.
+    fn load_row(row: &[Self::In], r: usize, block: &mut [[Self::Elem; MR]]) -> (f32, i32);
+    /// `out[r][w] = dot(candidate r, query w) + correction[r]`.
+    fn tile(
+        block: &[[Self::Elem; MR]],
+        panel: &[[Self::Elem; NR]],
+        correction: &[i32; MR],
+        out: &mut [[f32; NR]; MR],
+    );
+    /// The scratch buffer that holds the block.
     fn block(scratch: &mut NnScratch) -> &mut Vec<Self::Elem>;
 }
 
-/// float32 with fused multiply-add (used only where the CPU has FMA).
+/// Generic scalar tiles (auto-vectorised where the target allows).
 pub(crate) struct F32Fused;
-/// float32 with separate multiply and add (portable).
 pub(crate) struct F32Plain;
-/// uint8 descriptors widened to i32 (exact integer dot products).
 pub(crate) struct U8Exact;
 
-impl DotOps for F32Fused {
-    type Elem = f32;
-    #[inline(always)]
-    fn madd(acc: f32, a: f32, b: f32) -> f32 {
-        a.mul_add(b, acc)
-    }
-    #[inline(always)]
-    fn to_f32(acc: f32) -> f32 {
-        acc
-    }
-    #[inline(always)]
-    fn square(v: f32) -> f32 {
-        v * v
-    }
-    fn block(scratch: &mut NnScratch) -> &mut Vec<f32> {
-        &mut scratch.block_f32
-    }
+macro_rules! generic_f32_tile {
+    ($name:ident, $madd:expr) => {
+        impl<const MR: usize, const NR: usize> Tile<MR, NR> for $name {
+            type Elem = f32;
+            type In = f32;
+            fn depth(dim: usize) -> usize {
+                dim
+            }
+            #[inline(always)]
+            fn load_row(row: &[f32], r: usize, block: &mut [[f32; MR]]) -> (f32, i32) {
+                let mut norm = 0.0f32;
+                for (k, &v) in row.iter().enumerate() {
+                    block[k][r] = v;
+                    norm += v * v;
+                }
+                (norm, 0)
+            }
+            #[inline(always)]
+            fn tile(
+                block: &[[f32; MR]],
+                panel: &[[f32; NR]],
+                _: &[i32; MR],
+                out: &mut [[f32; NR]; MR],
+            ) {
+                let mut acc = [[0.0f32; NR]; MR];
+                for (a, b) in block.iter().zip(panel.iter()) {
+                    for r in 0..MR {
+                        for w in 0..NR {
+                            acc[r][w] = $madd(acc[r][w], a[r], b[w]);
+                        }
+                    }
+                }
+                *out = acc;
+            }
+            fn block(scratch: &mut NnScratch) -> &mut Vec<f32> {
+                &mut scratch.block_f32
+            }
+        }
+    };
 }
 
-impl DotOps for F32Plain {
-    type Elem = f32;
-    #[inline(always)]
-    fn madd(acc: f32, a: f32, b: f32) -> f32 {
-        acc + a * b
-    }
-    #[inline(always)]
-    fn to_f32(acc: f32) -> f32 {
-        acc
-    }
-    #[inline(always)]
-    fn square(v: f32) -> f32 {
-        v * v
-    }
-    fn block(scratch: &mut NnScratch) -> &mut Vec<f32> {
-        &mut scratch.block_f32
-    }
-}
+generic_f32_tile!(F32Fused, |acc: f32, a: f32, b: f32| a.mul_add(b, acc));
+generic_f32_tile!(F32Plain, |acc: f32, a: f32, b: f32| acc + a * b);
 
-impl DotOps for U8Exact {
+impl<const MR: usize, const NR: usize> Tile<MR, NR> for U8Exact {
     type Elem = i32;
-    #[inline(always)]
-    fn madd(acc: i32, a: i32, b: i32) -> i32 {
-        acc.wrapping_add(a.wrapping_mul(b))
+    type In = u8;
+    fn depth(dim: usize) -> usize {
+        dim
     }
     #[inline(always)]
-    fn to_f32(acc: i32) -> f32 {
-        acc as f32
+    fn load_row(row: &[u8], r: usize, block: &mut [[i32; MR]]) -> (f32, i32) {
+        let mut norm = 0u32;
+        for (k, &v) in row.iter().enumerate() {
+            block[k][r] = i32::from(v);
+            norm += u32::from(v) * u32::from(v);
+        }
+        (norm as f32, 0)
     }
     #[inline(always)]
-    fn square(v: i32) -> f32 {
-        (v * v) as f32
+    fn tile(block: &[[i32; MR]], panel: &[[i32; NR]], _: &[i32; MR], out: &mut [[f32; NR]; MR]) {
+        let mut acc = [[0i32; NR]; MR];
+        for (a, b) in block.iter().zip(panel.iter()) {
+            for r in 0..MR {
+                for w in 0..NR {
+                    acc[r][w] = acc[r][w].wrapping_add(a[r].wrapping_mul(b[w]));
+                }
+            }
+        }
+        for r in 0..MR {
+            for w in 0..NR {
+                out[r][w] = acc[r][w] as f32;
+            }
+        }
     }
     fn block(scratch: &mut NnScratch) -> &mut Vec<i32> {
         &mut scratch.block_i32
@@ -91,74 +122,58 @@ impl DotOps for U8Exact {
 ///
 /// Ties keep the lowest index, so the result is a pure function of the inputs.
 #[inline(always)]
-pub(crate) fn nn_body<K: DotOps, T: Copy + Into<K::Elem>, const MR: usize, const NR: usize>(
+pub(crate) fn nn_body<K: Tile<MR, NR>, const MR: usize, const NR: usize>(
     panels: &[K::Elem],
     query_norms: &[f32],
     dim: usize,
-    cand: &[T],
+    cand: &[K::In],
     cand_len: usize,
     scratch: &mut NnScratch,
 ) {
     let padded = query_norms.len();
-    scratch.query_best.clear();
-    scratch.query_best.resize(padded, f32::INFINITY);
-    scratch.query_second.clear();
-    scratch.query_second.resize(padded, f32::INFINITY);
-    scratch.query_arg.clear();
-    scratch.query_arg.resize(padded, u32::MAX);
-    scratch.cand_best.clear();
-    scratch.cand_best.resize(cand_len, f32::INFINITY);
-    scratch.cand_arg.clear();
-    scratch.cand_arg.resize(cand_len, u32::MAX);
-    scratch.cand_norms.clear();
-    scratch.cand_norms.resize(cand_len, 0.0);
+    reset(&mut scratch.query_best, padded, f32::INFINITY);
+    reset(&mut scratch.query_second, padded, f32::INFINITY);
+    reset(&mut scratch.query_arg, padded, u32::MAX);
+    reset(&mut scratch.cand_best, cand_len, f32::INFINITY);
+    reset(&mut scratch.cand_arg, cand_len, u32::MAX);
+    reset(&mut scratch.cand_norms, cand_len, 0.0);
     if dim == 0 || cand_len == 0 || padded == 0 {
         return;
     }
+    let depth = K::depth(dim);
     let mut block = std::mem::take(K::block(scratch));
     block.clear();
-    block.resize(MR * dim, K::Elem::default());
+    block.resize(MR * depth, K::Elem::default());
     let (block_rows, _) = block.as_chunks_mut::<MR>();
     let (panel_rows, _) = panels.as_chunks::<NR>();
     let (norm_groups, _) = query_norms.as_chunks::<NR>();
-    let rows_per_panel = dim;
+    let mut dots = [[0.0f32; NR]; MR];
 
     for (block_index, cand_block) in cand[..cand_len * dim].chunks(MR * dim).enumerate() {
         let first = block_index * MR;
         let rows = cand_block.len() / dim;
-        // Transpose the candidate block to k-major; pad missing rows with zeros.
         let mut cand_norm = [f32::INFINITY; MR];
+        let mut correction = [0i32; MR];
         for row in block_rows.iter_mut() {
             *row = [K::Elem::default(); MR];
         }
         for (r, cand_row) in cand_block.chunks_exact(dim).enumerate() {
-            let mut norm = 0.0f32;
-            for (k, &v) in cand_row.iter().enumerate() {
-                let e: K::Elem = v.into();
-                block_rows[k][r] = e;
-                norm += K::square(e);
-            }
+            let (norm, corr) = K::load_row(cand_row, r, block_rows);
             cand_norm[r] = norm;
+            correction[r] = corr;
             scratch.cand_norms[first + r] = norm;
         }
 
         let mut cand_best = [[f32::INFINITY; NR]; MR];
         let mut cand_arg = [[u32::MAX; NR]; MR];
-        for (p, panel) in panel_rows.chunks_exact(rows_per_panel).enumerate() {
-            let mut acc = [[K::Elem::default(); NR]; MR];
-            for (a, b) in block_rows.iter().zip(panel.iter()) {
-                for r in 0..MR {
-                    for w in 0..NR {
-                        acc[r][w] = K::madd(acc[r][w], a[r], b[w]);
-                    }
-                }
-            }
+        for (p, panel) in panel_rows.chunks_exact(depth).enumerate() {
+            K::tile(block_rows, panel, &correction, &mut dots);
             let qn = &norm_groups[p];
             let base = (p * NR) as u32;
             // Candidate side: running minimum per (row, lane), reduced after the panels.
             for r in 0..MR {
                 for w in 0..NR {
-                    let v = qn[w] - 2.0 * K::to_f32(acc[r][w]);
+                    let v = qn[w] - 2.0 * dots[r][w];
                     let better = v < cand_best[r][w];
                     cand_best[r][w] = if better { v } else { cand_best[r][w] };
                     cand_arg[r][w] = if better {
@@ -178,7 +193,7 @@ pub(crate) fn nn_body<K: DotOps, T: Copy + Into<K::Elem>, const MR: usize, const
                 let cn = cand_norm[r];
                 let j = (first + r) as u32;
                 for w in 0..NR {
-                    let v = cn - 2.0 * K::to_f32(acc[r][w]);
+                    let v = cn - 2.0 * dots[r][w];
                     let better = v < best[w];
                     let runner_up = v < second[w];
                     second[w] = if better {
@@ -208,4 +223,9 @@ pub(crate) fn nn_body<K: DotOps, T: Copy + Into<K::Elem>, const MR: usize, const
         }
     }
     *K::block(scratch) = block;
+}
+
+fn reset<T: Copy>(v: &mut Vec<T>, len: usize, value: T) {
+    v.clear();
+    v.resize(len, value);
 }

@@ -15,6 +15,8 @@ pub struct PackedQuery {
     pub(crate) panels_f32: Vec<f32>,
     /// Panels, each `dim` rows of `nr` values (u8 descriptors widened to i32).
     pub(crate) panels_i32: Vec<i32>,
+    /// Panels for VNNI: `ceil(dim / 4)` rows of `nr` lanes of 4 bytes `q - 128` (i8).
+    pub(crate) panels_u32: Vec<u32>,
     /// Squared norms, padded to a multiple of `nr` with +inf.
     pub(crate) norms: Vec<f32>,
 }
@@ -61,6 +63,7 @@ impl PackedQuery {
             dim,
             panels_f32: panels,
             panels_i32: Vec::new(),
+            panels_u32: Vec::new(),
             norms,
         }
     }
@@ -69,6 +72,9 @@ impl PackedQuery {
     pub fn from_u8(data: &[u8], len: usize, dim: usize, isa: Isa) -> Self {
         let nr = isa.panel_width();
         let padded = Self::padded(len, nr);
+        if isa == Isa::Avx512Vnni {
+            return Self::from_u8_vnni(data, len, dim, isa, nr, padded);
+        }
         let mut panels = vec![0i32; padded * dim];
         let mut norms = vec![f32::INFINITY; padded];
         for (i, row) in data.chunks_exact(dim.max(1)).take(len).enumerate() {
@@ -86,6 +92,42 @@ impl PackedQuery {
             dim,
             panels_f32: Vec::new(),
             panels_i32: panels,
+            panels_u32: Vec::new(),
+            norms,
+        }
+    }
+
+    fn from_u8_vnni(
+        data: &[u8],
+        len: usize,
+        dim: usize,
+        isa: Isa,
+        nr: usize,
+        padded: usize,
+    ) -> Self {
+        let depth = dim.div_ceil(4);
+        let mut panels = vec![0u32; padded * depth];
+        let mut norms = vec![f32::INFINITY; padded];
+        for (i, row) in data.chunks_exact(dim.max(1)).take(len).enumerate() {
+            let (p, w) = (i / nr, i % nr);
+            let panel = &mut panels[p * depth * nr..(p + 1) * depth * nr];
+            for (k4, chunk) in row.chunks(4).enumerate() {
+                let mut bytes = [0u8; 4];
+                for (b, &v) in bytes.iter_mut().zip(chunk) {
+                    *b = (i16::from(v) - 128) as i8 as u8;
+                }
+                panel[k4 * nr + w] = u32::from_le_bytes(bytes);
+            }
+            let n: u32 = row.iter().map(|&v| u32::from(v) * u32::from(v)).sum();
+            norms[i] = n as f32;
+        }
+        PackedQuery {
+            isa,
+            len,
+            dim,
+            panels_f32: Vec::new(),
+            panels_i32: Vec::new(),
+            panels_u32: panels,
             norms,
         }
     }

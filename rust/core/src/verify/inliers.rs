@@ -36,3 +36,22 @@ pub fn collect(t: &Transform, corr: &Correspondences, threshold: f64, out: &mut 
         }
     }
 }
+
+/// Inlier count and MSAC cost `Σ min(e² / t², 1)` (lower is better) in one pass. The cost
+/// ranks models of equal support by how well they fit it, so a least-squares refit beats
+/// the minimal-sample model it came from.
+pub fn count_and_cost(t: &Transform, corr: &Correspondences, threshold: f64) -> (u32, f64) {
+    let t2 = threshold * threshold;
+    let mut n = 0u32;
+    let mut cost = 0.0f64;
+    for (&p, &q) in corr.q.iter().zip(&corr.c) {
+        let e2 = t.error2(p, q);
+        if e2 < t2 {
+            n += 1;
+            cost += e2 / t2;
+        } else {
+            cost += 1.0;
+        }
+    }
+    (n, cost)
+}

@@ -1,6 +1,6 @@
 //! Local optimisation of a hypothesis: least-squares refits on its inliers with
 //! shrinking thresholds, then (for `Model::Homography`) normalised-DLT refits kept only
-//! when they explain at least as many correspondences as the affine model.
+//! when they lower the MSAC cost (support and fit together) below the affine model's.
 
 use super::{inliers, Correspondences, Verification, VerifyScratch};
 use crate::config::{Model, RerankConfig};
@@ -54,13 +54,18 @@ pub fn refine(
             }
         }
     }
-    let mut best_count = inliers::count(&best_t, corr, threshold);
+    let (mut best_count, mut best_cost) = inliers::count_and_cost(&best_t, corr, threshold);
     if cfg.model == Model::Homography && best_count >= cfg.homography_min_inliers {
+        // Grow: refit on the inliers at twice the threshold while the set keeps growing
+        // (an affine seed may cover only part of a plane seen in perspective), then refit
+        // at the final threshold until the set stops growing there too.
         let mut current = best_t;
-        for k in 0..rounds.max(1) + 1 {
-            let m = multiplier(k, rounds.max(1) + 1);
-            inliers::collect(&current, corr, threshold * m, &mut scratch.refined);
-            if scratch.refined.len() < cfg.homography_min_inliers as usize {
+        let mut multiplier = 2.0;
+        let mut last_size = 0usize;
+        for _ in 0..8 * rounds.max(1) + 4 {
+            inliers::collect(&current, corr, threshold * multiplier, &mut scratch.refined);
+            let size = scratch.refined.len();
+            if size < cfg.homography_min_inliers as usize {
                 break;
             }
             let Some(h) = fit_homography(&corr.q, &corr.c, &scratch.refined) else {
@@ -69,13 +74,23 @@ pub fn refine(
             if !is_plausible(&h, &corr.query_box(&scratch.refined), max_scale) {
                 break;
             }
-            let n = inliers::count(&h, corr, threshold);
-            if n >= best_count {
+            let (n, cost) = inliers::count_and_cost(&h, corr, threshold);
+            if cost < best_cost {
                 best_t = h;
                 best_kind = Model::Homography;
                 best_count = n;
+                best_cost = cost;
             }
             current = h;
+            if size <= last_size {
+                if multiplier > 1.0 {
+                    multiplier = 1.0;
+                    last_size = 0;
+                    continue;
+                }
+                break;
+            }
+            last_size = size;
         }
     }
     if best_count < 2 {

@@ -1,14 +1,14 @@
 //! Seeded LO-RANSAC for correspondences without frames: minimal samples of 2 pairs
-//! (similarity) or 3 pairs (affine, and also for `Model::Homography`: local optimisation
-//! upgrades a good affine hypothesis to a homography), adaptive stopping, and local
-//! optimisation each time a better model is found. Three-point samples need far fewer
-//! draws than four-point ones at low inlier ratios (w³ vs w⁴) and planar views are
-//! locally affine; `homography_from_four` stays available for callers who want it.
+//! (similarity) or 3 pairs (affine), adaptive stopping, and local optimisation each time
+//! a better model is found. For `Model::Homography` each draw takes 4 pairs and scores two
+//! hypotheses: the affine map of the first three (needs only w³ luck at low inlier ratios;
+//! local optimisation upgrades it) and the exact homography of all four (robust to strong
+//! perspective, where an affine seed covers only part of the plane).
 
 use super::local_optimisation::refine;
 use super::{inliers, Correspondences, PairRng, Verification, VerifyScratch};
 use crate::config::{Model, RerankConfig};
-use crate::geometry::{fit_affine, fit_similarity, is_plausible, Transform};
+use crate::geometry::{fit_affine, fit_similarity, homography_from_four, is_plausible};
 
 /// Iterations needed to draw one all-inlier sample with probability `confidence`.
 fn iterations_needed(inlier_ratio: f64, sample: usize, confidence: f64) -> u64 {
@@ -44,59 +44,69 @@ pub fn verify_with_ransac(
 ) -> Verification {
     let n = corr.len();
     let max_scale = f64::from(cfg.max_scale_change);
-    let sample_size = match cfg.model {
-        Model::Similarity => 2,
-        Model::Affine | Model::Homography => 3,
+    let (sample_size, drawn) = match cfg.model {
+        Model::Similarity => (2, 2),
+        Model::Affine => (3, 3),
+        Model::Homography => (3, 4),
     };
-    if n < sample_size {
+    if n < drawn {
         return Verification::NONE;
     }
     let mut best = Verification::NONE;
     let mut best_raw = 0u32;
     let mut needed = u64::from(cfg.ransac_max_iterations);
-    let mut sample = [0u32; 3];
+    let mut sample = [0u32; 4];
     let mut it = 0u64;
     while it < needed.min(u64::from(cfg.ransac_max_iterations)) {
         it += 1;
-        draw(rng, n, &mut sample[..sample_size]);
+        draw(rng, n, &mut sample[..drawn]);
         let s = &sample[..sample_size];
-        let fitted: Option<Transform> = match cfg.model {
+        let linear = match cfg.model {
             Model::Similarity => fit_similarity(&corr.q, &corr.c, s),
             Model::Affine | Model::Homography => fit_affine(&corr.q, &corr.c, s),
         };
-        let Some(t) = fitted else { continue };
+        let projective = if drawn == 4 {
+            homography_from_four(&corr.q, &corr.c, &sample)
+        } else {
+            None
+        };
         let at = sample.map(|i| corr.q[i as usize]);
-        if !is_plausible(&t, &at[..sample_size], max_scale) {
-            continue;
-        }
-        let count = inliers::count(&t, corr, threshold);
-        if count <= best_raw || (count as usize) < sample_size {
-            continue;
-        }
-        best_raw = count;
-        let kind = if cfg.model == Model::Similarity {
-            Model::Similarity
-        } else {
-            Model::Affine
-        };
-        let v = refine(t, kind, corr, threshold, cfg, scratch);
-        let v = if v.inliers >= count {
-            v
-        } else {
-            Verification {
-                model: Some(kind),
-                transform: t.normalised(),
-                inliers: count,
+        for (t, kind) in [(linear, Model::Affine), (projective, Model::Homography)] {
+            let Some(t) = t else { continue };
+            if !is_plausible(&t, &at[..drawn], max_scale) {
+                continue;
             }
-        };
-        if v.inliers > best.inliers {
-            best = v;
-            best_raw = best_raw.max(v.inliers);
-            needed = iterations_needed(
-                f64::from(best.inliers) / n as f64,
-                sample_size,
-                cfg.ransac_confidence,
-            );
+            let count = inliers::count(&t, corr, threshold);
+            if count <= best_raw || (count as usize) < drawn {
+                continue;
+            }
+            best_raw = count;
+            let kind = if cfg.model == Model::Similarity {
+                Model::Similarity
+            } else {
+                kind
+            };
+            let v = refine(t, kind, corr, threshold, cfg, scratch);
+            let refined_cost = inliers::count_and_cost(&v.transform, corr, threshold).1;
+            let raw_cost = inliers::count_and_cost(&t, corr, threshold).1;
+            let v = if v.model.is_some() && refined_cost <= raw_cost {
+                v
+            } else {
+                Verification {
+                    model: Some(kind),
+                    transform: t.normalised(),
+                    inliers: count,
+                }
+            };
+            if v.inliers > best.inliers {
+                best = v;
+                best_raw = best_raw.max(v.inliers);
+                needed = iterations_needed(
+                    f64::from(best.inliers) / n as f64,
+                    sample_size,
+                    cfg.ransac_confidence,
+                );
+            }
         }
     }
     best

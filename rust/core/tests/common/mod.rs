@@ -61,8 +61,19 @@ pub struct Scene {
 /// `n` correspondences of which a fraction `inlier_ratio` follow `h` up to `noise` px.
 /// Frames are (scale, orientation in degrees) consistent with the local Jacobian of `h`.
 pub fn planted_scene(seed: u64, n: usize, inlier_ratio: f64, noise: f64, h: [f64; 9]) -> Scene {
+    planted_scene_dim(seed, n, inlier_ratio, noise, h, 32)
+}
+
+/// As [`planted_scene`] with descriptors of dimension `d`.
+pub fn planted_scene_dim(
+    seed: u64,
+    n: usize,
+    inlier_ratio: f64,
+    noise: f64,
+    h: [f64; 9],
+    d: usize,
+) -> Scene {
     let mut g = Gen::new(seed);
-    let d = 32;
     let mut s = Scene {
         q_pts: vec![],
         c_pts: vec![],
