@@ -142,3 +142,21 @@ def test_exif_orientation_is_honoured(tmp_path):
     img.save(path, exif=exif.tobytes(), quality=95)
     f = ir.extract_local(str(path), num_features=200)[0]
     assert f.image_size == (400, 512)
+
+
+def test_hand_written_stubs_match_the_extension():
+    """Every function in ``_core.pyi`` exists with the same parameter names, and back."""
+    import ast
+    import inspect
+    from pathlib import Path
+
+    stub = ast.parse((Path(ir.__file__).parent / "_core.pyi").read_text())
+    stubbed = {
+        node.name: [a.arg for a in node.args.args]
+        for node in stub.body
+        if isinstance(node, ast.FunctionDef)
+    }
+    runtime = {n for n in dir(_core) if callable(getattr(_core, n)) and not n.startswith("_")}
+    assert set(stubbed) == runtime
+    for name, params in stubbed.items():
+        assert list(inspect.signature(getattr(_core, name)).parameters) == params, name
