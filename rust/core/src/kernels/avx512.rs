@@ -4,7 +4,7 @@
 
 use std::arch::x86_64::*;
 
-use super::nn_body::Tile;
+use super::nn_body::{F32Plain, Tile};
 use super::NnScratch;
 
 /// float32, fused multiply-add.
@@ -24,12 +24,7 @@ impl Tile<8, 32> for F32Avx512 {
 
     #[inline(always)]
     fn load_row(row: &[f32], r: usize, block: &mut [[f32; 8]]) -> (f32, i32) {
-        let mut norm = 0.0f32;
-        for (k, &v) in row.iter().enumerate() {
-            block[k][r] = v;
-            norm += v * v;
-        }
-        (norm, 0)
+        <F32Plain as Tile<8, 32>>::load_row(row, r, block)
     }
 
     #[inline(always)]

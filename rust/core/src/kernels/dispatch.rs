@@ -191,63 +191,51 @@ mod x86 {
     use super::super::nn_body::F32Fused;
     use super::*;
 
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-    pub(super) unsafe fn f32_avx512(
-        panels: &[f32],
-        norms: &[f32],
-        dim: usize,
-        cand: &[f32],
-        cand_len: usize,
-        scratch: &mut NnScratch,
-    ) {
-        nn_body::<F32Avx512, 8, 32>(panels, norms, dim, cand, cand_len, scratch)
+    /// One `#[target_feature]` entry point per (tile, instruction set): the generic loop is
+    /// inlined into each and compiled for exactly those features.
+    macro_rules! entry_point {
+        ($name:ident, $tile:ty, $mr:literal, $nr:literal, $elem:ty, $input:ty, $features:literal) => {
+            #[target_feature(enable = $features)]
+            pub(super) unsafe fn $name(
+                panels: &[$elem],
+                norms: &[f32],
+                dim: usize,
+                cand: &[$input],
+                cand_len: usize,
+                scratch: &mut NnScratch,
+            ) {
+                nn_body::<$tile, $mr, $nr>(panels, norms, dim, cand, cand_len, scratch)
+            }
+        };
     }
 
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
-    pub(super) unsafe fn u8_vnni(
-        panels: &[u32],
-        norms: &[f32],
-        dim: usize,
-        cand: &[u8],
-        cand_len: usize,
-        scratch: &mut NnScratch,
-    ) {
-        nn_body::<U8Vnni, 8, 32>(panels, norms, dim, cand, cand_len, scratch)
-    }
-
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-    pub(super) unsafe fn u8_avx512(
-        panels: &[i32],
-        norms: &[f32],
-        dim: usize,
-        cand: &[u8],
-        cand_len: usize,
-        scratch: &mut NnScratch,
-    ) {
-        nn_body::<U8Exact, 8, 32>(panels, norms, dim, cand, cand_len, scratch)
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn f32_avx2(
-        panels: &[f32],
-        norms: &[f32],
-        dim: usize,
-        cand: &[f32],
-        cand_len: usize,
-        scratch: &mut NnScratch,
-    ) {
-        nn_body::<F32Fused, 4, 16>(panels, norms, dim, cand, cand_len, scratch)
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn u8_avx2(
-        panels: &[i32],
-        norms: &[f32],
-        dim: usize,
-        cand: &[u8],
-        cand_len: usize,
-        scratch: &mut NnScratch,
-    ) {
-        nn_body::<U8Exact, 4, 16>(panels, norms, dim, cand, cand_len, scratch)
-    }
+    entry_point!(
+        f32_avx512,
+        F32Avx512,
+        8,
+        32,
+        f32,
+        f32,
+        "avx512f,avx512bw,avx512vl,avx2,fma"
+    );
+    entry_point!(
+        u8_vnni,
+        U8Vnni,
+        8,
+        32,
+        u32,
+        u8,
+        "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma"
+    );
+    entry_point!(
+        u8_avx512,
+        U8Exact,
+        8,
+        32,
+        i32,
+        u8,
+        "avx512f,avx512bw,avx512vl,avx2,fma"
+    );
+    entry_point!(f32_avx2, F32Fused, 4, 16, f32, f32, "avx2,fma");
+    entry_point!(u8_avx2, U8Exact, 4, 16, i32, u8, "avx2,fma");
 }
