@@ -167,6 +167,19 @@ def test_missing_and_unreadable_images_are_named_and_the_rest_kept(tmp_path):
     assert [k is None for k in kept] == [False, True, False, True]
     with pytest.raises(ir.ConfigError, match="method"):
         ir.extract_local(batch, method="superpoint")
+    with pytest.raises(ir.ConfigError, match="device"):
+        ir.extract_local(batch, device="tpu:7")
+
+
+def test_unavailable_cuda_device_is_a_config_error():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    from skimage import data as skdata
+
+    with pytest.raises(ir.ConfigError, match="no CUDA device"):
+        ir.extract_local(skdata.camera(), device="cuda")
 
 
 arrays = st.sampled_from(

@@ -42,6 +42,25 @@ def _sift(num_features: int, device: str):
     )
 
 
+def _check_device(device: str) -> None:
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(
+            f"device: expected 'cpu', 'cuda', 'cuda:N' or 'mps', got {device!r}"
+        ) from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            f"device: expected an available device, got {device!r} (no CUDA device here)"
+        )
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError(
+            f"device: expected cuda:0..{torch.cuda.device_count() - 1}, got {device!r}"
+        )
+
+
 def _extract_one(
     img, method: str, num_features: int, max_side: int, device: str, upsample: bool = False
 ) -> LocalFeatures:
@@ -108,6 +127,7 @@ def extract_local(
         raise ConfigError(f"max_side: expected an int >= 16, got {max_side!r}")
     if on_error not in ("raise", "skip"):
         raise ConfigError(f"on_error: expected 'raise' or 'skip', got {on_error!r}")
+    _check_device(device)
     items = (
         list(images)
         if isinstance(images, Sequence) and not isinstance(images, (str, bytes))
