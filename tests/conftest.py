@@ -9,8 +9,9 @@ import os
 import pickle
 from pathlib import Path
 
-import ilias_rerank as ir
 import pytest
+
+import ilias_rerank as ir
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("ILIAS_RERANK_SHARED_DATA", REPO.parent / "shared" / "data"))

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import dataclasses
 
-import ilias_rerank as ir
 import numpy as np
 import pytest
 import torch
-from ilias_rerank import _core
 from skimage import data as skdata
+
+import ilias_rerank as ir
+from ilias_rerank import _core
 
 
 def test_config_defaults_equal_the_rust_defaults():

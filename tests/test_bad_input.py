@@ -7,11 +7,12 @@ unreadable images are named while the rest of the batch is kept."""
 
 from __future__ import annotations
 
-import ilias_rerank as ir
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+import ilias_rerank as ir
 from ilias_rerank import _core
 
 RNG = np.random.default_rng(0)

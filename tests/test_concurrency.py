@@ -6,8 +6,9 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-import ilias_rerank as ir
 import numpy as np
+
+import ilias_rerank as ir
 
 
 def scene(seed, n=1500, d=128):

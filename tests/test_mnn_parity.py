@@ -4,12 +4,13 @@ error, as kornia)."""
 
 from __future__ import annotations
 
-import ilias_rerank as ir
 import numpy as np
 import pytest
 import torch
 from kornia.feature import match_mnn
 from skimage import data as skdata
+
+import ilias_rerank as ir
 
 
 def ours(a: np.ndarray, b: np.ndarray) -> set[tuple[int, int]]:

@@ -17,11 +17,12 @@ from __future__ import annotations
 import csv
 from collections import defaultdict
 
-import ilias_rerank as ir
 import numpy as np
 import pytest
 from conftest import average_precision, cached_features, shared_dataset
 from PIL import Image
+
+import ilias_rerank as ir
 
 pytestmark = pytest.mark.shared_data
 

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import functools
 
-import ilias_rerank as ir
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from skimage import data as skdata
 from skimage.transform import ProjectiveTransform, warp
+
+import ilias_rerank as ir
 
 PHOTOS = ("astronaut", "camera", "coffee", "chelsea", "rocket", "immunohistochemistry")
 
