@@ -9,7 +9,13 @@ cached in ``.cache/bench-features``.
 Peers (each ranks a query's shortlist by its inlier count, both cores available):
 - ``opencv``: BFMatcher (L2, cross-check) + findHomography(USAC_MAGSAC, 8 px);
 - ``numpy+opencv``: numpy GEMM mutual NN + ratio 0.9, then findHomography(USAC_MAGSAC);
+- ``numpy+poselib`` / ``numpy+pycolmap``: the same matching, then their homography
+  LO-RANSAC (8 px), when installed (``pip install '.[bench]'``);
 - ``kornia``: match_mnn + kornia's RANSAC (homography) on the CPU (a subsample of pairs).
+
+Roofline, in the same run: numpy float32 GEMM and (where available) torch int8
+``_int_mm`` on the same N x N x 128 shapes, next to our nearest-neighbour kernels alone
+(``_core.kernel_throughput``), all on both cores, in multiply-adds per second.
 
 Writes JSON and a Markdown table (``--out``, default ``out/peer_benchmark``).
 
@@ -83,22 +89,54 @@ def opencv_pair(q, c, cv2):
     return 0 if mask is None else int(mask.sum())
 
 
-def numpy_opencv_pair(q, c, cv2):
-    s = q.descriptors @ c.descriptors.T
-    if s.size == 0:
-        return 0
+def numpy_mnn(q, c):
+    """numpy GEMM mutual nearest neighbours + Lowe ratio 0.9 (our default matching)."""
+    qd = q.descriptors.astype(np.float32)
+    cd = c.descriptors.astype(np.float32)
+    if len(qd) < 2 or len(cd) < 2:
+        return None, None
+    s = qd @ cd.T
     nn12 = s.argmax(1)
     nn21 = s.argmax(0)
     idx = np.arange(len(nn12))
     mutual = nn21[nn12] == idx
-    d = 2 - 2 * s
-    part = np.partition(d, 1, axis=1)[:, :2] if d.shape[1] > 1 else np.c_[d, d + 1]
+    d = (qd * qd).sum(1)[:, None] + (cd * cd).sum(1)[None] - 2 * s
+    part = np.partition(d, 1, axis=1)[:, :2]
     ratio = np.sqrt(np.maximum(part[:, 0], 0)) <= 0.9 * np.sqrt(np.maximum(part[:, 1], 0))
     keep = idx[mutual & ratio]
     if len(keep) < 4:
+        return None, None
+    return q.keypoints[keep].astype(np.float64), c.keypoints[nn12[keep]].astype(np.float64)
+
+
+def numpy_opencv_pair(q, c, cv2):
+    src, dst = numpy_mnn(q, c)
+    if src is None:
         return 0
-    _, mask = cv2.findHomography(q.keypoints[keep], c.keypoints[nn12[keep]], cv2.USAC_MAGSAC, 8.0)
+    _, mask = cv2.findHomography(src, dst, cv2.USAC_MAGSAC, 8.0)
     return 0 if mask is None else int(mask.sum())
+
+
+def numpy_poselib_pair(q, c, poselib):
+    src, dst = numpy_mnn(q, c)
+    if src is None:
+        return 0
+    _, info = poselib.estimate_homography(src, dst, {"max_reproj_error": 8.0}, {})
+    return int(np.sum(info["inliers"]))
+
+
+def numpy_pycolmap_pair(q, c, pycolmap):
+    src, dst = numpy_mnn(q, c)
+    if src is None:
+        return 0
+    opts = pycolmap.RANSACOptions()
+    opts.max_error = 8.0
+    out = pycolmap.estimate_homography_matrix(src, dst, opts)
+    return (
+        0
+        if out is None
+        else int(np.sum(out["inlier_mask"] if "inlier_mask" in out else out["inliers"]))
+    )
 
 
 def kornia_pair(q, c, ransac, torch, match_mnn):
@@ -148,6 +186,43 @@ def run_ours(queries, refs, truth):
     }
 
 
+def best_rate(fn, macs: float, seconds: float = 1.5) -> float:
+    """Best multiply-adds/s of `fn` over repeated calls for about `seconds`."""
+    fn()
+    best, start = 0.0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        t0 = time.perf_counter()
+        fn()
+        best = max(best, macs / (time.perf_counter() - t0))
+    return best
+
+
+def roofline(n: int = 1024, dim: int = 128) -> dict:
+    import torch
+
+    from ilias_rerank import _core
+
+    rng = np.random.default_rng(0)
+    a = rng.random((n, dim), dtype=np.float32)
+    b = rng.random((n, dim), dtype=np.float32)
+    macs = float(n * n * dim)
+    out = {"shape": [n, n, dim], "numpy_sgemm": best_rate(lambda: a @ b.T, macs)}
+    ai = torch.from_numpy(rng.integers(-128, 127, (n, dim), dtype=np.int8))
+    bi = torch.from_numpy(rng.integers(-128, 127, (dim, n), dtype=np.int8))
+    try:
+        out["torch_int8_mm"] = best_rate(lambda: torch._int_mm(ai, bi), macs)
+    except (RuntimeError, AttributeError) as exc:  # no CPU kernel in this torch build
+        out["torch_int8_mm"] = None
+        out["torch_int8_mm_error"] = str(exc).splitlines()[0]
+    out["ours_f32"] = _core.kernel_throughput(n, n, dim, uint8=False, repeats=64)
+    out["ours_u8"] = _core.kernel_throughput(n, n, dim, uint8=True, repeats=128)
+    out["ours_f32_over_numpy_sgemm"] = out["ours_f32"] / out["numpy_sgemm"]
+    out["ours_u8_over_ours_f32"] = out["ours_u8"] / out["ours_f32"]
+    if out["torch_int8_mm"]:
+        out["ours_u8_over_torch_int8"] = out["ours_u8"] / out["torch_int8_mm"]
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--queries", type=int, default=20)
@@ -190,6 +265,7 @@ def main(argv=None) -> int:
             max_pairs=args.kornia_pairs,
         )
     )
+    roof = roofline()
     ours = [r for r in rows if r["name"] == "ilias-rerank"]
     best_ours = max(r["pairs_per_s"] for r in ours)
     peers = [r for r in rows if r["name"] != "ilias-rerank"]
@@ -200,6 +276,7 @@ def main(argv=None) -> int:
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "ours": {"pairs_per_s": best_ours, "top1": ours[0]["top1"], "runs": ours},
         "peers": [{**p, "ratio_ours_over_peer": best_ours / p["pairs_per_s"]} for p in peers],
+        "roofline": roof,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(summary, indent=2))
@@ -210,6 +287,27 @@ def main(argv=None) -> int:
         lines.append(
             f"| {p['name']} | {p['pairs_per_s']:.0f} | {p['ratio_ours_over_peer']:.1f}x | {top1} |"
         )
+    g = 1e9
+    lines += [
+        "",
+        f"Roofline, {roof['shape'][0]} x {roof['shape'][1]} x {roof['shape'][2]}, both cores "
+        "(G multiply-adds/s):",
+        "",
+        "| kernel | G MAC/s | fraction |",
+        "| --- | --- | --- |",
+        f"| numpy float32 GEMM | {roof['numpy_sgemm'] / g:.1f} | 1.00 |",
+        f"| ours float32 NN (GEMM + fused reductions) | {roof['ours_f32'] / g:.1f} | "
+        f"{roof['ours_f32_over_numpy_sgemm']:.2f} of numpy sgemm |",
+        f"| ours uint8 NN (VNNI) | {roof['ours_u8'] / g:.1f} | "
+        f"{roof['ours_u8_over_ours_f32']:.2f}x our float32 |",
+    ]
+    if roof.get("torch_int8_mm"):
+        lines.append(
+            f"| torch int8 `_int_mm` | {roof['torch_int8_mm'] / g:.1f} | "
+            f"ours uint8 = {roof['ours_u8_over_torch_int8']:.2f} of it |"
+        )
+    else:
+        lines.append(f"| torch int8 `_int_mm` | n/a | {roof.get('torch_int8_mm_error', '')} |")
     table = "\n".join(lines)
     args.out.with_suffix(".md").write_text(table + "\n")
     print(table)

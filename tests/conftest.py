@@ -5,6 +5,7 @@ path, size and mtime and the extraction parameters)."""
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
 import pickle
 from pathlib import Path
@@ -32,7 +33,9 @@ def cached_features(paths, **params) -> list[ir.LocalFeatures]:
     out = []
     for p in paths:
         st = os.stat(p)
-        key = f"{os.path.abspath(p)}|{st.st_size}|{st.st_mtime_ns}|{sorted(params.items())}"
+        # The extractor's signature (with its defaults) is part of the key.
+        sig = inspect.signature(ir.extract_local)
+        key = f"{os.path.abspath(p)}|{st.st_size}|{st.st_mtime_ns}|{sorted(params.items())}|{sig}"
         f = CACHE / (hashlib.sha1(key.encode()).hexdigest() + ".pkl")
         if f.exists():
             with open(f, "rb") as fh:

