@@ -1,6 +1,8 @@
 """Side-by-side peer benchmark: the same SIFT features re-ranked by ilias-rerank and by
 the usual Python pipelines, in one process, interleaved, with quality next to speed.
 
+Peers receive float32 copies of the same descriptors (their matchers need floats).
+
 Inputs: ``../shared/data/smvs_dvd_covers`` (each E63 phone photo against all 100
 references) when present, else synthetic phone shots of photos shipped in scikit-image
 (the quickstart's data). Features: kornia RootSIFT, 1024 per image, extracted once and
@@ -15,7 +17,10 @@ Peers (each ranks a query's shortlist by its inlier count, both cores available)
 
 Roofline, in the same run: numpy float32 GEMM and (where available) torch int8
 ``_int_mm`` on the same N x N x 128 shapes, next to our nearest-neighbour kernels alone
-(``_core.kernel_throughput``), all on both cores, in multiply-adds per second.
+(``_core.kernel_throughput``), each on one core, in multiply-adds per second.
+
+Fairness: every RANSAC is capped at our 1000 iterations (poselib's default is 100,000),
+one BLAS thread per worker, two workers (both cores) per peer, as ilias-rerank uses both.
 
 Writes JSON and a Markdown table (``--out``, default ``out/peer_benchmark``).
 
@@ -24,10 +29,17 @@ Run: ``.venv/bin/python benches/peer_benchmark.py [--queries 20]`` with both cor
 
 from __future__ import annotations
 
+import os
+
+# One BLAS thread per worker: the peers run two workers (both cores), and the roofline
+# compares one core against one core. Must be set before numpy is imported.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
 import argparse
 import hashlib
+import inspect
 import json
-import os
 import pickle
 import platform
 import sys
@@ -41,13 +53,17 @@ import ilias_rerank as ir
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE = REPO / ".cache" / "bench-features"
+#: Every RANSAC gets the iteration cap ilias-rerank uses by default.
+MAX_ITERATIONS = 1000
 
 
 def cached(paths_or_arrays, keys):
     CACHE.mkdir(parents=True, exist_ok=True)
     out = []
+    # The extractor's signature (with its defaults) is part of every key.
+    signature = str(inspect.signature(ir.extract_local))
     for item, key in zip(paths_or_arrays, keys, strict=True):
-        f = CACHE / (hashlib.sha1(key.encode()).hexdigest() + ".pkl")
+        f = CACHE / (hashlib.sha1((key + signature).encode()).hexdigest() + ".pkl")
         if f.exists():
             out.append(pickle.loads(f.read_bytes()))
             continue
@@ -80,12 +96,12 @@ def load_inputs(n_queries: int):
 
 def opencv_pair(q, c, cv2):
     matcher = cv2.BFMatcher(cv2.NORM_L2, crossCheck=True)
-    m = matcher.match(q.descriptors, c.descriptors)
+    m = matcher.match(q.descriptors.astype(np.float32), c.descriptors.astype(np.float32))
     if len(m) < 4:
         return 0
     src = q.keypoints[[x.queryIdx for x in m]]
     dst = c.keypoints[[x.trainIdx for x in m]]
-    _, mask = cv2.findHomography(src, dst, cv2.USAC_MAGSAC, 8.0)
+    _, mask = cv2.findHomography(src, dst, cv2.USAC_MAGSAC, 8.0, maxIters=MAX_ITERATIONS)
     return 0 if mask is None else int(mask.sum())
 
 
@@ -113,7 +129,7 @@ def numpy_opencv_pair(q, c, cv2):
     src, dst = numpy_mnn(q, c)
     if src is None:
         return 0
-    _, mask = cv2.findHomography(src, dst, cv2.USAC_MAGSAC, 8.0)
+    _, mask = cv2.findHomography(src, dst, cv2.USAC_MAGSAC, 8.0, maxIters=MAX_ITERATIONS)
     return 0 if mask is None else int(mask.sum())
 
 
@@ -121,7 +137,9 @@ def numpy_poselib_pair(q, c, poselib):
     src, dst = numpy_mnn(q, c)
     if src is None:
         return 0
-    _, info = poselib.estimate_homography(src, dst, {"max_reproj_error": 8.0}, {})
+    _, info = poselib.estimate_homography(
+        src, dst, {"max_reproj_error": 8.0, "max_iterations": MAX_ITERATIONS}, {}
+    )
     return int(np.sum(info["inliers"]))
 
 
@@ -131,6 +149,7 @@ def numpy_pycolmap_pair(q, c, pycolmap):
         return 0
     opts = pycolmap.RANSACOptions()
     opts.max_error = 8.0
+    opts.max_num_trials = MAX_ITERATIONS
     out = pycolmap.estimate_homography_matrix(src, dst, opts)
     return (
         0
@@ -140,7 +159,8 @@ def numpy_pycolmap_pair(q, c, pycolmap):
 
 
 def kornia_pair(q, c, ransac, torch, match_mnn):
-    _, idx = match_mnn(torch.from_numpy(q.descriptors), torch.from_numpy(c.descriptors))
+    qd = torch.from_numpy(q.descriptors.astype(np.float32))
+    _, idx = match_mnn(qd, torch.from_numpy(c.descriptors.astype(np.float32)))
     if len(idx) < 4:
         return 0
     src = torch.from_numpy(q.keypoints)[idx[:, 0]]
@@ -209,13 +229,15 @@ def roofline(n: int = 1024, dim: int = 128) -> dict:
     out = {"shape": [n, n, dim], "numpy_sgemm": best_rate(lambda: a @ b.T, macs)}
     ai = torch.from_numpy(rng.integers(-128, 127, (n, dim), dtype=np.int8))
     bi = torch.from_numpy(rng.integers(-128, 127, (dim, n), dtype=np.int8))
+    torch.set_num_threads(1)
     try:
         out["torch_int8_mm"] = best_rate(lambda: torch._int_mm(ai, bi), macs)
     except (RuntimeError, AttributeError) as exc:  # no CPU kernel in this torch build
         out["torch_int8_mm"] = None
         out["torch_int8_mm_error"] = str(exc).splitlines()[0]
-    out["ours_f32"] = _core.kernel_throughput(n, n, dim, uint8=False, repeats=64)
-    out["ours_u8"] = _core.kernel_throughput(n, n, dim, uint8=True, repeats=128)
+    torch.set_num_threads(1)
+    out["ours_f32"] = _core.kernel_throughput(n, n, dim, uint8=False, repeats=32, threads=1)
+    out["ours_u8"] = _core.kernel_throughput(n, n, dim, uint8=True, repeats=64, threads=1)
     out["ours_f32_over_numpy_sgemm"] = out["ours_f32"] / out["numpy_sgemm"]
     out["ours_u8_over_ours_f32"] = out["ours_u8"] / out["ours_f32"]
     if out["torch_int8_mm"]:
@@ -253,6 +275,17 @@ def main(argv=None) -> int:
     rows.append(
         run_peer("numpy+opencv", lambda q, c: numpy_opencv_pair(q, c, cv2), queries, refs, truth)
     )
+    for name, module, fn in (
+        ("numpy+poselib", "poselib", numpy_poselib_pair),
+        ("numpy+pycolmap", "pycolmap", numpy_pycolmap_pair),
+    ):
+        try:
+            mod = __import__(module)
+        except ImportError:
+            print(f"{name}: not installed (pip install '.[bench]'), skipped")
+            continue
+        rows.append(run_ours(queries, refs, truth))
+        rows.append(run_peer(name, lambda q, c, m=mod, f=fn: f(q, c, m), queries, refs, truth))
     rows.append(run_ours(queries, refs, truth))
     rows.append(
         run_peer(
@@ -290,8 +323,8 @@ def main(argv=None) -> int:
     g = 1e9
     lines += [
         "",
-        f"Roofline, {roof['shape'][0]} x {roof['shape'][1]} x {roof['shape'][2]}, both cores "
-        "(G multiply-adds/s):",
+        f"Roofline, {roof['shape'][0]} x {roof['shape'][1]} x {roof['shape'][2]}, one core "
+        "each (G multiply-adds/s):",
         "",
         "| kernel | G MAC/s | fraction |",
         "| --- | --- | --- |",
