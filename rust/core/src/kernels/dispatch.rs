@@ -95,93 +95,40 @@ pub fn nearest_neighbours(
     scratch: &mut NnScratch,
 ) {
     let dim = query.dim;
+    // Every kernel entry point takes the same arguments but the panels and rows.
+    macro_rules! run {
+        ($kernel:path, $panels:expr, $rows:expr) => {
+            $kernel($panels, &query.norms, dim, $rows, cand_len, scratch)
+        };
+    }
     match (query.isa, cand) {
         #[cfg(target_arch = "x86_64")]
         (Isa::Avx512Vnni | Isa::Avx512, CandidateRows::F32(rows)) => {
             // SAFETY: these variants are only produced by `detect_cpu` after checking the features.
-            unsafe {
-                x86::f32_avx512(
-                    &query.panels_f32,
-                    &query.norms,
-                    dim,
-                    rows,
-                    cand_len,
-                    scratch,
-                )
-            }
+            unsafe { run!(x86::f32_avx512, &query.panels_f32, rows) }
         }
         #[cfg(target_arch = "x86_64")]
         (Isa::Avx512Vnni, CandidateRows::U8(rows)) => {
             // SAFETY: as above (VNNI checked too).
-            unsafe {
-                x86::u8_vnni(
-                    &query.panels_u32,
-                    &query.norms,
-                    dim,
-                    rows,
-                    cand_len,
-                    scratch,
-                )
-            }
+            unsafe { run!(x86::u8_vnni, &query.panels_u32, rows) }
         }
         #[cfg(target_arch = "x86_64")]
         (Isa::Avx512, CandidateRows::U8(rows)) => {
             // SAFETY: as above.
-            unsafe {
-                x86::u8_avx512(
-                    &query.panels_i32,
-                    &query.norms,
-                    dim,
-                    rows,
-                    cand_len,
-                    scratch,
-                )
-            }
+            unsafe { run!(x86::u8_avx512, &query.panels_i32, rows) }
         }
         #[cfg(target_arch = "x86_64")]
         (Isa::Avx2, CandidateRows::F32(rows)) => {
             // SAFETY: `Isa::Avx2` is only produced by `detect_cpu` after checking the features.
-            unsafe {
-                x86::f32_avx2(
-                    &query.panels_f32,
-                    &query.norms,
-                    dim,
-                    rows,
-                    cand_len,
-                    scratch,
-                )
-            }
+            unsafe { run!(x86::f32_avx2, &query.panels_f32, rows) }
         }
         #[cfg(target_arch = "x86_64")]
         (Isa::Avx2, CandidateRows::U8(rows)) => {
             // SAFETY: as above.
-            unsafe {
-                x86::u8_avx2(
-                    &query.panels_i32,
-                    &query.norms,
-                    dim,
-                    rows,
-                    cand_len,
-                    scratch,
-                )
-            }
+            unsafe { run!(x86::u8_avx2, &query.panels_i32, rows) }
         }
-        (_, CandidateRows::F32(rows)) => nn_body::<F32Plain, 4, 16>(
-            &query.panels_f32,
-            &query.norms,
-            dim,
-            rows,
-            cand_len,
-            scratch,
-        ),
-        (_, CandidateRows::U8(rows)) => nn_body::<U8Exact, 4, 16>(
-            &query.panels_i32,
-            &query.norms,
-            dim,
-            rows,
-            cand_len,
-            scratch,
-        ),
+        (_, CandidateRows::F32(rows)) => run!(nn_body::<F32Plain, 4, 16>, &query.panels_f32, rows),
+        (_, CandidateRows::U8(rows)) => run!(nn_body::<U8Exact, 4, 16>, &query.panels_i32, rows),
     }
 }
 
