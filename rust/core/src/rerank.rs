@@ -107,13 +107,15 @@ fn fill_correspondences(
     }
 }
 
+/// Validate a candidate against the query; `place` names it in an error (built only then).
 fn validate_pair(
     query: &LocalFeaturesRef<'_>,
     cand: &LocalFeaturesRef<'_>,
-    place: &str,
+    place: impl Fn() -> String,
 ) -> Result<()> {
-    cand.validate().map_err(|e| e.within(place))?;
-    query.check_compatible(cand).map_err(|e| e.within(place))
+    cand.validate()
+        .and_then(|()| query.check_compatible(cand))
+        .map_err(|e| e.within(&place()))
 }
 
 /// Re-rank `candidates` for `query`. `global[j]`, when given, is candidate `j`'s score
@@ -146,7 +148,7 @@ pub fn rerank_query(
         });
     }
     for (j, cand) in candidates.iter().enumerate() {
-        validate_pair(query, cand, &format!("candidate {j}"))?;
+        validate_pair(query, cand, || format!("candidate {j}"))?;
     }
     if let Some(g) = global {
         if g.len() != candidates.len() {
@@ -192,7 +194,7 @@ pub fn verify_pair(
 ) -> Result<PairOutcome> {
     cfg.validate()?;
     query.validate().map_err(|e| e.within("query"))?;
-    validate_pair(query, candidate, "candidate")?;
+    validate_pair(query, candidate, || "candidate".into())?;
     let packed = prepare_query(query);
     let mut worker = Worker::default();
     let outcome = worker.process(&packed, query, candidate, (0, 0), cfg);

@@ -83,8 +83,7 @@ impl PackedQuery {
             for (k, &v) in row.iter().enumerate() {
                 panel[k * nr + w] = i32::from(v);
             }
-            let n: u32 = row.iter().map(|&v| u32::from(v) * u32::from(v)).sum();
-            norms[i] = n as f32;
+            norms[i] = u8_squared_norm(row);
         }
         PackedQuery {
             isa,
@@ -118,8 +117,7 @@ impl PackedQuery {
                 }
                 panel[k4 * nr + w] = u32::from_le_bytes(bytes);
             }
-            let n: u32 = row.iter().map(|&v| u32::from(v) * u32::from(v)).sum();
-            norms[i] = n as f32;
+            norms[i] = u8_squared_norm(row);
         }
         PackedQuery {
             isa,
@@ -131,4 +129,11 @@ impl PackedQuery {
             norms,
         }
     }
+}
+
+/// Squared norm of a uint8 descriptor (exact: at most 65025 · D, below 2^24 for D <= 256).
+fn u8_squared_norm(row: &[u8]) -> f32 {
+    row.iter()
+        .map(|&v| u32::from(v) * u32::from(v))
+        .sum::<u32>() as f32
 }
