@@ -2,7 +2,8 @@
 
 use std::sync::OnceLock;
 
-use super::nn_body::{nn_body, F32Plain, U8Exact};
+use super::nn_body::{nn_body, reset_outputs, F32Plain, U8Exact};
+use super::packing::Panels;
 use super::{NnScratch, PackedQuery};
 
 /// The instruction sets the kernels are compiled for.
@@ -101,34 +102,37 @@ pub fn nearest_neighbours(
             $kernel($panels, &query.norms, dim, $rows, cand_len, scratch)
         };
     }
-    match (query.isa, cand) {
+    match (query.isa, &query.panels, cand) {
         #[cfg(target_arch = "x86_64")]
-        (Isa::Avx512Vnni | Isa::Avx512, CandidateRows::F32(rows)) => {
+        (Isa::Avx512Vnni | Isa::Avx512, Panels::F32(p), CandidateRows::F32(rows)) => {
             // SAFETY: these variants are only produced by `detect_cpu` after checking the features.
-            unsafe { run!(x86::f32_avx512, &query.panels_f32, rows) }
+            unsafe { run!(x86::f32_avx512, p, rows) }
         }
         #[cfg(target_arch = "x86_64")]
-        (Isa::Avx512Vnni, CandidateRows::U8(rows)) => {
+        (Isa::Avx512Vnni, Panels::Vnni(p), CandidateRows::U8(rows)) => {
             // SAFETY: as above (VNNI checked too).
-            unsafe { run!(x86::u8_vnni, &query.panels_u32, rows) }
+            unsafe { run!(x86::u8_vnni, p, rows) }
         }
         #[cfg(target_arch = "x86_64")]
-        (Isa::Avx512, CandidateRows::U8(rows)) => {
+        (Isa::Avx512, Panels::I32(p), CandidateRows::U8(rows)) => {
             // SAFETY: as above.
-            unsafe { run!(x86::u8_avx512, &query.panels_i32, rows) }
+            unsafe { run!(x86::u8_avx512, p, rows) }
         }
         #[cfg(target_arch = "x86_64")]
-        (Isa::Avx2, CandidateRows::F32(rows)) => {
+        (Isa::Avx2, Panels::F32(p), CandidateRows::F32(rows)) => {
             // SAFETY: `Isa::Avx2` is only produced by `detect_cpu` after checking the features.
-            unsafe { run!(x86::f32_avx2, &query.panels_f32, rows) }
+            unsafe { run!(x86::f32_avx2, p, rows) }
         }
         #[cfg(target_arch = "x86_64")]
-        (Isa::Avx2, CandidateRows::U8(rows)) => {
+        (Isa::Avx2, Panels::I32(p), CandidateRows::U8(rows)) => {
             // SAFETY: as above.
-            unsafe { run!(x86::u8_avx2, &query.panels_i32, rows) }
+            unsafe { run!(x86::u8_avx2, p, rows) }
         }
-        (_, CandidateRows::F32(rows)) => run!(nn_body::<F32Plain, 4, 16>, &query.panels_f32, rows),
-        (_, CandidateRows::U8(rows)) => run!(nn_body::<U8Exact, 4, 16>, &query.panels_i32, rows),
+        (_, Panels::F32(p), CandidateRows::F32(rows)) => run!(nn_body::<F32Plain, 4, 16>, p, rows),
+        (_, Panels::I32(p), CandidateRows::U8(rows)) => run!(nn_body::<U8Exact, 4, 16>, p, rows),
+        // Descriptor types that differ are refused at the API boundary; should a caller of
+        // this low-level function mix them anyway, nothing matches.
+        _ => reset_outputs(scratch, query.norms.len(), cand_len),
     }
 }
 

@@ -131,12 +131,7 @@ pub(crate) fn nn_body<K: Tile<MR, NR>, const MR: usize, const NR: usize>(
     scratch: &mut NnScratch,
 ) {
     let padded = query_norms.len();
-    reset(&mut scratch.query_best, padded, f32::INFINITY);
-    reset(&mut scratch.query_second, padded, f32::INFINITY);
-    reset(&mut scratch.query_arg, padded, u32::MAX);
-    reset(&mut scratch.cand_best, cand_len, f32::INFINITY);
-    reset(&mut scratch.cand_arg, cand_len, u32::MAX);
-    reset(&mut scratch.cand_norms, cand_len, 0.0);
+    reset_outputs(scratch, padded, cand_len);
     if dim == 0 || cand_len == 0 || padded == 0 {
         return;
     }
@@ -223,6 +218,17 @@ pub(crate) fn nn_body<K: Tile<MR, NR>, const MR: usize, const NR: usize>(
         }
     }
     *K::block(scratch) = block;
+}
+
+/// Size the outputs for `padded` query columns and `cand_len` candidates, with no
+/// neighbour found yet (every `*_arg` is `u32::MAX`).
+pub(crate) fn reset_outputs(scratch: &mut NnScratch, padded: usize, cand_len: usize) {
+    reset(&mut scratch.query_best, padded, f32::INFINITY);
+    reset(&mut scratch.query_second, padded, f32::INFINITY);
+    reset(&mut scratch.query_arg, padded, u32::MAX);
+    reset(&mut scratch.cand_best, cand_len, f32::INFINITY);
+    reset(&mut scratch.cand_arg, cand_len, u32::MAX);
+    reset(&mut scratch.cand_norms, cand_len, 0.0);
 }
 
 fn reset<T: Copy>(v: &mut Vec<T>, len: usize, value: T) {

@@ -3,6 +3,17 @@
 
 use super::dispatch::Isa;
 
+/// The packed values, in the layout of the kernel family that will read them.
+#[derive(Debug, Clone)]
+pub(crate) enum Panels {
+    /// `dim` rows of `nr` float32 values per panel.
+    F32(Vec<f32>),
+    /// `dim` rows of `nr` uint8 values widened to i32 per panel.
+    I32(Vec<i32>),
+    /// VNNI: `ceil(dim / 4)` rows of `nr` lanes of 4 bytes `q - 128` (as i8) per panel.
+    Vnni(Vec<u32>),
+}
+
 /// Query descriptors packed for the nearest-neighbour kernel of one instruction set.
 #[derive(Debug, Clone)]
 pub struct PackedQuery {
@@ -11,12 +22,7 @@ pub struct PackedQuery {
     pub(crate) len: usize,
     /// Descriptor dimension.
     pub(crate) dim: usize,
-    /// Panels, each `dim` rows of `nr` values (f32 descriptors).
-    pub(crate) panels_f32: Vec<f32>,
-    /// Panels, each `dim` rows of `nr` values (u8 descriptors widened to i32).
-    pub(crate) panels_i32: Vec<i32>,
-    /// Panels for VNNI: `ceil(dim / 4)` rows of `nr` lanes of 4 bytes `q - 128` (i8).
-    pub(crate) panels_u32: Vec<u32>,
+    pub(crate) panels: Panels,
     /// Squared norms, padded to a multiple of `nr` with +inf.
     pub(crate) norms: Vec<f32>,
 }
@@ -39,96 +45,92 @@ impl PackedQuery {
         self.norms[i]
     }
 
-    fn padded(len: usize, nr: usize) -> usize {
-        len.div_ceil(nr) * nr
-    }
-
     /// Pack `len` float descriptors of dimension `dim` (row-major).
     pub fn from_f32(data: &[f32], len: usize, dim: usize, isa: Isa) -> Self {
         let nr = isa.panel_width();
-        let padded = Self::padded(len, nr);
-        let mut panels = vec![0.0f32; padded * dim];
-        let mut norms = vec![f32::INFINITY; padded];
-        for (i, row) in data.chunks_exact(dim.max(1)).take(len).enumerate() {
-            let (p, w) = (i / nr, i % nr);
-            let panel = &mut panels[p * dim * nr..(p + 1) * dim * nr];
-            for (k, &v) in row.iter().enumerate() {
-                panel[k * nr + w] = v;
-            }
-            norms[i] = row.iter().map(|v| v * v).sum();
-        }
-        PackedQuery {
-            isa,
+        let (panels, norms) = pack(
+            data,
             len,
             dim,
-            panels_f32: panels,
-            panels_i32: Vec::new(),
-            panels_u32: Vec::new(),
-            norms,
-        }
+            nr,
+            dim,
+            f32_squared_norm,
+            |row, panel, w| {
+                for (k, &v) in row.iter().enumerate() {
+                    panel[k * nr + w] = v;
+                }
+            },
+        );
+        Self::new(isa, len, dim, Panels::F32(panels), norms)
     }
 
     /// Pack `len` uint8 descriptors of dimension `dim` (row-major).
     pub fn from_u8(data: &[u8], len: usize, dim: usize, isa: Isa) -> Self {
         let nr = isa.panel_width();
-        let padded = Self::padded(len, nr);
         if isa == Isa::Avx512Vnni {
-            return Self::from_u8_vnni(data, len, dim, isa, nr, padded);
+            let depth = dim.div_ceil(4);
+            let (panels, norms) = pack(
+                data,
+                len,
+                dim,
+                nr,
+                depth,
+                u8_squared_norm,
+                |row, panel, w| {
+                    for (k4, chunk) in row.chunks(4).enumerate() {
+                        let mut bytes = [0u8; 4];
+                        for (b, &v) in bytes.iter_mut().zip(chunk) {
+                            *b = (i16::from(v) - 128) as i8 as u8;
+                        }
+                        panel[k4 * nr + w] = u32::from_le_bytes(bytes);
+                    }
+                },
+            );
+            return Self::new(isa, len, dim, Panels::Vnni(panels), norms);
         }
-        let mut panels = vec![0i32; padded * dim];
-        let mut norms = vec![f32::INFINITY; padded];
-        for (i, row) in data.chunks_exact(dim.max(1)).take(len).enumerate() {
-            let (p, w) = (i / nr, i % nr);
-            let panel = &mut panels[p * dim * nr..(p + 1) * dim * nr];
+        let (panels, norms) = pack(data, len, dim, nr, dim, u8_squared_norm, |row, panel, w| {
             for (k, &v) in row.iter().enumerate() {
                 panel[k * nr + w] = i32::from(v);
             }
-            norms[i] = u8_squared_norm(row);
-        }
-        PackedQuery {
-            isa,
-            len,
-            dim,
-            panels_f32: Vec::new(),
-            panels_i32: panels,
-            panels_u32: Vec::new(),
-            norms,
-        }
+        });
+        Self::new(isa, len, dim, Panels::I32(panels), norms)
     }
 
-    fn from_u8_vnni(
-        data: &[u8],
-        len: usize,
-        dim: usize,
-        isa: Isa,
-        nr: usize,
-        padded: usize,
-    ) -> Self {
-        let depth = dim.div_ceil(4);
-        let mut panels = vec![0u32; padded * depth];
-        let mut norms = vec![f32::INFINITY; padded];
-        for (i, row) in data.chunks_exact(dim.max(1)).take(len).enumerate() {
-            let (p, w) = (i / nr, i % nr);
-            let panel = &mut panels[p * depth * nr..(p + 1) * depth * nr];
-            for (k4, chunk) in row.chunks(4).enumerate() {
-                let mut bytes = [0u8; 4];
-                for (b, &v) in bytes.iter_mut().zip(chunk) {
-                    *b = (i16::from(v) - 128) as i8 as u8;
-                }
-                panel[k4 * nr + w] = u32::from_le_bytes(bytes);
-            }
-            norms[i] = u8_squared_norm(row);
-        }
+    fn new(isa: Isa, len: usize, dim: usize, panels: Panels, norms: Vec<f32>) -> Self {
         PackedQuery {
             isa,
             len,
             dim,
-            panels_f32: Vec::new(),
-            panels_i32: Vec::new(),
-            panels_u32: panels,
+            panels,
             norms,
         }
     }
+}
+
+/// Lay `len` rows of dimension `dim` out as panels of `nr` columns and `depth` rows each:
+/// `write(row, panel, column)` places one row. Returns the panels and the padded norms.
+fn pack<T: Copy, E: Copy + Default>(
+    data: &[T],
+    len: usize,
+    dim: usize,
+    nr: usize,
+    depth: usize,
+    norm: fn(&[T]) -> f32,
+    write: impl Fn(&[T], &mut [E], usize),
+) -> (Vec<E>, Vec<f32>) {
+    let padded = len.div_ceil(nr) * nr;
+    let mut panels = vec![E::default(); padded * depth];
+    let mut norms = vec![f32::INFINITY; padded];
+    for (i, row) in data.chunks_exact(dim.max(1)).take(len).enumerate() {
+        let (p, w) = (i / nr, i % nr);
+        write(row, &mut panels[p * depth * nr..(p + 1) * depth * nr], w);
+        norms[i] = norm(row);
+    }
+    (panels, norms)
+}
+
+fn f32_squared_norm(row: &[f32]) -> f32 {
+    row.iter().map(|v| v * v).sum()
 }
 
 /// Squared norm of a uint8 descriptor (exact: at most 65025 · D, below 2^24 for D <= 256).

@@ -68,7 +68,7 @@ pub fn verify_with_frames(
             continue;
         }
         refined += 1;
-        let v = refine(t, Model::Affine, corr, threshold, cfg, scratch);
+        let (v, _) = refine(t, Model::Affine, corr, threshold, cfg, scratch);
         if v.inliers > best.inliers {
             best = v;
         }

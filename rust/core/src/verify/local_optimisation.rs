@@ -15,7 +15,7 @@ fn multiplier(k: u32, rounds: u32) -> f64 {
     }
 }
 
-/// Refine `initial` (of kind `kind`) and return the verified model.
+/// Refine `initial` (of kind `kind`); return the verified model and its MSAC cost.
 pub fn refine(
     initial: Transform,
     kind: Model,
@@ -23,7 +23,7 @@ pub fn refine(
     threshold: f64,
     cfg: &RerankConfig,
     scratch: &mut VerifyScratch,
-) -> Verification {
+) -> (Verification, f64) {
     let max_scale = f64::from(cfg.max_scale_change);
     let rounds = cfg.local_optimisation_rounds;
     let linear = if cfg.model == Model::Similarity {
@@ -94,11 +94,12 @@ pub fn refine(
         }
     }
     if best_count < 2 {
-        return Verification::NONE;
+        return (Verification::NONE, f64::INFINITY);
     }
-    Verification {
+    let verified = Verification {
         model: Some(best_kind),
         transform: best_t.normalised(),
         inliers: best_count,
-    }
+    };
+    (verified, best_cost)
 }

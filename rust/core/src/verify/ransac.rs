@@ -86,8 +86,7 @@ pub fn verify_with_ransac(
             } else {
                 kind
             };
-            let v = refine(t, kind, corr, threshold, cfg, scratch);
-            let refined_cost = inliers::count_and_cost(&v.transform, corr, threshold).1;
+            let (v, refined_cost) = refine(t, kind, corr, threshold, cfg, scratch);
             let raw_cost = inliers::count_and_cost(&t, corr, threshold).1;
             let v = if v.model.is_some() && refined_cost <= raw_cost {
                 v
