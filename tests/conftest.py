@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import ilias_rerank as ir
+from ilias_rerank.demo import average_precision  # noqa: F401  (re-exported for the tests)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("ILIAS_RERANK_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -48,13 +49,3 @@ def cached_features(paths, **params) -> list[ir.LocalFeatures]:
         os.replace(tmp, f)
         out.append(feats)
     return out
-
-
-def average_precision(labels) -> float:
-    """Non-interpolated AP of a ranked 0/1 list (sklearn's definition, no ties)."""
-    hits, total = 0, 0.0
-    for rank, rel in enumerate(labels, start=1):
-        if rel:
-            hits += 1
-            total += hits / rank
-    return total / max(hits, 1)

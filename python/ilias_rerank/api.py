@@ -14,7 +14,7 @@ import numpy as np
 from . import _core
 from .config import RerankConfig
 from .errors import DTypeError, ShapeError
-from .features import LocalFeatures, as_numpy
+from .features import LocalFeatures, as_numpy, real_float32
 from .results import PairVerification, RerankResult
 
 __all__ = ["rerank", "verify_correspondences", "verify_pair"]
@@ -106,9 +106,7 @@ def _points(value: Any, what: str) -> np.ndarray:
     arr = as_numpy(value, what)
     if arr.ndim != 2 or arr.shape[1] != 2:
         raise ShapeError(f"{what}: expected (K, 2) float32, got {tuple(arr.shape)} {arr.dtype}")
-    if arr.dtype.kind not in "fiu":
-        raise DTypeError(f"{what}: expected (K, 2) float32, got {arr.dtype}")
-    return np.ascontiguousarray(arr, dtype=np.float32)
+    return real_float32(arr, what, "(K, 2) float32")
 
 
 def _frames(value: Any, what: str) -> np.ndarray | None:

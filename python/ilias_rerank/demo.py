@@ -83,7 +83,9 @@ def thumbnail_embedding(img: np.ndarray) -> np.ndarray:
     return v / (np.linalg.norm(v) + 1e-9)
 
 
-def average_precision(labels: np.ndarray) -> float:
+def average_precision(labels) -> float:
+    """Non-interpolated AP of a ranked 0/1 list (sklearn's definition, no ties)."""
+    labels = np.asarray(labels, dtype=float)
     hits = np.cumsum(labels)
     ranks = np.arange(1, len(labels) + 1)
     return float((hits / ranks * labels).sum() / max(labels.sum(), 1))

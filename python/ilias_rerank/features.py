@@ -24,7 +24,7 @@ import numpy as np
 
 from .errors import DTypeError, ShapeError
 
-__all__ = ["LocalFeatures", "as_numpy"]
+__all__ = ["LocalFeatures", "as_numpy", "real_float32"]
 
 
 def as_numpy(value: Any, what: str) -> np.ndarray:
@@ -63,7 +63,8 @@ def _shape_text(arr: np.ndarray) -> str:
     return f"{tuple(arr.shape)} {arr.dtype}"
 
 
-def _real(arr: np.ndarray, what: str, expected: str) -> np.ndarray:
+def real_float32(arr: np.ndarray, what: str, expected: str) -> np.ndarray:
+    """C-contiguous float32 copy (or view) of a real-valued array; other dtypes are refused."""
     if arr.dtype.kind not in "fiu":
         raise DTypeError(f"{what}: expected {expected}, got {_shape_text(arr)}")
     return np.ascontiguousarray(arr, dtype=np.float32)
@@ -93,7 +94,7 @@ class LocalFeatures:
                 kp = kp.reshape(0, 2)
             else:
                 raise ShapeError(f"keypoints: expected (N, 2) float32, got {_shape_text(kp)}")
-        kp = _real(kp, "keypoints", "(N, 2) float32")
+        kp = real_float32(kp, "keypoints", "(N, 2) float32")
 
         desc = _drop_batch(as_numpy(descriptors, "descriptors"), 2)
         if desc.ndim != 2:
