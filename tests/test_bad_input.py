@@ -215,3 +215,14 @@ def test_never_a_crash_only_documented_outcomes(n, m, d, d2, kp_cols, dtype, fil
         return
     assert sorted(r.order.tolist()) == [0, 1]
     assert np.all(np.diff(r.scores) < 0)
+
+
+def test_extraction_and_benchmark_hook_arguments_are_checked():
+    from skimage import data as skdata
+
+    with pytest.raises(ir.ConfigError, match="descriptor_dtype: expected one of"):
+        ir.extract_local(skdata.camera(), descriptor_dtype="float16")
+    with pytest.raises(ir.ConfigError, match="kernel_throughput: expected"):
+        _core.kernel_throughput(0, 10, 128)
+    with pytest.raises(ir.ConfigError, match="kernel_throughput: expected"):
+        _core.kernel_throughput(10, 10, 128, repeats=0)
