@@ -8,6 +8,7 @@ __all__ = [
     "DTypeError",
     "DimensionMismatchError",
     "ExtractionError",
+    "FormatError",
     "IliasRerankError",
     "ImageReadError",
     "InternalError",
@@ -48,6 +49,11 @@ class ResourceLimitError(InvalidInputError):
 
 class ConfigError(IliasRerankError, ValueError):
     """A configuration value is out of range or unknown."""
+
+
+class FormatError(IliasRerankError, ValueError):
+    """Stored or serialised data is truncated, corrupt (checksum), or of a format or version
+    this package does not read. Nothing is used from it."""
 
 
 class ImageReadError(IliasRerankError, OSError):

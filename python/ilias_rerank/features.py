@@ -3,7 +3,9 @@
 Data contract (what the Rust core reads, zero-copy):
 
 - ``keypoints``: ``(N, 2)`` float32 pixel ``x, y`` in the *original* image;
-- ``descriptors``: ``(N, D)`` float32 (e.g. RootSIFT, L2-normalised) or uint8;
+- ``descriptors``: ``(N, D)`` float32 (e.g. RootSIFT, L2-normalised) or uint8; or
+  ``(N, W)`` uint64: binary descriptors of ``64 W`` bits compared by Hamming distance
+  (see :mod:`ilias_rerank.compact`);
 - ``frames``: ``None``, ``(N, 2)`` float32 ``(scale, orientation in degrees)`` as kornia's
   ``laf_from_center_scale_ori``, or ``(N, 2, 3)`` float32 local affine frames (kornia LAF);
 - ``image_size``: ``None`` or ``(height, width)`` of the original image.
@@ -101,13 +103,14 @@ class LocalFeatures:
             raise ShapeError(
                 f"descriptors: expected (N, D) float32 or uint8, got {_shape_text(desc)}"
             )
-        if desc.dtype == np.uint8:
+        if desc.dtype in (np.uint8, np.uint64):
             desc = np.ascontiguousarray(desc)
         elif desc.dtype.kind == "f":
             desc = np.ascontiguousarray(desc, dtype=np.float32)
         else:
             raise DTypeError(
                 "descriptors: expected (N, D) float32 or uint8 (float16/float64 are converted), "
+                "or (N, W) uint64 binary words, "
                 f"got {_shape_text(desc)}"
             )
         if desc.shape[0] != kp.shape[0]:

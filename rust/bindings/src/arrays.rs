@@ -82,6 +82,7 @@ pub fn f32_2d<'py>(
 enum DescriptorArray<'py> {
     F32(PyReadonlyArray2<'py, f32>),
     U8(PyReadonlyArray2<'py, u8>),
+    Binary(PyReadonlyArray2<'py, u64>),
 }
 
 enum FrameArray<'py> {
@@ -121,7 +122,11 @@ pub fn held_features<'py>(obj: &Bound<'py, PyAny>, place: &str) -> PyResult<Held
     let desc = obj.getattr("descriptors")?;
     let what = format!("{place} descriptors");
     if ndim(&desc) != Some(2) {
-        return Err(shape_error(&desc, &what, "(N, D) float32 or uint8"));
+        return Err(shape_error(
+            &desc,
+            &what,
+            "(N, D) float32 or uint8, or (N, W) uint64 binary words",
+        ));
     }
     let descriptors = if let Ok(a) = desc.extract::<PyReadonlyArray2<'py, f32>>() {
         contiguous(&desc, &a, &what)?;
@@ -129,8 +134,15 @@ pub fn held_features<'py>(obj: &Bound<'py, PyAny>, place: &str) -> PyResult<Held
     } else if let Ok(a) = desc.extract::<PyReadonlyArray2<'py, u8>>() {
         contiguous(&desc, &a, &what)?;
         DescriptorArray::U8(a)
+    } else if let Ok(a) = desc.extract::<PyReadonlyArray2<'py, u64>>() {
+        contiguous(&desc, &a, &what)?;
+        DescriptorArray::Binary(a)
     } else {
-        return Err(dtype_error(&desc, &what, "(N, D) float32 or uint8"));
+        return Err(dtype_error(
+            &desc,
+            &what,
+            "(N, D) float32 or uint8, or (N, W) uint64 binary words",
+        ));
     };
     let fr = obj.getattr("frames")?;
     let frames = if fr.is_none() {
@@ -172,6 +184,10 @@ impl HeldFeatures<'_> {
                 dim: a.shape()[1],
             },
             DescriptorArray::U8(a) => Descriptors::U8 {
+                data: a.as_slice().map_err(|_| not_contiguous())?,
+                dim: a.shape()[1],
+            },
+            DescriptorArray::Binary(a) => Descriptors::Binary {
                 data: a.as_slice().map_err(|_| not_contiguous())?,
                 dim: a.shape()[1],
             },

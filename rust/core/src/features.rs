@@ -14,14 +14,30 @@ use crate::kernels::CandidateRows;
 /// Descriptors of one image.
 #[derive(Debug, Clone, Copy)]
 pub enum Descriptors<'a> {
-    F32 { data: &'a [f32], dim: usize },
-    U8 { data: &'a [u8], dim: usize },
+    F32 {
+        data: &'a [f32],
+        dim: usize,
+    },
+    U8 {
+        data: &'a [u8],
+        dim: usize,
+    },
+    /// Binary descriptors, `dim` 64-bit words per row (`64 * dim` bits), compared by
+    /// Hamming distance: as ±1 vectors, so that the squared L2 distance is `4 * hamming`,
+    /// the squared norm is the number of bits and the Lowe ratio and cosine floor keep
+    /// their meaning.
+    Binary {
+        data: &'a [u64],
+        dim: usize,
+    },
 }
 
 impl<'a> Descriptors<'a> {
     pub fn dim(&self) -> usize {
         match self {
-            Descriptors::F32 { dim, .. } | Descriptors::U8 { dim, .. } => *dim,
+            Descriptors::F32 { dim, .. }
+            | Descriptors::U8 { dim, .. }
+            | Descriptors::Binary { dim, .. } => *dim,
         }
     }
 
@@ -29,6 +45,7 @@ impl<'a> Descriptors<'a> {
         match self {
             Descriptors::F32 { .. } => "float32",
             Descriptors::U8 { .. } => "uint8",
+            Descriptors::Binary { .. } => "binary (uint64 words)",
         }
     }
 
@@ -36,6 +53,7 @@ impl<'a> Descriptors<'a> {
         match self {
             Descriptors::F32 { data, .. } => data.len(),
             Descriptors::U8 { data, .. } => data.len(),
+            Descriptors::Binary { data, .. } => data.len(),
         }
     }
 
@@ -43,6 +61,7 @@ impl<'a> Descriptors<'a> {
         match *self {
             Descriptors::F32 { data, .. } => CandidateRows::F32(data),
             Descriptors::U8 { data, .. } => CandidateRows::U8(data),
+            Descriptors::Binary { data, .. } => CandidateRows::Binary(data),
         }
     }
 }

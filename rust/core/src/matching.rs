@@ -26,6 +26,7 @@ pub fn prepare_query(query: &LocalFeaturesRef<'_>) -> PackedQuery {
     match query.descriptors {
         Descriptors::F32 { data, dim } => PackedQuery::from_f32(data, query.len(), dim, isa),
         Descriptors::U8 { data, dim } => PackedQuery::from_u8(data, query.len(), dim, isa),
+        Descriptors::Binary { data, dim } => PackedQuery::from_binary(data, query.len(), dim),
     }
 }
 

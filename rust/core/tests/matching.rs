@@ -158,3 +158,73 @@ fn empty_sides_give_no_matches() {
     );
     assert!(out.is_empty());
 }
+
+/// Brute-force mutual nearest neighbours by Hamming distance, with the Lowe ratio on
+/// `sqrt(4h)` (binary descriptors read as ±1 vectors); ties keep the lowest index.
+fn hamming_mnn(a: &[u64], b: &[u64], words: usize, ratio: f32) -> Vec<(u32, u32)> {
+    let h =
+        |x: &[u64], y: &[u64]| -> u32 { x.iter().zip(y).map(|(p, q)| (p ^ q).count_ones()).sum() };
+    let best_of = |x: &[u64], set: &[u64]| -> (usize, u32, u32) {
+        let mut best = (usize::MAX, u32::MAX, u32::MAX);
+        for (j, y) in set.chunks_exact(words).enumerate() {
+            let d = h(x, y);
+            if d < best.1 {
+                best = (j, d, best.1);
+            } else if d < best.2 {
+                best.2 = d;
+            }
+        }
+        best
+    };
+    let mut out = Vec::new();
+    for (i, x) in a.chunks_exact(words).enumerate() {
+        let (j, d, second) = best_of(x, b);
+        let (back, _, _) = best_of(&b[j * words..(j + 1) * words], a);
+        let passes_ratio = second == u32::MAX || (d as f32) <= ratio * ratio * second as f32;
+        if back == i && passes_ratio {
+            out.push((i as u32, j as u32));
+        }
+    }
+    out
+}
+
+proptest! {
+    #[test]
+    fn binary_matching_is_brute_force_hamming_mnn(
+        seed in 0u64..1000, n in 1usize..60, m in 1usize..60, words in 1usize..4,
+        flips in 0u32..40,
+    ) {
+        let mut g = Gen::new(seed);
+        let b: Vec<u64> = (0..m * words).map(|_| g.bits()).collect();
+        // Queries: noisy copies of candidates (so that matches exist) and random rows.
+        let a: Vec<u64> = (0..n)
+            .flat_map(|i| {
+                let mut row: Vec<u64> = if i % 2 == 0 {
+                    b[(i % m) * words..(i % m + 1) * words].to_vec()
+                } else {
+                    (0..words).map(|_| g.bits()).collect()
+                };
+                for _ in 0..(flips as usize % (16 * words)) {
+                    let bit = (g.bits() % (64 * words as u64)) as usize;
+                    row[bit / 64] ^= 1u64 << (bit % 64);
+                }
+                row
+            })
+            .collect();
+        let (kp_a, kp_b) = (vec![0.0f32; 2 * n], vec![0.0f32; 2 * m]);
+        let fa = LocalFeaturesRef { keypoints: &kp_a, descriptors: Descriptors::Binary { data: &a, dim: words }, frames: None, image_size: None };
+        let fb = LocalFeaturesRef { keypoints: &kp_b, descriptors: Descriptors::Binary { data: &b, dim: words }, frames: None, image_size: None };
+        let cfg = RerankConfig::default();
+        let packed = prepare_query(&fa);
+        let (mut scratch, mut got) = (NnScratch::default(), Vec::new());
+        match_descriptors(&packed, &fb, &cfg, &mut scratch, &mut got);
+        let pairs: Vec<(u32, u32)> = got.iter().map(|m| (m.query, m.candidate)).collect();
+        prop_assert_eq!(pairs, hamming_mnn(&a, &b, words, cfg.ratio.unwrap()));
+        for m in &got {
+            let h: u32 = a[m.query as usize * words..][..words].iter()
+                .zip(&b[m.candidate as usize * words..][..words])
+                .map(|(p, q)| (p ^ q).count_ones()).sum();
+            prop_assert_eq!(m.distance, 4.0 * h as f32);
+        }
+    }
+}

@@ -84,6 +84,8 @@ impl Isa {
 pub enum CandidateRows<'a> {
     F32(&'a [f32]),
     U8(&'a [u8]),
+    /// Binary descriptors, 64-bit words, row-major.
+    Binary(&'a [u64]),
 }
 
 /// Nearest neighbours in both directions between a packed query and `cand_len`
@@ -127,6 +129,9 @@ pub fn nearest_neighbours(
         (Isa::Avx2, Panels::I32(p), CandidateRows::U8(rows)) => {
             // SAFETY: as above.
             unsafe { run!(x86::u8_avx2, p, rows) }
+        }
+        (_, Panels::Binary(p), CandidateRows::Binary(rows)) => {
+            super::hamming::nn_hamming(p, query.len, dim, rows, cand_len, scratch)
         }
         (_, Panels::F32(p), CandidateRows::F32(rows)) => run!(nn_body::<F32Plain, 4, 16>, p, rows),
         (_, Panels::I32(p), CandidateRows::U8(rows)) => run!(nn_body::<U8Exact, 4, 16>, p, rows),

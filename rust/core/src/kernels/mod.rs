@@ -8,6 +8,7 @@
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 mod dispatch;
+mod hamming;
 mod nn_body;
 mod packing;
 

@@ -12,6 +12,8 @@ pub(crate) enum Panels {
     I32(Vec<i32>),
     /// VNNI: `ceil(dim / 4)` rows of `nr` lanes of 4 bytes `q - 128` (as i8) per panel.
     Vnni(Vec<u32>),
+    /// Binary descriptors kept row-major (the Hamming kernel is not tiled).
+    Binary(Vec<u64>),
 }
 
 /// Query descriptors packed for the nearest-neighbour kernel of one instruction set.
@@ -94,6 +96,20 @@ impl PackedQuery {
             }
         });
         Self::new(isa, len, dim, Panels::I32(panels), norms)
+    }
+
+    /// Keep `len` binary descriptors of `words` 64-bit words each (row-major); their
+    /// squared norm as ±1 vectors is the number of bits.
+    pub fn from_binary(data: &[u64], len: usize, words: usize) -> Self {
+        let bits = (64 * words) as f32;
+        let rows = data[..len * words].to_vec();
+        Self::new(
+            Isa::detect(),
+            len,
+            words,
+            Panels::Binary(rows),
+            vec![bits; len],
+        )
     }
 
     fn new(isa: Isa, len: usize, dim: usize, panels: Panels, norms: Vec<f32>) -> Self {

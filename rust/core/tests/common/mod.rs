@@ -9,6 +9,10 @@ impl Gen {
     pub fn new(seed: u64) -> Self {
         Gen(PairRng::for_pair(seed, 1, 2))
     }
+    #[allow(dead_code)]
+    pub fn bits(&mut self) -> u64 {
+        self.0.next_u64()
+    }
     pub fn uniform(&mut self) -> f64 {
         (self.0.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
