@@ -6,7 +6,7 @@
 >>> result.order, result.scores, result.inliers
 """
 
-from . import _core
+from . import _core, compact
 from .api import rerank, verify_correspondences, verify_pair
 from .config import RerankConfig
 from .errors import (
@@ -47,6 +47,7 @@ __all__ = [
     "ResourceLimitError",
     "ShapeError",
     "__version__",
+    "compact",
     "cpu_features",
     "extract_local",
     "rerank",

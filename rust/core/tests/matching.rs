@@ -91,8 +91,12 @@ proptest! {
         let cand = ilias_rerank_core::kernels::CandidateRows::U8(&cu8);
         nearest_neighbours(&PackedQuery::from_u8(&qu8, n, dim, Isa::detect()), cand, m, &mut fast);
         nearest_neighbours(&PackedQuery::from_u8(&qu8, n, dim, Isa::Portable), cand, m, &mut slow);
+        // uint8 is exact: bit-identical distances, the same neighbours and tie-breaks.
         prop_assert_eq!(&fast.query_arg[..n], &slow.query_arg[..n]);
         prop_assert_eq!(&fast.cand_arg[..m], &slow.cand_arg[..m]);
+        prop_assert_eq!(&fast.query_best[..n], &slow.query_best[..n]);
+        prop_assert_eq!(&fast.query_second[..n], &slow.query_second[..n]);
+        prop_assert_eq!(&fast.cand_best[..m], &slow.cand_best[..m]);
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::arch::x86_64::*;
 
-use super::nn_body::{F32Plain, Tile};
+use super::nn_body::{F32Plain, Tile, TileState};
 use super::NnScratch;
 
 /// float32, fused multiply-add.
@@ -64,18 +64,20 @@ impl Tile<8, 32> for U8Vnni {
 
     #[inline(always)]
     fn load_row(row: &[u8], r: usize, block: &mut [[u32; 8]]) -> (f32, i32) {
-        let mut norm = 0u32;
-        let mut sum = 0i32;
-        for (k4, chunk) in row.chunks(4).enumerate() {
-            let mut bytes = [0u8; 4];
-            bytes[..chunk.len()].copy_from_slice(chunk);
-            block[k4][r] = u32::from_le_bytes(bytes);
-            for &v in chunk {
-                norm += u32::from(v) * u32::from(v);
-                sum += i32::from(v);
-            }
+        // Whole words, then the tail zero-padded; the sums are plain loops the compiler
+        // vectorises (once per candidate row, amortised over every query panel).
+        let (words, tail) = row.as_chunks::<4>();
+        for (dst, word) in block.iter_mut().zip(words) {
+            dst[r] = u32::from_le_bytes(*word);
         }
-        (norm as f32, 128 * sum)
+        if !tail.is_empty() {
+            let mut bytes = [0u8; 4];
+            bytes[..tail.len()].copy_from_slice(tail);
+            block[words.len()][r] = u32::from_le_bytes(bytes);
+        }
+        let norm: u32 = row.iter().map(|&v| u32::from(v) * u32::from(v)).sum();
+        let sum: u32 = row.iter().map(|&v| u32::from(v)).sum();
+        (norm as f32, 128 * sum as i32)
     }
 
     #[inline(always)]
@@ -110,5 +112,87 @@ impl Tile<8, 32> for U8Vnni {
 
     fn block(scratch: &mut NnScratch) -> &mut Vec<u32> {
         &mut scratch.block_u32
+    }
+
+    /// The dot products stay in registers: each row's two accumulators are converted
+    /// (exactly: integers below 2^24) and folded into both reductions at once, with the
+    /// query-side state held in registers for the whole tile. Same arithmetic as
+    /// `reduce_tile`: `norm - 2·dot` rounded once, strict `<` so ties keep the first.
+    #[inline(always)]
+    fn tile_and_reduce(
+        block: &[[u32; 8]],
+        panel: &[[u32; 32]],
+        correction: &[i32; 8],
+        state: TileState<'_, 8, 32>,
+    ) {
+        // SAFETY: as in `tile` (AVX-512F/BW and VNNI are present); every pointer comes
+        // from a fixed-size array reference of sufficient length.
+        unsafe {
+            let mut acc = [[_mm512_setzero_si512(); 2]; 8];
+            for (a, b) in block.iter().zip(panel.iter()) {
+                let b0 = _mm512_loadu_si512(b.as_ptr().cast());
+                let b1 = _mm512_loadu_si512(b.as_ptr().add(16).cast());
+                for r in 0..8 {
+                    let ar = _mm512_set1_epi32(a[r] as i32);
+                    acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], ar, b0);
+                    acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], ar, b1);
+                }
+            }
+            let two = _mm512_set1_ps(2.0);
+            let lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+            let qn = [
+                _mm512_loadu_ps(state.query_norm.as_ptr()),
+                _mm512_loadu_ps(state.query_norm.as_ptr().add(16)),
+            ];
+            let column = [
+                _mm512_add_epi32(_mm512_set1_epi32(state.base as i32), lane),
+                _mm512_add_epi32(_mm512_set1_epi32(state.base as i32 + 16), lane),
+            ];
+            let mut best = [
+                _mm512_loadu_ps(state.best.as_ptr()),
+                _mm512_loadu_ps(state.best.as_ptr().add(16)),
+            ];
+            let mut second = [
+                _mm512_loadu_ps(state.second.as_ptr()),
+                _mm512_loadu_ps(state.second.as_ptr().add(16)),
+            ];
+            let mut arg = [
+                _mm512_loadu_si512(state.arg.as_ptr().cast()),
+                _mm512_loadu_si512(state.arg.as_ptr().add(16).cast()),
+            ];
+            for r in 0..8 {
+                let c = _mm512_set1_epi32(correction[r]);
+                let cn = _mm512_set1_ps(state.cand_norm[r]);
+                let j = _mm512_set1_epi32((state.first + r as u32) as i32);
+                let real_row = r < state.rows;
+                for h in 0..2 {
+                    let dot = _mm512_cvtepi32_ps(_mm512_add_epi32(acc[r][h], c));
+                    // Candidate side.
+                    let cb_ptr = state.cand_best[r].as_mut_ptr().add(16 * h);
+                    let ca_ptr = state.cand_arg[r].as_mut_ptr().add(16 * h);
+                    let cb = _mm512_loadu_ps(cb_ptr);
+                    let v = _mm512_fnmadd_ps(two, dot, qn[h]);
+                    let m = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(v, cb);
+                    _mm512_storeu_ps(cb_ptr, _mm512_mask_mov_ps(cb, m, v));
+                    let ca = _mm512_loadu_si512(ca_ptr.cast());
+                    _mm512_storeu_si512(ca_ptr.cast(), _mm512_mask_mov_epi32(ca, m, column[h]));
+                    // Query side.
+                    if real_row {
+                        let v = _mm512_fnmadd_ps(two, dot, cn);
+                        let better = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(v, best[h]);
+                        let runner_up = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(v, second[h]);
+                        second[h] = _mm512_mask_mov_ps(second[h], runner_up, v);
+                        second[h] = _mm512_mask_mov_ps(second[h], better, best[h]);
+                        best[h] = _mm512_mask_mov_ps(best[h], better, v);
+                        arg[h] = _mm512_mask_mov_epi32(arg[h], better, j);
+                    }
+                }
+            }
+            for h in 0..2 {
+                _mm512_storeu_ps(state.best.as_mut_ptr().add(16 * h), best[h]);
+                _mm512_storeu_ps(state.second.as_mut_ptr().add(16 * h), second[h]);
+                _mm512_storeu_si512(state.arg.as_mut_ptr().add(16 * h).cast(), arg[h]);
+            }
+        }
     }
 }

@@ -30,6 +30,95 @@ pub(crate) trait Tile<const MR: usize, const NR: usize> {
     );
     /// The scratch buffer that holds the block.
     fn block(scratch: &mut NnScratch) -> &mut Vec<Self::Elem>;
+
+    /// One tile folded into the reductions (see [`TileState`]). The default computes the
+    /// dot products with [`Tile::tile`] and reduces them in plain code; a micro-kernel may
+    /// do both in registers, with the same arithmetic (`norm - 2·dot`, rounded once).
+    #[inline(always)]
+    fn tile_and_reduce(
+        block: &[[Self::Elem; MR]],
+        panel: &[[Self::Elem; NR]],
+        correction: &[i32; MR],
+        state: TileState<'_, MR, NR>,
+    ) {
+        let mut dots = [[0.0f32; NR]; MR];
+        Self::tile(block, panel, correction, &mut dots);
+        reduce_tile(&dots, state);
+    }
+}
+
+/// What one tile (candidate rows `first..first + rows` of the block, query columns
+/// `base..base + NR`) updates.
+pub(crate) struct TileState<'a, const MR: usize, const NR: usize> {
+    /// Squared norms of the block's candidate rows (+inf beyond `rows`).
+    pub cand_norm: &'a [f32; MR],
+    /// Squared norms of the panel's query columns (+inf for padding).
+    pub query_norm: &'a [f32; NR],
+    /// Index of the panel's first query column.
+    pub base: u32,
+    /// Index of the block's first candidate row.
+    pub first: u32,
+    /// Real rows in the block.
+    pub rows: usize,
+    /// Candidate side, per (row, lane): smallest `|q|² - 2 q·c` so far and its query.
+    pub cand_best: &'a mut [[f32; NR]; MR],
+    pub cand_arg: &'a mut [[u32; NR]; MR],
+    /// Query side, per column: best and second-best `|c|² - 2 q·c` and the best candidate.
+    pub best: &'a mut [f32; NR],
+    pub second: &'a mut [f32; NR],
+    pub arg: &'a mut [u32; NR],
+}
+
+/// The reductions of one tile of dot products, in plain code.
+#[inline(always)]
+pub(crate) fn reduce_tile<const MR: usize, const NR: usize>(
+    dots: &[[f32; NR]; MR],
+    state: TileState<'_, MR, NR>,
+) {
+    let TileState {
+        cand_norm,
+        query_norm: qn,
+        base,
+        first,
+        rows,
+        cand_best,
+        cand_arg,
+        best,
+        second,
+        arg,
+    } = state;
+    // Candidate side: running minimum per (row, lane), reduced after the panels.
+    for r in 0..MR {
+        for w in 0..NR {
+            let v = qn[w] - 2.0 * dots[r][w];
+            let better = v < cand_best[r][w];
+            cand_best[r][w] = if better { v } else { cand_best[r][w] };
+            cand_arg[r][w] = if better {
+                base + w as u32
+            } else {
+                cand_arg[r][w]
+            };
+        }
+    }
+    // Query side: best and second best candidate per column.
+    for r in 0..rows {
+        let cn = cand_norm[r];
+        let j = first + r as u32;
+        for w in 0..NR {
+            let v = cn - 2.0 * dots[r][w];
+            let better = v < best[w];
+            let runner_up = v < second[w];
+            second[w] = if better {
+                best[w]
+            } else if runner_up {
+                v
+            } else {
+                second[w]
+            };
+            arg[w] = if better { j } else { arg[w] };
+            best[w] = if better { v } else { best[w] };
+        }
+    }
 }
 
 /// Generic scalar tiles (auto-vectorised where the target allows).
@@ -142,7 +231,6 @@ pub(crate) fn nn_body<K: Tile<MR, NR>, const MR: usize, const NR: usize>(
     let (block_rows, _) = block.as_chunks_mut::<MR>();
     let (panel_rows, _) = panels.as_chunks::<NR>();
     let (norm_groups, _) = query_norms.as_chunks::<NR>();
-    let mut dots = [[0.0f32; NR]; MR];
 
     for (block_index, cand_block) in cand[..cand_len * dim].chunks(MR * dim).enumerate() {
         let first = block_index * MR;
@@ -162,46 +250,27 @@ pub(crate) fn nn_body<K: Tile<MR, NR>, const MR: usize, const NR: usize>(
         let mut cand_best = [[f32::INFINITY; NR]; MR];
         let mut cand_arg = [[u32::MAX; NR]; MR];
         for (p, panel) in panel_rows.chunks_exact(depth).enumerate() {
-            K::tile(block_rows, panel, &correction, &mut dots);
-            let qn = &norm_groups[p];
-            let base = (p * NR) as u32;
-            // Candidate side: running minimum per (row, lane), reduced after the panels.
-            for r in 0..MR {
-                for w in 0..NR {
-                    let v = qn[w] - 2.0 * dots[r][w];
-                    let better = v < cand_best[r][w];
-                    cand_best[r][w] = if better { v } else { cand_best[r][w] };
-                    cand_arg[r][w] = if better {
-                        base + w as u32
-                    } else {
-                        cand_arg[r][w]
-                    };
-                }
-            }
-            // Query side: best and second best candidate per column.
             let lo = p * NR;
             let (best, _) = scratch.query_best[lo..lo + NR].as_chunks_mut::<NR>();
             let (second, _) = scratch.query_second[lo..lo + NR].as_chunks_mut::<NR>();
             let (arg, _) = scratch.query_arg[lo..lo + NR].as_chunks_mut::<NR>();
-            let (best, second, arg) = (&mut best[0], &mut second[0], &mut arg[0]);
-            for r in 0..rows {
-                let cn = cand_norm[r];
-                let j = (first + r) as u32;
-                for w in 0..NR {
-                    let v = cn - 2.0 * dots[r][w];
-                    let better = v < best[w];
-                    let runner_up = v < second[w];
-                    second[w] = if better {
-                        best[w]
-                    } else if runner_up {
-                        v
-                    } else {
-                        second[w]
-                    };
-                    arg[w] = if better { j } else { arg[w] };
-                    best[w] = if better { v } else { best[w] };
-                }
-            }
+            K::tile_and_reduce(
+                block_rows,
+                panel,
+                &correction,
+                TileState {
+                    cand_norm: &cand_norm,
+                    query_norm: &norm_groups[p],
+                    base: lo as u32,
+                    first: first as u32,
+                    rows,
+                    cand_best: &mut cand_best,
+                    cand_arg: &mut cand_arg,
+                    best: &mut best[0],
+                    second: &mut second[0],
+                    arg: &mut arg[0],
+                },
+            );
         }
         for r in 0..rows {
             let mut best = f32::INFINITY;
