@@ -13,6 +13,7 @@ __all__ = [
     "ImageReadError",
     "InternalError",
     "InvalidInputError",
+    "MissingIdError",
     "NonFiniteError",
     "ResourceLimitError",
     "ShapeError",
@@ -45,6 +46,13 @@ class NonFiniteError(InvalidInputError):
 
 class ResourceLimitError(InvalidInputError):
     """The input exceeds a documented size bound and was refused before any work."""
+
+
+class MissingIdError(IliasRerankError, KeyError):
+    """Ids (shortlist entries, queries) that the store or the inputs do not have."""
+
+    def __str__(self) -> str:  # KeyError would print the message quoted
+        return str(self.args[0]) if self.args else ""
 
 
 class ConfigError(IliasRerankError, ValueError):

@@ -1,5 +1,5 @@
-"""Image loading for extraction: paths, PIL images, numpy arrays or torch tensors to a
-grayscale PIL image, EXIF orientation applied, with errors that name the file."""
+"""Image loading: paths, PIL images, numpy arrays or torch tensors to a grayscale or RGB
+PIL image, EXIF orientation applied, with errors that name the file."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageReadError
 
-__all__ = ["describe_source", "load_gray"]
+__all__ = ["describe_source", "load_gray", "load_image", "load_rgb"]
 
 ImageSource = Any  # str | os.PathLike | PIL.Image.Image | np.ndarray | torch.Tensor
 
@@ -43,12 +43,29 @@ def _from_array(arr: np.ndarray, name: str) -> Image.Image:
         arr = np.clip(arr, 0, 255).astype(np.uint8)
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ImageReadError(f"{name}: empty image {arr.shape}")
-    img = Image.fromarray(arr)
-    return img.convert("L")
+    return Image.fromarray(arr)
 
 
 def load_gray(source: ImageSource, index: int = 0) -> Image.Image:
     """A grayscale image in its displayed orientation (EXIF applied)."""
+    return load_image(source, index, "L")
+
+
+def load_rgb(source: ImageSource, index: int = 0, max_side: int | None = None) -> np.ndarray:
+    """``(H, W, 3)`` float32 RGB in [0, 1], displayed orientation, longest side shrunk to
+    ``max_side`` (never enlarged)."""
+    img = load_image(source, index, "RGB")
+    if max_side is not None and max(img.size) > max_side:
+        scale = max_side / max(img.size)
+        img = img.resize(
+            (max(1, round(img.width * scale)), max(1, round(img.height * scale))),
+            Image.Resampling.BILINEAR,
+        )
+    return np.asarray(img, dtype=np.float32) / 255.0
+
+
+def load_image(source: ImageSource, index: int = 0, mode: str = "L") -> Image.Image:
+    """An image in PIL ``mode`` in its displayed orientation (EXIF applied)."""
     name = describe_source(source, index)
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
@@ -56,7 +73,7 @@ def load_gray(source: ImageSource, index: int = 0) -> Image.Image:
             with Image.open(path) as img:
                 img = ImageOps.exif_transpose(img)
                 img.load()
-                return img.convert("L")
+                return img.convert(mode)
         except FileNotFoundError as exc:
             raise ImageReadError(f"{name}: no such file") from exc
         except UnidentifiedImageError as exc:
@@ -64,9 +81,9 @@ def load_gray(source: ImageSource, index: int = 0) -> Image.Image:
         except (OSError, ValueError, SyntaxError) as exc:
             raise ImageReadError(f"{name}: cannot decode ({exc})") from exc
     if isinstance(source, Image.Image):
-        return ImageOps.exif_transpose(source).convert("L")
+        return ImageOps.exif_transpose(source).convert(mode)
     if type(source).__module__.startswith("torch"):
         source = source.detach().cpu().float().numpy()
     if isinstance(source, np.ndarray):
-        return _from_array(source, name)
+        return _from_array(source, name).convert(mode)
     raise ImageReadError(f"{name}: expected a path, PIL image, numpy array or torch tensor")

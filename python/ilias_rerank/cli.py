@@ -1,0 +1,222 @@
+"""``ilias-rerank``: the retrieval pipeline from the command line.
+
+    ilias-rerank run                                   # embedded demo dataset, no files needed
+    ilias-rerank run --dataset smvs --root ../shared/data/smvs_dvd_covers \\
+        --distractors ../shared/data/roxford_rparis_pixel_subset
+    ilias-rerank run --dataset roxford-subset --root ../shared/data/roxford_rparis_pixel_subset
+
+Steps one at a time (same options): ``extract``, ``index``, ``search``, ``rerank``,
+``evaluate [--similarities FILE]``, ``show --query ID``. Every step keeps its outputs in
+``--workdir`` (default ``out/<dataset>``) and resumes from them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .config import RerankConfig
+from .datasets import DATASETS, load_dataset
+from .errors import IliasRerankError
+from .pipeline import DEFAULT_GLOBAL, GLOBAL_MODELS, Workspace
+from .reranker import load_similarities
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--dataset", choices=DATASETS, default="demo")
+    common.add_argument("--root", type=Path, help="dataset folder (all but demo)")
+    common.add_argument(
+        "--distractors",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="smvs: folders whose images join the database as distractors",
+    )
+    common.add_argument("--gt", type=Path, help="folder: ground-truth TSV (default ROOT/gt.tsv)")
+    common.add_argument("--query-features", type=Path, help="ilias: query HDF5 features")
+    common.add_argument("--db-features", type=Path, help="ilias: database HDF5 features")
+    common.add_argument("--workdir", type=Path, help="outputs (default out/<dataset>)")
+    common.add_argument(
+        "--global",
+        dest="global_model",
+        choices=GLOBAL_MODELS,
+        default=DEFAULT_GLOBAL,
+        help="global embedding for the shortlist",
+    )
+    common.add_argument("--features", type=int, default=1024, help="local features per image")
+    common.add_argument("-k", type=int, default=100, help="shortlist length re-ranked")
+    common.add_argument(
+        "--config",
+        type=str,
+        default=None,
+        help="re-ranking settings as JSON, e.g. '{\"ratio\": 0.8}'",
+    )
+    common.add_argument("--json", type=Path, help="write the metrics report here as well")
+    common.add_argument("--no-progress", action="store_true")
+
+    parser = argparse.ArgumentParser(prog="ilias-rerank", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", parents=[common], help="every step, then the before/after table")
+    for name, text in (
+        ("extract", "local features into feature stores"),
+        ("index", "global embeddings"),
+        ("search", "global shortlists -> global.json"),
+        ("rerank", "re-rank the shortlists -> reranked.json"),
+        ("evaluate", "metrics of global.json / reranked.json or a file"),
+    ):
+        p = sub.add_parser(name, parents=[common], help=text)
+        if name == "evaluate":
+            p.add_argument(
+                "--similarities", type=Path, help="a .json/.npz similarity file to score instead"
+            )
+    show = sub.add_parser("show", parents=[common], help="PNG pictures of one query")
+    show.add_argument("--query", help="query id (default: the first)")
+    show.add_argument("--top", type=int, default=8)
+    sub.choices["run"].add_argument(
+        "--pictures", type=int, default=3, help="queries drawn as PNG (default 3)"
+    )
+    return parser
+
+
+def _workspace(args) -> Workspace:
+    options = {}
+    if args.dataset == "smvs" and args.distractors:
+        options["distractors"] = [
+            p for d in args.distractors for p in sorted(Path(d).rglob("*.jpg"))
+        ]
+    if args.dataset == "folder" and args.gt:
+        options["gt_tsv"] = args.gt
+    if args.dataset == "ilias":
+        options.update(query_features=args.query_features, database_features=args.db_features)
+    dataset = load_dataset(args.dataset, args.root, **options)
+    config = RerankConfig(**json.loads(args.config)) if args.config else None
+    return Workspace(
+        dataset,
+        args.workdir or Path("out") / args.dataset,
+        num_features=args.features,
+        global_model=args.global_model,
+        k=args.k,
+        config=config,
+        progress=not args.no_progress,
+    )
+
+
+def _table(report: dict) -> str:
+    keys = [k for k in ("map", "top1", "p@5", "ndcg", "mrr") if k in report["global"]]
+    lines = [f"{'':14s}" + "".join(f"{k:>9s}" for k in keys)]
+    for row in ("global", "reranked"):
+        lines.append(f"{row:14s}" + "".join(f"{report[row][k]:9.3f}" for k in keys))
+    t = report["timing"]
+    lines.append(
+        f"\n{report['dataset']}: {report['queries_evaluated']} queries, global = "
+        f"{report['global_model']}, top {report['k']} re-ranked at "
+        f"{t.get('rerank_pairs_per_s', 0):.0f} pairs/s"
+    )
+    if "localisation" in report:
+        loc = report["localisation"]
+        lines.append(
+            f"localisation: {loc['iou_ge_threshold']:.2f} of {loc['verified_positives']} "
+            f"verified positives have IoU >= 0.3 with the ground-truth polygon"
+        )
+    return "\n".join(lines)
+
+
+def show(ws: Workspace, query: str | None, top: int = 8) -> list[Path]:
+    from .api import verify_pair
+    from .pictures import draw_matches, draw_rankings
+
+    ds = ws.dataset
+    global_sims = load_similarities(ws.workdir / "global.json")
+    reranked = load_similarities(ws.workdir / "reranked.json")
+    q = query or next(iter(reranked))
+    if q not in reranked:
+        raise IliasRerankError(f"query {q!r}: not in {ws.workdir / 'reranked.json'}")
+    before, after = list(global_sims[q])[:top], list(reranked[q])[:top]
+    positives = ds.positives.get(q, set())
+    safe = q.replace("/", "_")
+    out = [
+        draw_rankings(
+            ds.queries[q],
+            [
+                (
+                    f"global ({ws.global_model})",
+                    [ds.database[d] for d in before],
+                    [d in positives for d in before],
+                ),
+                ("re-ranked", [ds.database[d] for d in after], [d in positives for d in after]),
+            ],
+            ws.workdir / "pictures" / f"{safe}_ranking.png",
+        )
+    ]
+    db, queries = ws.extract()
+    best = after[0]
+    v = verify_pair(queries[q], db[best], config=ws.config)
+    qf, cf = queries[q], db[best]
+    out.append(
+        draw_matches(
+            ds.queries[q],
+            ds.database[best],
+            qf.keypoints[v.matches[:, 0]],
+            cf.keypoints[v.matches[:, 1]],
+            v.inlier_mask,
+            v.transform,
+            ws.workdir / "pictures" / f"{safe}_matches.png",
+            title=f"{q} -> {best}: {v.num_inliers} inliers ({v.model})",
+        )
+    )
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        ws = _workspace(args)
+        if args.command == "extract":
+            db, queries = ws.extract()
+            print(f"stores: {db!r}, {queries!r}")
+        elif args.command == "index":
+            qv, dv = ws.global_vectors()
+            print(f"global embeddings ({ws.global_model}): {qv.shape} queries, {dv.shape} database")
+        elif args.command == "search":
+            sims = ws.search()
+            print(f"{len(sims)} shortlists -> {ws.workdir / 'global.json'}")
+        elif args.command == "rerank":
+            ws.rerank()
+            print(f"re-ranked -> {ws.workdir / 'reranked.json'}")
+        elif args.command == "evaluate":
+            if args.similarities:
+                result = ws.evaluate(load_similarities(args.similarities))
+                print(json.dumps(result, indent=2))
+            else:
+                g = ws.evaluate(load_similarities(ws.workdir / "global.json"))
+                r = ws.evaluate(load_similarities(ws.workdir / "reranked.json"))
+                print(json.dumps({"global": g, "reranked": r}, indent=2))
+        elif args.command == "show":
+            for p in show(ws, args.query, args.top):
+                print(f"wrote {p}")
+        elif args.command == "run":
+            global_sims = ws.search()
+            reranked, details = ws.rerank(global_sims)
+            report = ws.report(global_sims, reranked, details)
+            print(_table(report))
+            pictures = []
+            for q in list(reranked)[: args.pictures]:
+                pictures += show(ws, q)
+            if pictures:
+                print(f"pictures: {len(pictures)} PNG in {ws.workdir / 'pictures'}")
+            if args.json:
+                args.json.parent.mkdir(parents=True, exist_ok=True)
+                args.json.write_text(json.dumps(report, indent=2, default=float))
+        return 0
+    except (IliasRerankError, ValueError, KeyError, OSError) as exc:
+        print(f"ilias-rerank: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

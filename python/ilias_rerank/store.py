@@ -1,0 +1,403 @@
+"""``FeatureStore``: local features (and optional global vectors) of many images on disk,
+built incrementally, read memory-mapped and handed zero-copy to the Rust core.
+
+Layout of a store directory (all numbers little-endian)::
+
+    manifest.json     format name + version, extractor and its parameters, descriptor
+                      dtype and dimension, frame width, global dimension, committed
+                      counts and byte lengths, CRC-32 of the committed index
+    ids.txt           one image id per line (UTF-8)
+    index.bin         per image: feature offset u64, count u32, height u32, width u32,
+                      CRC-32 u32 of its keypoint + frame + descriptor bytes
+    keypoints.bin     float32 (N, 2)        frames.bin   float32 (N, 0 | 2 | 6)
+    descriptors.bin   (N, D) float32 | float16 | uint8, or (N, W) uint64 binary words
+    global.bin        float32 (images, G), when the store has global vectors
+
+Writes append to the data files and then *commit*: the files are flushed to disk and a new
+``manifest.json`` replaces the old one atomically (write, fsync, rename). Bytes past the
+committed lengths (an interrupted write) are ignored by readers and cut off when a writer
+reopens the store, so a build killed at any point reopens at its last commit: by default
+every image is committed, and a kill loses at most the image in flight.
+
+Reading checks the format name and version, that every file holds its committed bytes
+(else "truncated"), the index checksum, and, on first access to an image (``verify=
+"access"``, the default) or for all images at open (``"full"``), the image's own checksum:
+a corrupt store raises :class:`~ilias_rerank.errors.FormatError` and is never used silently.
+Store files are data: nothing in them is executed or unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import zlib
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import DimensionMismatchError, DTypeError, FormatError, ShapeError
+from .features import LocalFeatures
+
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "FeatureStore", "StoreWriter"]
+
+FORMAT_NAME = "ilias-rerank-store"
+FORMAT_VERSION = 1
+
+_INDEX = struct.Struct("<QIIII")
+_DTYPES = {"float32": "<f4", "float16": "<f2", "uint8": "u1", "binary64": "<u8"}
+_FILES = ("keypoints.bin", "frames.bin", "descriptors.bin", "global.bin", "index.bin", "ids.txt")
+
+
+def _dtype_name(desc: np.ndarray) -> str:
+    names = {
+        np.dtype(np.float32): "float32",
+        np.dtype(np.float16): "float16",
+        np.dtype(np.uint8): "uint8",
+        np.dtype(np.uint64): "binary64",
+    }
+    if desc.dtype not in names:
+        raise DTypeError(
+            f"descriptors: expected float32, float16, uint8 or uint64, got {desc.dtype}"
+        )
+    return names[desc.dtype]
+
+
+def _frame_width(features: LocalFeatures) -> int:
+    if features.frames is None:
+        return 0
+    return 2 if features.frames.ndim == 2 else 6
+
+
+def _bytes(a: np.ndarray) -> memoryview:
+    """The array's bytes without a copy (a flat byte view of a contiguous array)."""
+    return memoryview(np.ascontiguousarray(a).reshape(-1).view(np.uint8))
+
+
+def _image_crc(kp: np.ndarray, fr: np.ndarray, desc: np.ndarray) -> int:
+    crc = zlib.crc32(_bytes(kp))
+    crc = zlib.crc32(_bytes(fr), crc)
+    return zlib.crc32(_bytes(desc), crc)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _read_manifest(root: Path) -> dict:
+    path = root / "manifest.json"
+    if not path.is_file():
+        raise FormatError(f"{root}: no committed store (manifest.json missing)")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FormatError(f"{path}: corrupt manifest ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
+        raise FormatError(
+            f"{path}: expected format {FORMAT_NAME!r}, got {manifest.get('format')!r}"
+        )
+    if manifest.get("version") != FORMAT_VERSION:
+        raise FormatError(
+            f"{path}: expected format version {FORMAT_VERSION}, got {manifest.get('version')!r}"
+        )
+    for key in (
+        "images",
+        "features",
+        "descriptors",
+        "frame_width",
+        "global_dim",
+        "bytes",
+        "index_crc",
+    ):
+        if key not in manifest:
+            raise FormatError(f"{path}: manifest lacks {key!r}")
+    return manifest
+
+
+class FeatureStore(Mapping):
+    """A committed store, read-only and memory-mapped. ``store[image_id]`` is that image's
+    :class:`LocalFeatures` (views of the mapped files); ``store.ids`` lists the ids in
+    insertion order; ``store.global_vectors`` is ``(images, G)`` float32 or ``None``."""
+
+    def __init__(self, path: str | os.PathLike, verify: str = "access") -> None:
+        if verify not in ("access", "full", "none"):
+            raise ValueError(f"verify: expected 'access', 'full' or 'none', got {verify!r}")
+        self.path = Path(path)
+        self.manifest = m = _read_manifest(self.path)
+        self.extractor = m.get("extractor", {})
+        desc = m["descriptors"]
+        self.descriptor_dtype = desc["dtype"]
+        self.dim = int(desc["dim"])
+        if self.descriptor_dtype not in _DTYPES:
+            raise FormatError(f"{self.path}: unknown descriptor dtype {self.descriptor_dtype!r}")
+        n, total, fw, gdim = m["images"], m["features"], m["frame_width"], m["global_dim"]
+        expected = {
+            "keypoints.bin": total * 8,
+            "frames.bin": total * fw * 4,
+            "descriptors.bin": total * self.dim * np.dtype(_DTYPES[self.descriptor_dtype]).itemsize,
+            "global.bin": n * gdim * 4,
+            "index.bin": n * _INDEX.size,
+        }
+        for name, size in expected.items():
+            if m["bytes"].get(name, 0) != size:
+                raise FormatError(
+                    f"{self.path}: manifest says {m['bytes'].get(name, 0)} bytes of {name}, "
+                    f"its counts need {size}"
+                )
+            have = (self.path / name).stat().st_size if (self.path / name).exists() else 0
+            if have < size:
+                raise FormatError(
+                    f"{self.path / name}: truncated: expected at least {size} bytes, got {have}"
+                )
+        index_bytes = (self.path / "index.bin").read_bytes()[: n * _INDEX.size]
+        if zlib.crc32(index_bytes) != m["index_crc"]:
+            raise FormatError(f"{self.path / 'index.bin'}: checksum mismatch (corrupt index)")
+        self._index = np.frombuffer(
+            index_bytes,
+            dtype=np.dtype(
+                [
+                    ("offset", "<u8"),
+                    ("count", "<u4"),
+                    ("height", "<u4"),
+                    ("width", "<u4"),
+                    ("crc", "<u4"),
+                ]
+            ),
+        )
+        ids_raw = (self.path / "ids.txt").read_bytes()[: m["bytes"]["ids.txt"]]
+        ids = ids_raw.decode("utf-8").split("\n")[:-1] if ids_raw else []
+        if len(ids) != n:
+            raise FormatError(f"{self.path / 'ids.txt'}: expected {n} ids, got {len(ids)}")
+        self.ids = ids
+        self._position = {image_id: i for i, image_id in enumerate(ids)}
+        if len(self._position) != n:
+            raise FormatError(f"{self.path / 'ids.txt'}: duplicate ids")
+        ends = self._index["offset"].astype(np.int64) + self._index["count"]
+        if n and (
+            ends.max() > total or (np.diff(self._index["offset"].astype(np.int64)) < 0).any()
+        ):
+            raise FormatError(f"{self.path / 'index.bin'}: offsets outside the feature files")
+
+        def mapped(name: str, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+            if 0 in shape:
+                return np.zeros(shape, dtype=dtype)
+            return np.memmap(self.path / name, dtype=dtype, mode="r", shape=shape)
+
+        self._keypoints = mapped("keypoints.bin", "<f4", (total, 2))
+        self._frames = mapped("frames.bin", "<f4", (total, fw)) if fw else None
+        self._descriptors = mapped(
+            "descriptors.bin", _DTYPES[self.descriptor_dtype], (total, self.dim)
+        )
+        self.global_vectors = mapped("global.bin", "<f4", (n, gdim)) if gdim else None
+        self._verify = verify
+        self._verified = np.zeros(n, dtype=bool)
+        if verify == "full":
+            for i in range(n):
+                self._features_at(i)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.ids)
+
+    def __contains__(self, image_id: object) -> bool:
+        return image_id in self._position
+
+    def __getitem__(self, image_id: str) -> LocalFeatures:
+        try:
+            i = self._position[image_id]
+        except KeyError:
+            raise KeyError(f"{image_id!r} is not in the store {self.path}") from None
+        return self._features_at(i)
+
+    def position(self, image_id: str) -> int:
+        """Row of ``image_id`` in ``ids`` and ``global_vectors``."""
+        return self._position[image_id]
+
+    def _features_at(self, i: int) -> LocalFeatures:
+        rec = self._index[i]
+        lo, hi = int(rec["offset"]), int(rec["offset"]) + int(rec["count"])
+        kp = self._keypoints[lo:hi]
+        fr = self._frames[lo:hi] if self._frames is not None else np.zeros((hi - lo, 0), "<f4")
+        desc = self._descriptors[lo:hi]
+        if self._verify != "none" and not self._verified[i]:
+            if _image_crc(kp, fr, desc) != int(rec["crc"]):
+                raise FormatError(
+                    f"{self.path}: image {self.ids[i]!r}: checksum mismatch (corrupt feature files)"
+                )
+            self._verified[i] = True
+        frames = None
+        if self._frames is not None:
+            frames = fr if fr.shape[1] == 2 else fr.reshape(-1, 2, 3)
+        size = (int(rec["height"]), int(rec["width"])) if rec["height"] and rec["width"] else None
+        return LocalFeatures(kp, desc, frames=frames, image_size=size)
+
+    def __repr__(self) -> str:
+        return (
+            f"FeatureStore({str(self.path)!r}, images={len(self)}, "
+            f"descriptors={self.descriptor_dtype}x{self.dim}, "
+            f"global_dim={self.manifest['global_dim']})"
+        )
+
+
+class StoreWriter:
+    """Append images to a store, committing after every ``commit_every`` images (and on
+    :meth:`close` / leaving a ``with`` block). Opening an existing store resumes it: ids
+    already committed are reported by ``in``; its extractor must equal ``extractor``."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        extractor: Mapping[str, Any] | None = None,
+        *,
+        commit_every: int = 1,
+    ) -> None:
+        if commit_every < 1:
+            raise ValueError(f"commit_every: expected >= 1, got {commit_every}")
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.extractor = dict(extractor or {})
+        self.commit_every = commit_every
+        self._pending = 0
+        if (self.path / "manifest.json").exists():
+            m = _read_manifest(self.path)
+            if m.get("extractor", {}) != json.loads(json.dumps(self.extractor)):
+                raise FormatError(
+                    f"{self.path}: store built with extractor {m.get('extractor')!r}, "
+                    f"this writer uses {self.extractor!r} (mixed extractors)"
+                )
+            FeatureStore(self.path, verify="none")  # the committed state must be sound
+        else:
+            m = {
+                "format": FORMAT_NAME,
+                "version": FORMAT_VERSION,
+                "extractor": self.extractor,
+                "descriptors": None,
+                "frame_width": None,
+                "global_dim": None,
+                "images": 0,
+                "features": 0,
+                "bytes": {name: 0 for name in _FILES},
+                "index_crc": 0,
+            }
+        self._manifest = m
+        ids_raw = (
+            (self.path / "ids.txt").read_bytes()[: m["bytes"]["ids.txt"]] if m["images"] else b""
+        )
+        self._ids = set(ids_raw.decode("utf-8").split("\n")[:-1]) if ids_raw else set()
+        self._index_crc = m["index_crc"]
+        # Cut off anything past the committed lengths (an interrupted write).
+        self._files = {}
+        for name in _FILES:
+            f = open(self.path / name, "a+b")  # noqa: SIM115 (open until close())
+            f.truncate(m["bytes"][name])
+            f.seek(0, os.SEEK_END)
+            self._files[name] = f
+
+    def __contains__(self, image_id: object) -> bool:
+        return image_id in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def add(self, image_id: str, features: LocalFeatures, global_vector: Any = None) -> None:
+        """Append one image; committed when ``commit_every`` images are pending."""
+        if not isinstance(image_id, str) or not image_id or "\n" in image_id or "\r" in image_id:
+            raise ValueError(
+                f"image id: expected a non-empty string without newlines, got {image_id!r}"
+            )
+        if image_id in self._ids:
+            raise ValueError(f"image id {image_id!r} is already in the store {self.path}")
+        m = self._manifest
+        desc = np.ascontiguousarray(features.descriptors)
+        dtype, dim, fw = _dtype_name(desc), desc.shape[1], _frame_width(features)
+        g = None
+        if global_vector is not None:
+            g = np.asarray(global_vector, dtype=np.float32).reshape(-1)
+            if not np.isfinite(g).all():
+                raise ValueError(f"{image_id}: global vector has NaN or infinity")
+        gdim = 0 if g is None else len(g)
+        if m["images"] == 0:  # the first image fixes the store's layout
+            m["descriptors"] = {"dtype": dtype, "dim": int(dim)}
+            m["frame_width"], m["global_dim"] = fw, gdim
+        if m["descriptors"] != {"dtype": dtype, "dim": int(dim)}:
+            raise DimensionMismatchError(
+                f"{image_id}: expected {m['descriptors']['dtype']} descriptors of dimension "
+                f"{m['descriptors']['dim']} (this store), got {dtype} of dimension {dim}"
+            )
+        if fw != m["frame_width"]:
+            raise ShapeError(
+                f"{image_id}: expected frames of width {m['frame_width']} (this store), got {fw}"
+            )
+        if gdim != m["global_dim"]:
+            raise DimensionMismatchError(
+                f"{image_id}: expected a global vector of dimension {m['global_dim']} (this "
+                f"store), got {gdim}"
+            )
+        kp = np.ascontiguousarray(features.keypoints, dtype="<f4")
+        fr = (
+            np.zeros((len(kp), 0), "<f4")
+            if features.frames is None
+            else np.ascontiguousarray(features.frames, dtype="<f4").reshape(len(kp), fw)
+        )
+        desc = desc.astype(_DTYPES[dtype], copy=False)
+        height, width = features.image_size or (0, 0)
+        record = _INDEX.pack(m["features"], len(kp), height, width, _image_crc(kp, fr, desc))
+        line = (image_id + "\n").encode("utf-8")
+        for name, data in (
+            ("keypoints.bin", kp.tobytes()),
+            ("frames.bin", fr.tobytes()),
+            ("descriptors.bin", desc.tobytes()),
+            ("global.bin", b"" if g is None else g.astype("<f4").tobytes()),
+            ("index.bin", record),
+            ("ids.txt", line),
+        ):
+            self._files[name].write(data)
+            m["bytes"][name] += len(data)
+        self._index_crc = zlib.crc32(record, self._index_crc)
+        m["images"] += 1
+        m["features"] += len(kp)
+        self._ids.add(image_id)
+        self._pending += 1
+        if self._pending >= self.commit_every:
+            self.commit()
+
+    def commit(self) -> None:
+        """Make every added image durable and visible (atomic manifest replacement)."""
+        for f in self._files.values():
+            f.flush()
+            os.fsync(f.fileno())
+        m = self._manifest
+        m["index_crc"] = self._index_crc
+        if m["descriptors"] is None:  # nothing added yet: a valid empty store
+            m["descriptors"] = {"dtype": "uint8", "dim": 0}
+            m["frame_width"], m["global_dim"] = 0, 0
+        tmp = self.path / "manifest.json.tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(m, fh, indent=1)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path / "manifest.json")
+        _fsync_dir(self.path)
+        self._pending = 0
+
+    def close(self) -> None:
+        if self._files:
+            if self._pending or not (self.path / "manifest.json").exists():
+                self.commit()
+            for f in self._files.values():
+                f.close()
+            self._files = {}
+
+    def __enter__(self) -> StoreWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
