@@ -13,4 +13,6 @@ fi
 rm -f python/ilias_rerank/_core*.so
 # Release build + runtime and test dependencies (torch, kornia, scikit-image, pytest, ...).
 .venv/bin/maturin develop --release --extras test --quiet
-.venv/bin/python -m ilias_rerank.demo "$@"
+# The whole pipeline on the embedded demo dataset: extract -> store -> global shortlist ->
+# re-rank -> evaluate -> pictures (out/demo/). Extra arguments go to `ilias-rerank run`.
+.venv/bin/ilias-rerank run "$@"

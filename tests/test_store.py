@@ -185,3 +185,29 @@ def test_a_build_killed_at_random_points_reopens_at_its_last_commit(tmp_path):
         [sys.executable, str(script), str(tmp_path / "s")], check=True, capture_output=True
     )
     assert len(FeatureStore(tmp_path / "s", verify="full")) == 200
+
+
+def test_hdf5_round_trips(tmp_path):
+    pytest.importorskip("h5py")
+    from ilias_rerank.hdf5 import (
+        export_hloc,
+        import_hloc,
+        read_global_features,
+        write_global_features,
+    )
+
+    store = build(tmp_path / "s")
+    export_hloc(store, tmp_path / "feats.h5")
+    back = import_hloc(tmp_path / "feats.h5", tmp_path / "s2", {"name": "hloc"})
+    assert back.ids == store.ids
+    for image_id in store.ids:
+        a, b = store[image_id], back[image_id]
+        assert np.array_equal(a.keypoints, b.keypoints) and a.image_size == b.image_size
+        assert np.allclose(b.descriptors, a.descriptors / 512.0)
+    ids, vecs = read_global_features(
+        write_global_features(tmp_path / "g.h5", ["a", "b"], np.eye(2))
+    )
+    assert ids == ["a", "b"] and np.array_equal(vecs, np.eye(2, dtype=np.float32))
+    (tmp_path / "bad.h5").write_bytes(b"not hdf5")
+    with pytest.raises(ir.FormatError, match="not a readable HDF5"):
+        read_global_features(tmp_path / "bad.h5")

@@ -166,27 +166,15 @@ def folder(root: Path, gt_tsv: Path | None = None) -> Dataset:
     return Dataset(f"folder/{root.name}", queries, database, dict(positives)).check()
 
 
-def _read_h5_features(path: Path) -> tuple[np.ndarray, list[str]]:
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        if "features" not in f or "index" not in f:
-            raise InvalidInputError(f"{path}: expected HDF5 datasets 'features' and 'index'")
-        feats = np.asarray(f["features"], dtype=np.float32)
-        ids = [i.decode() if isinstance(i, bytes) else str(i) for i in f["index"][:]]
-    if len(ids) != len(feats):
-        raise InvalidInputError(f"{path}: {len(feats)} features but {len(ids)} ids")
-    return feats, ids
-
-
 def ilias(root: Path, query_features: Path, database_features: Path) -> Dataset:
     """ILIAS ids (``image_ids/image_query_ids.txt``, ``positive_ids.txt``) and global
     features; an id's image is ``root/<id>`` when that file exists (for re-ranking)."""
     from .evaluation import ilias_instance
+    from .hdf5 import read_global_features
 
     root = Path(root)
-    qf, qids = _read_h5_features(Path(query_features))
-    df, dids = _read_h5_features(Path(database_features))
+    qids, qf = read_global_features(query_features)
+    dids, df = read_global_features(database_features)
     if qf.shape[1] != df.shape[1]:
         raise InvalidInputError(
             f"query features have dimension {qf.shape[1]}, database features {df.shape[1]}"
