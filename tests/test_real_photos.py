@@ -8,8 +8,9 @@ README quotes these numbers:
   the 8 ground-truth points with median error <= 5 px on >= 14 of 16 pairs; given the
   tentative correspondences of ``*_pts.txt``, >= 90 % of those within 3 px of the ground
   truth are kept as inliers on every pair;
-- roxford_rparis_pixel_subset: re-ranking each 20-image shortlist by local features alone
-  gives mean AP >= 0.80 over the 17 queries.
+- roxford_rparis_pixel_subset: re-ranking each 20-image shortlist (shuffled first: the
+  file lists positives first) by local features alone gives mean AP >= ROXFORD_MAP_FLOOR
+  over the 17 queries, far above the shuffled order.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from PIL import Image
 import ilias_rerank as ir
 
 pytestmark = pytest.mark.shared_data
+
+#: Measured 0.54 with the defaults (1024 features); see the README.
+ROXFORD_MAP_FLOOR = 0.50
 
 
 def test_smvs_dvd_covers_top1():
@@ -90,14 +94,23 @@ def test_roxford_rparis_shortlists_map():
     with open(root / "gt.tsv") as fh:
         for row in csv.DictReader(fh, delimiter="\t"):
             shortlists[row["query_id"]].append((row["image_path"], int(row["positive"])))
-    aps = []
+    rng = np.random.default_rng(0)
+    aps, chance = [], []
     for qid, items in sorted(shortlists.items()):
+        # gt.tsv lists the positives first: shuffle, or candidates that do not verify
+        # (kept in input order) would inherit the labels' order.
+        items = [items[i] for i in rng.permutation(len(items))]
         query = cached_features([root / qid / "query.jpg"])[0]
         cands = cached_features([root / p for p, _ in items])
         labels = np.array([lab for _, lab in items])
         order = ir.rerank(query, cands).order
         aps.append(average_precision(labels[order]))
-        print(f"{qid}: AP {aps[-1]:.3f}")
-    print(f"roxford_rparis mAP = {np.mean(aps):.3f} over {len(aps)} queries")
+        chance.append(average_precision(labels))
+        print(f"{qid}: AP {aps[-1]:.3f} (input order {chance[-1]:.3f})")
+    print(
+        f"roxford_rparis mAP = {np.mean(aps):.3f} over {len(aps)} queries "
+        f"(shuffled input order: {np.mean(chance):.3f})"
+    )
     assert len(aps) == 17
-    assert np.mean(aps) >= 0.80
+    assert np.mean(aps) >= ROXFORD_MAP_FLOOR
+    assert np.mean(aps) >= np.mean(chance) + 0.2

@@ -117,12 +117,14 @@ def _table(report: dict) -> str:
         f"{report['global_model']}, top {report['k']} re-ranked at "
         f"{t.get('rerank_pairs_per_s', 0):.0f} pairs/s"
     )
-    if "localisation" in report:
-        loc = report["localisation"]
-        lines.append(
-            f"localisation: {loc['iou_ge_threshold']:.2f} of {loc['verified_positives']} "
-            f"verified positives have IoU >= 0.3 with the ground-truth polygon"
-        )
+    for key in ("localisation", "localisation_5_inliers"):
+        if key in report:
+            loc = report[key]
+            lines.append(
+                f"localisation: {loc['iou_ge_threshold']:.2f} of {loc['verified_positives']} "
+                f"positives verified with >= {loc['min_inliers']} inliers have IoU >= 0.3 "
+                "with the ground-truth polygon"
+            )
     return "\n".join(lines)
 
 

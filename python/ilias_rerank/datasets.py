@@ -1,8 +1,8 @@
 """Dataset adapters: where the queries and database images are, and what is relevant.
 
-- ``demo``: embedded, needs nothing on disk or network: the colour photos shipped inside
-  scikit-image as the database, and synthetic phone shots of them (perspective, blur,
-  noise, lighting) as queries;
+- ``demo``: embedded, needs nothing on disk or network: the photos shipped inside
+  scikit-image as the database; queries are synthetic phone shots of them (perspective,
+  noise, lighting), and the same photos as small objects pasted over synthetic clutter;
 - ``smvs``: the SMVS layout (``Reference/NNN.jpg`` database, a phone folder such as ``E63/``
   of queries, same number = same object), optionally with distractor images;
 - ``roxford-subset``: the ``roxford_rparis_pixel_subset`` layout (``<qid>/query.jpg``,
@@ -80,15 +80,21 @@ def _unique(pairs: Iterable[tuple[str, Any]], what: str) -> dict[str, Any]:
 
 
 def demo(views: int = 2, seed: int = 0) -> Dataset:
-    from .demo import load_photos, phone_shot
+    """Per photo: ``views`` queries, the first a plain phone shot, the others the photo as
+    a small object (half the frame's side) pasted over synthetic clutter."""
+    from .demo import cluttered_shot, load_photos, phone_shot
 
     rng = np.random.default_rng(seed)
     photos = load_photos()
+    names = list(photos)
     queries, positives = {}, {}
-    for name, photo in photos.items():
+    for name in names:
         for v in range(views):
             qid = f"{name}/view{v}"
-            queries[qid] = phone_shot(photo, rng)
+            if v == 0:
+                queries[qid] = phone_shot(photos[name], rng)
+            else:
+                queries[qid] = cluttered_shot(photos[name], rng)
             positives[qid] = {name}
     return Dataset("demo", queries, dict(photos), positives).check()
 

@@ -73,6 +73,36 @@ def phone_shot(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return (np.clip(view, 0, 1) * 255).astype(np.uint8)
 
 
+def clutter(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """A textured background that is in no database: smoothed noise at several scales and
+    random rectangles."""
+    from skimage.filters import gaussian
+
+    h, w = shape
+    img = sum(gaussian(rng.random((h, w)), sigma) * (sigma / 4) for sigma in (1, 4, 16))
+    img = (img - img.min()) / (np.ptp(img) + 1e-9)
+    for _ in range(12):
+        y0, x0 = int(rng.integers(0, h)), int(rng.integers(0, w))
+        y1, x1 = y0 + int(rng.integers(10, h // 3)), x0 + int(rng.integers(10, w // 3))
+        img[y0:y1, x0:x1] = rng.uniform(0, 1)
+    return (img * 255).astype(np.uint8)
+
+
+def cluttered_shot(img: np.ndarray, rng: np.random.Generator, scale: float = 0.5) -> np.ndarray:
+    """A harder view: a phone shot of ``img`` shrunk to ``scale`` of the frame and pasted
+    at a random place over clutter (a small object in a busy scene)."""
+    from PIL import Image
+
+    h, w = img.shape
+    frame = clutter((h, w), rng)
+    obj = phone_shot(img, rng)
+    oh, ow = max(8, int(h * scale)), max(8, int(w * scale))
+    obj = np.asarray(Image.fromarray(obj).resize((ow, oh), Image.Resampling.BILINEAR))
+    y, x = int(rng.integers(0, h - oh + 1)), int(rng.integers(0, w - ow + 1))
+    frame[y : y + oh, x : x + ow] = obj
+    return frame
+
+
 def thumbnail_embedding(img: np.ndarray) -> np.ndarray:
     from PIL import Image
 
