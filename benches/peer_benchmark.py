@@ -24,8 +24,9 @@ Fairness: every RANSAC is capped at our 1000 iterations (poselib's default is 10
 one BLAS thread per worker, two workers (both cores) per peer, as ilias-rerank uses both.
 
 Quality next to speed: top-1, mAP and the median inliers on the true pair vs on the best
-negative. Writes JSON and a Markdown table (``--out``, default ``out/peer_benchmark``);
-``scaling.py`` draws throughput vs number of features.
+negative. Writes JSON, a Markdown table (``--out``, default ``out/peer_benchmark``) and a
+PNG plot of throughput vs number of features (ours vs numpy + poselib, N = 256 .. 2048,
+``out/peer_benchmark_features.png``; ``--no-sweep`` skips it).
 
 Run: ``.venv/bin/python benches/peer_benchmark.py [--queries 20]`` with both cores idle.
 """
@@ -330,6 +331,7 @@ def main(argv=None) -> int:
         "--kornia-pairs", type=int, default=10, help="pairs per query for kornia (slow)"
     )
     ap.add_argument("--out", type=Path, default=REPO / "out" / "peer_benchmark")
+    ap.add_argument("--no-sweep", action="store_true", help="skip the features sweep + plot")
     args = ap.parse_args(argv)
 
     import cv2
@@ -398,6 +400,17 @@ def main(argv=None) -> int:
         f"{roof['ours_u8_all_cores'] / g:.1f} G MAC/s: uint8 = "
         f"{roof['ours_u8_over_ours_f32_all_cores']:.2f}x float32.",
     ]
+    if not args.no_sweep:
+        # Throughput vs number of features (ours vs the fastest GEMM peer), as a PNG.
+        from scaling import features_sweep, plot_features
+
+        name, q2048, r2048, _ = load_inputs(4, num_features=2048)
+        summary["by_features"] = features_sweep(q2048, r2048)
+        plot_features(
+            summary["by_features"], args.out.with_name(args.out.name + "_features.png"), name
+        )
+        args.out.with_suffix(".json").write_text(json.dumps(summary, indent=2))
+        lines += ["", f"Throughput vs features: {args.out.name}_features.png"]
     table = "\n".join(lines)
     args.out.with_suffix(".md").write_text(table + "\n")
     print(table)

@@ -65,20 +65,13 @@ def peak_extra_bytes(fn) -> int | None:
     return (status_kib("VmHWM") - before) * 1024
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--queries", type=int, default=4)
-    ap.add_argument("--out", type=Path, default=REPO / "out")
-    args = ap.parse_args(argv)
+def features_sweep(queries, refs, sizes=(256, 512, 1024, 2048)) -> list[dict]:
+    """Pairs/s of ours and of numpy GEMM MNN + poselib at each number of features N
+    (features truncated to N: extractors list the strongest first)."""
     import poselib
 
-    dataset, queries, refs, _ = load_inputs(args.queries, num_features=2048)
-    print(f"inputs: {dataset}, kernels {ir.cpu_features()}")
-    result: dict = {"dataset": dataset, "machine": ir.cpu_features(), "date": time.strftime("%F")}
-
-    # 1. Features per image.
     by_n = []
-    for n in (256, 512, 1024, 2048):
+    for n in sizes:
         q = [truncate(f, n) for f in queries]
         r = [truncate(f, n) for f in refs[:100]]
         ours = best_of(lambda q=q, r=r: [ir.rerank(x, r) for x in q])
@@ -102,6 +95,35 @@ def main(argv=None) -> int:
         row["ratio"] = row["ours_pairs_per_s"] / row["numpy_poselib_pairs_per_s"]
         print(row)
         by_n.append(row)
+    return by_n
+
+
+def plot_features(by_n: list[dict], path: Path, dataset: str) -> None:
+    line_plot(
+        {
+            "ilias-rerank": [(r["features"], r["ours_pairs_per_s"]) for r in by_n],
+            "numpy GEMM MNN + poselib": [
+                (r["features"], r["numpy_poselib_pairs_per_s"]) for r in by_n
+            ],
+        },
+        path,
+        title=f"Re-ranking throughput vs features per image (2 cores, {dataset})",
+        xlabel="features per image (N)",
+        ylabel="pairs / s",
+    )
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--queries", type=int, default=4)
+    ap.add_argument("--out", type=Path, default=REPO / "out")
+    args = ap.parse_args(argv)
+    dataset, queries, refs, _ = load_inputs(args.queries, num_features=2048)
+    print(f"inputs: {dataset}, kernels {ir.cpu_features()}")
+    result: dict = {"dataset": dataset, "machine": ir.cpu_features(), "date": time.strftime("%F")}
+
+    # 1. Features per image.
+    by_n = features_sweep(queries, refs)
     result["by_features"] = by_n
 
     # 2. Shortlist length.
@@ -130,18 +152,7 @@ def main(argv=None) -> int:
 
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "scaling.json").write_text(json.dumps(result, indent=2))
-    line_plot(
-        {
-            "ilias-rerank": [(r["features"], r["ours_pairs_per_s"]) for r in by_n],
-            "numpy GEMM MNN + poselib": [
-                (r["features"], r["numpy_poselib_pairs_per_s"]) for r in by_n
-            ],
-        },
-        args.out / "throughput_vs_features.png",
-        title=f"Re-ranking throughput vs features per image (2 cores, {dataset})",
-        xlabel="features per image (N)",
-        ylabel="pairs / s",
-    )
+    plot_features(by_n, args.out / "throughput_vs_features.png", dataset)
     line_plot(
         {"ilias-rerank": [(r["shortlist"], r["seconds_per_query"]) for r in by_m]},
         args.out / "cost_vs_shortlist.png",

@@ -162,3 +162,50 @@ def test_polygon_iou_hand_cases():
     shifted = square + np.array([10, 0])  # overlaps half: IoU = 1/3 (up to rasterisation)
     assert polygon_iou(square, shifted, (50, 50)) == pytest.approx(1 / 3, abs=0.03)
     assert polygon_iou(square, square + np.array([100, 100]), (50, 50)) == 0.0
+
+
+def test_empty_dataset_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "gt.tsv").write_text("query\timage\tpositive\n")
+    assert main(["run", "--dataset", "folder", "--root", str(tmp_path)]) == 2
+    assert "expected queries and database images" in capsys.readouterr().err
+
+
+def test_killed_extraction_resumes_without_redoing_or_losing_work(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cmd = [
+        sys.executable,
+        "-m",
+        "ilias_rerank",
+        "extract",
+        "--workdir",
+        str(tmp_path),
+        "--features",
+        "256",
+        "--no-progress",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    manifest = tmp_path / "database" / "manifest.json"
+    deadline = time.time() + 120
+    while time.time() < deadline:  # kill once a few images are committed
+        if manifest.exists() and len(FeatureStore(tmp_path / "database")) >= 3:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = FeatureStore(tmp_path / "database", verify="full")
+    done = {
+        i: (before._index[k]["offset"], before[i].descriptors.copy())
+        for k, i in enumerate(before.ids)
+    }
+    assert len(done) >= 3
+    subprocess.run(cmd, check=True, capture_output=True)
+    after = FeatureStore(tmp_path / "database", verify="full")
+    assert len(after) == len(load_dataset("demo").database)
+    for k, image_id in enumerate(after.ids[: len(done)]):
+        offset, desc = done[image_id]
+        assert after._index[k]["offset"] == offset  # kept in place, not extracted again
+        assert np.array_equal(after[image_id].descriptors, desc)

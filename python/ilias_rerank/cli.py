@@ -51,6 +51,12 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--features", type=int, default=1024, help="local features per image")
     common.add_argument("-k", type=int, default=100, help="shortlist length re-ranked")
     common.add_argument(
+        "--expansion",
+        type=int,
+        default=0,
+        help="query expansion with the top N global neighbours (0: off)",
+    )
+    common.add_argument(
         "--config",
         type=str,
         default=None,
@@ -103,6 +109,7 @@ def _workspace(args) -> Workspace:
         k=args.k,
         config=config,
         progress=not args.no_progress,
+        expansion=args.expansion,
     )
 
 

@@ -64,6 +64,7 @@ class Workspace:
     global_depth: int = 1000
     config: RerankConfig | None = None
     progress: bool = True
+    expansion: int = 0
 
     def __post_init__(self) -> None:
         self.workdir = Path(self.workdir)
@@ -156,7 +157,7 @@ class Workspace:
                 sims[q] = dict(sorted(scores.items(), key=lambda kv: -kv[1]))
         else:
             index = GlobalIndex(dv)
-            found = index.search(qv, self.global_depth)
+            found = index.search(qv, self.global_depth, expansion=self.expansion)
             sims = {
                 q: {dids[j]: float(s) for j, s in zip(idx, sc, strict=True)}
                 for q, idx, sc in zip(qids, found.indices, found.scores, strict=True)
