@@ -23,6 +23,7 @@ from .errors import (
     NonFiniteError,
     ResourceLimitError,
     ShapeError,
+    StoreWriteError,
 )
 from .extract import extract_local
 from .features import LocalFeatures
@@ -48,6 +49,7 @@ __all__ = [
     "RerankResult",
     "ResourceLimitError",
     "ShapeError",
+    "StoreWriteError",
     "__version__",
     "compact",
     "cpu_features",

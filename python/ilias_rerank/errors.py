@@ -17,6 +17,7 @@ __all__ = [
     "NonFiniteError",
     "ResourceLimitError",
     "ShapeError",
+    "StoreWriteError",
 ]
 
 
@@ -62,6 +63,11 @@ class ConfigError(IliasRerankError, ValueError):
 class FormatError(IliasRerankError, ValueError):
     """Stored or serialised data is truncated, corrupt (checksum), or of a format or version
     this package does not read. Nothing is used from it."""
+
+
+class StoreWriteError(IliasRerankError, OSError):
+    """A store could not be written (read-only place, disk full, ...). What was committed
+    before stays readable; the writer accepts nothing more."""
 
 
 class ImageReadError(IliasRerankError, OSError):

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DTypeError, ShapeError
+from .errors import DTypeError, InvalidInputError, ShapeError
 
 __all__ = ["LocalFeatures", "as_numpy", "real_float32"]
 
@@ -34,10 +34,21 @@ def as_numpy(value: Any, what: str) -> np.ndarray:
     if type(value).__module__.startswith("torch"):
         value = value.detach()
         if value.device.type != "cpu":
-            value = value.cpu()
+            try:
+                value = value.cpu()
+            except (NotImplementedError, RuntimeError) as exc:  # meta tensors, lost devices
+                raise InvalidInputError(
+                    f"{what}: expected a tensor whose data can be read, got one on device "
+                    f"{value.device} ({str(exc).splitlines()[0]})"
+                ) from None
         if value.dtype.is_floating_point and value.dtype not in _TORCH_NUMPY_FLOATS:
             value = value.float()  # bfloat16 has no numpy equivalent
-        return value.numpy()
+        try:
+            return value.numpy()
+        except (TypeError, RuntimeError) as exc:  # e.g. complex32, quantised, sparse
+            raise DTypeError(
+                f"{what}: cannot read a tensor of dtype {value.dtype} ({exc})"
+            ) from None
     try:
         arr = np.asarray(value)
     except Exception as exc:  # ragged lists, objects numpy cannot read

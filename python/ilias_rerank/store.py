@@ -5,7 +5,8 @@ Layout of a store directory (all numbers little-endian)::
 
     manifest.json     format name + version, extractor and its parameters, descriptor
                       dtype and dimension, frame width, global dimension, committed
-                      counts and byte lengths, CRC-32 of the committed index
+                      counts and byte lengths, CRC-32 of the committed index and ids,
+                      and its own CRC-32
     ids.txt           one image id per line (UTF-8)
     index.bin         per image: feature offset u64, count u32, height u32, width u32,
                       CRC-32 u32 of its keypoint + frame + descriptor bytes
@@ -28,6 +29,7 @@ Store files are data: nothing in them is executed or unpickled.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import struct
@@ -38,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DimensionMismatchError, DTypeError, FormatError, ShapeError
+from .errors import DimensionMismatchError, DTypeError, FormatError, ShapeError, StoreWriteError
 from .features import LocalFeatures
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "FeatureStore", "StoreWriter"]
@@ -90,6 +92,11 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _manifest_crc(manifest: dict) -> int:
+    body = {k: v for k, v in manifest.items() if k != "checksum"}
+    return zlib.crc32(json.dumps(body, sort_keys=True).encode())
+
+
 def _read_manifest(root: Path) -> dict:
     path = root / "manifest.json"
     if not path.is_file():
@@ -106,7 +113,7 @@ def _read_manifest(root: Path) -> dict:
         raise FormatError(
             f"{path}: expected format version {FORMAT_VERSION}, got {manifest.get('version')!r}"
         )
-    for key in (
+    keys = (
         "images",
         "features",
         "descriptors",
@@ -114,9 +121,14 @@ def _read_manifest(root: Path) -> dict:
         "global_dim",
         "bytes",
         "index_crc",
-    ):
+        "ids_crc",
+        "checksum",
+    )
+    for key in keys:
         if key not in manifest:
             raise FormatError(f"{path}: manifest lacks {key!r}")
+    if manifest["checksum"] != _manifest_crc(manifest):
+        raise FormatError(f"{path}: checksum mismatch (corrupt manifest)")
     return manifest
 
 
@@ -171,7 +183,12 @@ class FeatureStore(Mapping):
             ),
         )
         ids_raw = (self.path / "ids.txt").read_bytes()[: m["bytes"]["ids.txt"]]
-        ids = ids_raw.decode("utf-8").split("\n")[:-1] if ids_raw else []
+        if zlib.crc32(ids_raw) != m["ids_crc"]:
+            raise FormatError(f"{self.path / 'ids.txt'}: checksum mismatch (corrupt ids)")
+        try:
+            ids = ids_raw.decode("utf-8").split("\n")[:-1] if ids_raw else []
+        except UnicodeDecodeError:
+            raise FormatError(f"{self.path / 'ids.txt'}: not UTF-8") from None
         if len(ids) != n:
             raise FormatError(f"{self.path / 'ids.txt'}: expected {n} ids, got {len(ids)}")
         self.ids = ids
@@ -262,7 +279,11 @@ class StoreWriter:
         if commit_every < 1:
             raise ValueError(f"commit_every: expected >= 1, got {commit_every}")
         self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
+        self._broken: str | None = None
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreWriteError(f"{self.path}: cannot create the store ({exc})") from exc
         self.extractor = dict(extractor or {})
         self.commit_every = commit_every
         self._pending = 0
@@ -286,6 +307,7 @@ class StoreWriter:
                 "features": 0,
                 "bytes": {name: 0 for name in _FILES},
                 "index_crc": 0,
+                "ids_crc": 0,
             }
         self._manifest = m
         ids_raw = (
@@ -293,13 +315,21 @@ class StoreWriter:
         )
         self._ids = set(ids_raw.decode("utf-8").split("\n")[:-1]) if ids_raw else set()
         self._index_crc = m["index_crc"]
+        self._ids_crc = m["ids_crc"]
         # Cut off anything past the committed lengths (an interrupted write).
         self._files = {}
-        for name in _FILES:
-            f = open(self.path / name, "a+b")  # noqa: SIM115 (open until close())
-            f.truncate(m["bytes"][name])
-            f.seek(0, os.SEEK_END)
-            self._files[name] = f
+        try:
+            for name in _FILES:
+                f = open(self.path / name, "a+b")  # noqa: SIM115 (open until close())
+                self._files[name] = f
+                f.truncate(m["bytes"][name])
+                f.seek(0, os.SEEK_END)
+        except OSError as exc:
+            for f in self._files.values():
+                f.close()
+            raise StoreWriteError(
+                f"{self.path}: cannot open the store for writing ({exc})"
+            ) from exc
 
     def __contains__(self, image_id: object) -> bool:
         return image_id in self._ids
@@ -309,6 +339,8 @@ class StoreWriter:
 
     def add(self, image_id: str, features: LocalFeatures, global_vector: Any = None) -> None:
         """Append one image; committed when ``commit_every`` images are pending."""
+        if self._broken:
+            raise StoreWriteError(f"{self.path}: writer stopped after an error: {self._broken}")
         if not isinstance(image_id, str) or not image_id or "\n" in image_id or "\r" in image_id:
             raise ValueError(
                 f"image id: expected a non-empty string without newlines, got {image_id!r}"
@@ -351,17 +383,23 @@ class StoreWriter:
         height, width = features.image_size or (0, 0)
         record = _INDEX.pack(m["features"], len(kp), height, width, _image_crc(kp, fr, desc))
         line = (image_id + "\n").encode("utf-8")
-        for name, data in (
+        chunks = (
             ("keypoints.bin", kp.tobytes()),
             ("frames.bin", fr.tobytes()),
             ("descriptors.bin", desc.tobytes()),
             ("global.bin", b"" if g is None else g.astype("<f4").tobytes()),
             ("index.bin", record),
             ("ids.txt", line),
-        ):
-            self._files[name].write(data)
+        )
+        try:
+            for name, data in chunks:
+                self._files[name].write(data)
+        except OSError as exc:
+            self._fail(exc)
+        for name, data in chunks:
             m["bytes"][name] += len(data)
         self._index_crc = zlib.crc32(record, self._index_crc)
+        self._ids_crc = zlib.crc32(line, self._ids_crc)
         m["images"] += 1
         m["features"] += len(kp)
         self._ids.add(image_id)
@@ -369,16 +407,32 @@ class StoreWriter:
         if self._pending >= self.commit_every:
             self.commit()
 
+    def _fail(self, exc: OSError) -> None:
+        self._broken = str(exc)
+        raise StoreWriteError(
+            f"{self.path}: write failed ({exc}); the store keeps its last commit"
+        ) from exc
+
     def commit(self) -> None:
         """Make every added image durable and visible (atomic manifest replacement)."""
+        if self._broken:
+            raise StoreWriteError(f"{self.path}: writer stopped after an error: {self._broken}")
+        try:
+            self._commit()
+        except OSError as exc:
+            self._fail(exc)
+
+    def _commit(self) -> None:
         for f in self._files.values():
             f.flush()
             os.fsync(f.fileno())
         m = self._manifest
         m["index_crc"] = self._index_crc
+        m["ids_crc"] = self._ids_crc
         if m["descriptors"] is None:  # nothing added yet: a valid empty store
             m["descriptors"] = {"dtype": "uint8", "dim": 0}
             m["frame_width"], m["global_dim"] = 0, 0
+        m["checksum"] = _manifest_crc(m)
         tmp = self.path / "manifest.json.tmp"
         with open(tmp, "w", encoding="utf-8") as fh:
             json.dump(m, fh, indent=1)
@@ -390,11 +444,16 @@ class StoreWriter:
 
     def close(self) -> None:
         if self._files:
-            if self._pending or not (self.path / "manifest.json").exists():
-                self.commit()
-            for f in self._files.values():
-                f.close()
-            self._files = {}
+            try:
+                if not self._broken and (
+                    self._pending or not (self.path / "manifest.json").exists()
+                ):
+                    self.commit()
+            finally:
+                for f in self._files.values():
+                    with contextlib.suppress(OSError):  # a failed flush was reported
+                        f.close()
+                self._files = {}
 
     def __enter__(self) -> StoreWriter:
         return self
