@@ -67,39 +67,23 @@ fn results_do_not_depend_on_the_thread_count() {
                 seed: 5,
                 ..Default::default()
             };
-            let one = rerank(
-                &q,
-                &c,
-                None,
-                &RerankConfig {
-                    num_threads: 1,
+            let run = |threads: usize| {
+                let cfg = RerankConfig {
+                    num_threads: threads,
                     ..base.clone()
-                },
-            )
-            .unwrap();
-            let many = rerank(
-                &q,
-                &c,
-                None,
-                &RerankConfig {
-                    num_threads: 7,
-                    ..base.clone()
-                },
-            )
-            .unwrap();
-            let again = rerank(
-                &q,
-                &c,
-                None,
-                &RerankConfig {
-                    num_threads: 3,
-                    ..base
-                },
-            )
-            .unwrap();
-            // Bit-identical (Debug prints every f64 exactly, and NaN == NaN there).
-            assert_eq!(format!("{one:?}"), format!("{many:?}"));
-            assert_eq!(format!("{one:?}"), format!("{again:?}"));
+                };
+                // Debug prints every f64 exactly (and NaN == NaN there): bit-identical.
+                format!("{:?}", rerank(&q, &c, None, &cfg).unwrap())
+            };
+            let one = run(1);
+            for threads in [2, 3, 7, 8] {
+                assert_eq!(
+                    one,
+                    run(threads),
+                    "{model}, frames {use_frames}, {threads} threads"
+                );
+            }
+            assert_eq!(one, run(1), "a second run");
         }
     }
 }
