@@ -55,6 +55,19 @@ pub fn refine(
         }
     }
     let (mut best_count, mut best_cost) = inliers::count_and_cost(&best_t, corr, threshold);
+    if linear == Model::Affine && best_count < cfg.homography_min_inliers {
+        // Little support: prefer the simpler similarity when it explains as many
+        // correspondences (an affine map fitted to a handful of points shears freely).
+        inliers::collect(&best_t, corr, threshold, &mut scratch.refined);
+        if let Some(t) = fit_similarity(&corr.q, &corr.c, &scratch.refined) {
+            if is_plausible(&t, &corr.query_box(&scratch.refined)[..1], max_scale) {
+                let (n, cost) = inliers::count_and_cost(&t, corr, threshold);
+                if n >= best_count {
+                    (best_t, best_kind, best_count, best_cost) = (t, Model::Similarity, n, cost);
+                }
+            }
+        }
+    }
     if cfg.model == Model::Homography && best_count >= cfg.homography_min_inliers {
         // Grow: refit on the inliers at twice the threshold while the set keeps growing
         // (an affine seed may cover only part of a plane seen in perspective), then refit
