@@ -152,6 +152,9 @@ def test_shared_dataset_adapters():
     assert len(r.queries) == 17 and len(r.database) == 340
     assert all(len(v) == 20 for v in r.shortlists.values())
     assert sum(len(v) for v in r.positives.values()) == 85 and len(r.polygons) == 85
+    pairs = load_dataset("pairs", shared_dataset("homogr_evd"))
+    assert len(pairs.queries) == len(pairs.database) == 16
+    assert all(pairs.positives[q] == {q} for q in pairs.queries)
 
 
 def test_polygon_iou_hand_cases():

@@ -4,6 +4,7 @@
     ilias-rerank run --dataset smvs --root ../shared/data/smvs_dvd_covers \\
         --distractors ../shared/data/roxford_rparis_pixel_subset
     ilias-rerank run --dataset roxford-subset --root ../shared/data/roxford_rparis_pixel_subset
+    ilias-rerank run --dataset pairs --root ../shared/data/homogr_evd
 
 Steps one at a time (same options): ``extract``, ``index``, ``search``, ``rerank``,
 ``evaluate [--similarities FILE]``, ``show --query ID``. Every step keeps its outputs in

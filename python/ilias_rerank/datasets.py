@@ -8,6 +8,8 @@
 - ``roxford-subset``: the ``roxford_rparis_pixel_subset`` layout (``<qid>/query.jpg``,
   ``<qid>/TP|FP/*.jpg`` with LabelMe polygons, ``gt.tsv``): its fixed 20-image shortlists
   and its TP polygons for localisation;
+- ``pairs``: image pairs ``<name>A`` / ``<name>B`` (the ``homogr_evd`` layout), each A a
+  query whose relevant image is its B;
 - ``folder``: any folder of images with a ground-truth TSV (``query``, ``image``,
   ``positive`` columns, paths relative to the folder);
 - ``ilias``: the ILIAS layout (``image_ids/*.txt``) with global features from HDF5
@@ -118,6 +120,27 @@ def smvs(root: Path, phone: str = "E63", distractors: Iterable[Path] = ()) -> Da
     return Dataset(f"smvs/{phone}", queries, database, positives).check()
 
 
+def pairs(root: Path) -> Dataset:
+    """Image pairs ``<name>A.<ext>`` / ``<name>B.<ext>`` (the ``homogr_evd`` layout): each A
+    is a query whose one relevant database image is its B."""
+    root = Path(root)
+    firsts = sorted(
+        p
+        for p in root.iterdir()
+        if p.stem.endswith("A") and p.suffix.lower() in (".jpg", ".jpeg", ".png")
+    )
+    queries, database, positives = {}, {}, {}
+    for a in firsts:
+        name = a.stem[:-1]
+        b = [p for p in root.glob(f"{name}B.*") if p.suffix.lower() in (".jpg", ".jpeg", ".png")]
+        if len(b) != 1:
+            raise ImageReadError(f"{root}: expected one {name}B image for {a.name}, got {len(b)}")
+        queries[name] = a
+        database[name] = b[0]
+        positives[name] = {name}
+    return Dataset(f"pairs/{root.name}", queries, database, positives).check()
+
+
 def _labelme_polygon(path: Path) -> np.ndarray | None:
     if not path.is_file():
         return None
@@ -201,7 +224,7 @@ def ilias(root: Path, query_features: Path, database_features: Path) -> Dataset:
     return ds
 
 
-DATASETS = ("demo", "smvs", "roxford-subset", "folder", "ilias")
+DATASETS = ("demo", "smvs", "roxford-subset", "pairs", "folder", "ilias")
 
 
 def load_dataset(name: str, root: str | Path | None = None, **options: Any) -> Dataset:
@@ -214,6 +237,8 @@ def load_dataset(name: str, root: str | Path | None = None, **options: Any) -> D
         return smvs(Path(root), **options)
     if name == "roxford-subset":
         return roxford_subset(Path(root))
+    if name == "pairs":
+        return pairs(Path(root))
     if name == "folder":
         return folder(Path(root), **options)
     if name == "ilias":
