@@ -90,16 +90,7 @@ impl Tile<8, 32> for U8Vnni {
         // SAFETY: see the module docs (AVX-512F/BW and VNNI are present); every pointer
         // comes from a fixed-size array reference of sufficient length.
         unsafe {
-            let mut acc = [[_mm512_setzero_si512(); 2]; 8];
-            for (a, b) in block.iter().zip(panel.iter()) {
-                let b0 = _mm512_loadu_si512(b.as_ptr().cast());
-                let b1 = _mm512_loadu_si512(b.as_ptr().add(16).cast());
-                for r in 0..8 {
-                    let ar = _mm512_set1_epi32(a[r] as i32);
-                    acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], ar, b0);
-                    acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], ar, b1);
-                }
-            }
+            let acc = vnni_dots(block, panel);
             for r in 0..8 {
                 let c = _mm512_set1_epi32(correction[r]);
                 let lo = _mm512_cvtepi32_ps(_mm512_add_epi32(acc[r][0], c));
@@ -128,16 +119,7 @@ impl Tile<8, 32> for U8Vnni {
         // SAFETY: as in `tile` (AVX-512F/BW and VNNI are present); every pointer comes
         // from a fixed-size array reference of sufficient length.
         unsafe {
-            let mut acc = [[_mm512_setzero_si512(); 2]; 8];
-            for (a, b) in block.iter().zip(panel.iter()) {
-                let b0 = _mm512_loadu_si512(b.as_ptr().cast());
-                let b1 = _mm512_loadu_si512(b.as_ptr().add(16).cast());
-                for r in 0..8 {
-                    let ar = _mm512_set1_epi32(a[r] as i32);
-                    acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], ar, b0);
-                    acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], ar, b1);
-                }
-            }
+            let acc = vnni_dots(block, panel);
             let two = _mm512_set1_ps(2.0);
             let lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
             let qn = [
@@ -194,5 +176,28 @@ impl Tile<8, 32> for U8Vnni {
                 _mm512_storeu_si512(state.arg.as_mut_ptr().add(16 * h).cast(), arg[h]);
             }
         }
+    }
+}
+
+/// The 8 x 32 tile of `Σ c·(q - 128)` dot products (4 bytes a lane a step, `vpdpbusd`).
+///
+/// # Safety
+/// Only call where AVX-512F/BW and VNNI are enabled (the `U8Vnni` tile methods).
+#[inline(always)]
+unsafe fn vnni_dots(block: &[[u32; 8]], panel: &[[u32; 32]]) -> [[__m512i; 2]; 8] {
+    // SAFETY: the caller guarantees the CPU features; every pointer comes from a
+    // fixed-size array reference of sufficient length.
+    unsafe {
+        let mut acc = [[_mm512_setzero_si512(); 2]; 8];
+        for (a, b) in block.iter().zip(panel.iter()) {
+            let b0 = _mm512_loadu_si512(b.as_ptr().cast());
+            let b1 = _mm512_loadu_si512(b.as_ptr().add(16).cast());
+            for r in 0..8 {
+                let ar = _mm512_set1_epi32(a[r] as i32);
+                acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], ar, b0);
+                acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], ar, b1);
+            }
+        }
+        acc
     }
 }
