@@ -91,7 +91,11 @@ def roxford(rows: dict) -> None:
         for row in csv.DictReader(fh, delimiter="\t"):
             shortlists[row["query_id"]].append((row["image_path"], int(row["positive"])))
     aps = defaultdict(list)
+    rng = np.random.default_rng(0)
     for qid, items in sorted(shortlists.items()):
+        # gt.tsv lists the positives first: shuffle, or unverified candidates (kept in
+        # input order) would inherit the labels' order.
+        items = [items[i] for i in rng.permutation(len(items))]
         paths = [root / qid / "query.jpg", *(root / p for p, _ in items)]
         feats = settings(cached(paths, [str(p) for p in paths]))
         labels = np.array([lab for _, lab in items])
