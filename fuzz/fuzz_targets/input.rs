@@ -1,3 +1,4 @@
+#![allow(dead_code)] // each target uses part of the helpers
 //! Decoding fuzzer bytes into the core's inputs: sizes, descriptor types, values (any
 //! bit pattern, NaN and infinities included), frames and settings. Shared by the targets.
 
