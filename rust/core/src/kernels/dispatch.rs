@@ -131,7 +131,14 @@ pub fn nearest_neighbours(
             unsafe { run!(x86::u8_avx2, p, rows) }
         }
         (_, Panels::Binary(p), CandidateRows::Binary(rows)) => {
-            super::hamming::nn_hamming(p, query.len, dim, rows, cand_len, scratch)
+            let rows = super::hamming::BinaryRows {
+                query: p,
+                query_len: query.len,
+                cand: rows,
+                cand_len,
+                words: dim,
+            };
+            super::hamming::nn_hamming(rows, scratch)
         }
         (_, Panels::F32(p), CandidateRows::F32(rows)) => run!(nn_body::<F32Plain, 4, 16>, p, rows),
         (_, Panels::I32(p), CandidateRows::U8(rows)) => run!(nn_body::<U8Exact, 4, 16>, p, rows),

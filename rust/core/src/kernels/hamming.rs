@@ -8,56 +8,49 @@
 use super::nn_body::reset_outputs;
 use super::NnScratch;
 
-/// Fill `scratch` for `query_len` query rows and `cand_len` candidate rows of `words`
-/// 64-bit words each. Ties keep the lowest index, as in the float kernels.
-pub(crate) fn nn_hamming(
-    query: &[u64],
-    query_len: usize,
-    words: usize,
-    cand: &[u64],
-    cand_len: usize,
-    scratch: &mut NnScratch,
-) {
-    reset_outputs(scratch, query_len, cand_len);
-    if words == 0 || query_len == 0 || cand_len == 0 {
+/// Two sets of binary rows of `words` 64-bit words each.
+#[derive(Clone, Copy)]
+pub(crate) struct BinaryRows<'a> {
+    pub query: &'a [u64],
+    pub query_len: usize,
+    pub cand: &'a [u64],
+    pub cand_len: usize,
+    pub words: usize,
+}
+
+/// Fill `scratch` for the two sets. Ties keep the lowest index, as in the float kernels.
+pub(crate) fn nn_hamming(rows: BinaryRows<'_>, scratch: &mut NnScratch) {
+    reset_outputs(scratch, rows.query_len, rows.cand_len);
+    if rows.words == 0 || rows.query_len == 0 || rows.cand_len == 0 {
         return;
     }
-    let bits = (64 * words) as f32;
-    scratch.cand_norms.fill(bits);
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("popcnt") {
         // SAFETY: the CPU was just checked for `popcnt`.
-        unsafe { with_popcnt(query, query_len, words, cand, cand_len, scratch) };
+        unsafe { with_popcnt(rows, scratch) };
         return;
     }
-    body(query, query_len, words, cand, cand_len, scratch);
+    body(rows, scratch);
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "popcnt")]
-unsafe fn with_popcnt(
-    query: &[u64],
-    query_len: usize,
-    words: usize,
-    cand: &[u64],
-    cand_len: usize,
-    scratch: &mut NnScratch,
-) {
-    body(query, query_len, words, cand, cand_len, scratch)
+unsafe fn with_popcnt(rows: BinaryRows<'_>, scratch: &mut NnScratch) {
+    body(rows, scratch)
 }
 
 #[inline(always)]
-fn body(
-    query: &[u64],
-    query_len: usize,
-    words: usize,
-    cand: &[u64],
-    cand_len: usize,
-    scratch: &mut NnScratch,
-) {
+fn body(rows: BinaryRows<'_>, scratch: &mut NnScratch) {
+    let BinaryRows {
+        query,
+        query_len,
+        cand,
+        cand_len,
+        words,
+    } = rows;
     let bits = (64 * words) as f32;
-    // Integer distances first (exact), converted once per row.
-    let mut cand_best = vec![u32::MAX; cand_len];
+    // Reduced distance of a Hamming distance (exact: h <= 64 * MAX_DIM < 2^24).
+    let reduced = |h: u32| 4.0 * h as f32 - bits;
     for (i, q) in query.chunks_exact(words).take(query_len).enumerate() {
         let (mut best, mut second, mut arg) = (u32::MAX, u32::MAX, u32::MAX);
         for (j, c) in cand.chunks_exact(words).take(cand_len).enumerate() {
@@ -69,23 +62,23 @@ fn body(
             } else if h < second {
                 second = h;
             }
-            if h < cand_best[j] {
-                cand_best[j] = h;
+            // The candidate side keeps the reduced distance itself (reset to +inf).
+            let v = reduced(h);
+            if v < scratch.cand_best[j] {
+                scratch.cand_best[j] = v;
                 scratch.cand_arg[j] = i as u32;
             }
         }
-        let reduced = |h: u32| {
+        let finite = |h: u32| {
             if h == u32::MAX {
                 f32::INFINITY
             } else {
-                4.0 * h as f32 - bits
+                reduced(h)
             }
         };
-        scratch.query_best[i] = reduced(best);
-        scratch.query_second[i] = reduced(second);
+        scratch.query_best[i] = finite(best);
+        scratch.query_second[i] = finite(second);
         scratch.query_arg[i] = arg;
     }
-    for (out, &h) in scratch.cand_best.iter_mut().zip(&cand_best) {
-        *out = 4.0 * h as f32 - bits;
-    }
+    scratch.cand_norms.fill(bits);
 }
