@@ -212,3 +212,10 @@ def test_killed_extraction_resumes_without_redoing_or_losing_work(tmp_path):
         offset, desc = done[image_id]
         assert after._index[k]["offset"] == offset  # kept in place, not extracted again
         assert np.array_equal(after[image_id].descriptors, desc)
+
+
+def test_cli_refuses_bad_settings(capsys):
+    assert main(["run", "--config", '{"nope": 1}', "--no-progress"]) == 2
+    assert "nope" in capsys.readouterr().err
+    assert main(["run", "--config", "[1]", "--no-progress"]) == 2
+    assert "JSON object" in capsys.readouterr().err

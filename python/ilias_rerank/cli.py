@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .config import RerankConfig
 from .datasets import DATASETS, load_dataset
-from .errors import IliasRerankError
+from .errors import ConfigError, IliasRerankError
 from .pipeline import DEFAULT_GLOBAL, GLOBAL_MODELS, Workspace
 from .reranker import load_similarities
 
@@ -101,7 +101,15 @@ def _workspace(args) -> Workspace:
     if args.dataset == "ilias":
         options.update(query_features=args.query_features, database_features=args.db_features)
     dataset = load_dataset(args.dataset, args.root, **options)
-    config = RerankConfig(**json.loads(args.config)) if args.config else None
+    config = None
+    if args.config:
+        settings = json.loads(args.config)
+        if not isinstance(settings, dict):
+            raise ConfigError(f"--config: expected a JSON object, got {args.config!r}")
+        try:
+            config = RerankConfig(**settings)
+        except TypeError as exc:  # unknown keys
+            raise ConfigError(f"--config: {exc}") from None
     return Workspace(
         dataset,
         args.workdir or Path("out") / args.dataset,
@@ -136,13 +144,23 @@ def _table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def show(ws: Workspace, query: str | None, top: int = 8) -> list[Path]:
+def show(
+    ws: Workspace,
+    query: str | None,
+    top: int = 8,
+    global_sims: dict | None = None,
+    reranked: dict | None = None,
+) -> list[Path]:
+    """Pictures of one query; the similarities are read from the work directory unless
+    given."""
     from .api import verify_pair
     from .pictures import draw_matches, draw_rankings
 
     ds = ws.dataset
-    global_sims = load_similarities(ws.workdir / "global.json")
-    reranked = load_similarities(ws.workdir / "reranked.json")
+    if global_sims is None:
+        global_sims = load_similarities(ws.workdir / "global.json")
+    if reranked is None:
+        reranked = load_similarities(ws.workdir / "reranked.json")
     q = query or next(iter(reranked))
     if q not in reranked:
         raise IliasRerankError(f"query {q!r}: not in {ws.workdir / 'reranked.json'}")
@@ -216,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
             print(_table(report))
             pictures = []
             for q in list(reranked)[: args.pictures]:
-                pictures += show(ws, q)
+                pictures += show(ws, q, global_sims=global_sims, reranked=reranked)
             if pictures:
                 print(f"pictures: {len(pictures)} PNG in {ws.workdir / 'pictures'}")
             if args.json:

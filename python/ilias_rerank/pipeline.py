@@ -73,6 +73,7 @@ class Workspace:
                 f"global model: expected one of {GLOBAL_MODELS}, got {self.global_model!r}"
             )
         self.timing: dict[str, float] = {}
+        self._stores: tuple[FeatureStore, FeatureStore] | None = None
 
     # 1. extract ---------------------------------------------------------------------
     @property
@@ -102,11 +103,14 @@ class Workspace:
         return store
 
     def extract(self) -> tuple[FeatureStore, FeatureStore]:
-        t0 = time.perf_counter()
-        db = self._extract(self.dataset.database, "database")
-        queries = self._extract(self.dataset.queries, "queries")
-        self.timing["extract_s"] = time.perf_counter() - t0
-        return db, queries
+        """(database store, query store), extracted or resumed once per workspace."""
+        if self._stores is None:
+            t0 = time.perf_counter()
+            db = self._extract(self.dataset.database, "database")
+            queries = self._extract(self.dataset.queries, "queries")
+            self.timing["extract_s"] = time.perf_counter() - t0
+            self._stores = (db, queries)
+        return self._stores
 
     # 2. index -----------------------------------------------------------------------
     def global_vectors(self) -> tuple[np.ndarray, np.ndarray]:
@@ -220,6 +224,12 @@ class Workspace:
         ds = self.dataset
         if not ds.polygons:
             return None
+        db, queries = self.extract()
+
+        def width_height(store: FeatureStore, image_id: str, source: Any) -> tuple[int, int]:
+            size = store[image_id].image_size  # recorded at extraction: no decoding
+            return (size[1], size[0]) if size else load_image(source).size
+
         if min_inliers is None:
             min_inliers = (self.config or RerankConfig()).min_inliers
         ious = []
@@ -227,12 +237,11 @@ class Workspace:
             inliers, transform = details.get(q, {}).get(d, (0, None))
             if transform is None or inliers < min_inliers or not np.isfinite(transform).all():
                 continue
-            qw, qh = load_image(ds.queries[q]).size
+            qw, qh = width_height(queries, q, ds.queries[q])
             corners = np.array([[0, 0], [qw, 0], [qw, qh], [0, qh]], dtype=np.float64)
             p = np.c_[corners, np.ones(4)] @ np.asarray(transform).T
             projected = p[:, :2] / p[:, 2:3]
-            size = load_image(ds.database[d]).size
-            ious.append(polygon_iou(projected, polygon, size))
+            ious.append(polygon_iou(projected, polygon, width_height(db, d, ds.database[d])))
         if not ious:
             return {"min_inliers": min_inliers, "verified_positives": 0, "iou_ge_threshold": 0.0}
         ious = np.array(ious)
