@@ -83,7 +83,7 @@ def encode(features: LocalFeatures, max_features: int = DEFAULT_MAX_FEATURES) ->
     n = min(len(features), max_features)
     desc = features.descriptors[:n]
     words = desc if desc.dtype == np.uint64 else binarise(desc)
-    nwords = words.shape[1] if n else (1 if desc.dtype == np.uint64 else -(-desc.shape[1] // 64))
+    nwords = words.shape[1]
     kp = features.keypoints[:n].astype(np.float64)
     if features.image_size is not None:
         height, width = features.image_size

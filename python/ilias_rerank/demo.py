@@ -18,6 +18,7 @@ import time
 import numpy as np
 
 import ilias_rerank as ir
+from ilias_rerank.evaluation import average_precision
 
 PHOTOS = (
     "astronaut",
@@ -111,14 +112,6 @@ def thumbnail_embedding(img: np.ndarray) -> np.ndarray:
     ).ravel()
     v -= v.mean()
     return v / (np.linalg.norm(v) + 1e-9)
-
-
-def average_precision(labels) -> float:
-    """Non-interpolated AP of a ranked 0/1 list (sklearn's definition, no ties)."""
-    labels = np.asarray(labels, dtype=float)
-    hits = np.cumsum(labels)
-    ranks = np.arange(1, len(labels) + 1)
-    return float((hits / ranks * labels).sum() / max(labels.sum(), 1))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,6 +22,7 @@ import numpy as np
 
 __all__ = [
     "IliasEvaluation",
+    "average_precision",
     "average_precision_tied",
     "ilias_instance",
     "ilias_map",
@@ -29,6 +30,15 @@ __all__ = [
     "shortlist_metrics",
     "trapezoid_average_precision",
 ]
+
+
+def average_precision(labels) -> float:
+    """Non-interpolated AP of a ranked 0/1 list (scikit-learn's definition without ties),
+    normalised by the positives in the list; 0 without any."""
+    y = np.asarray(labels, dtype=np.float64)
+    hits = np.cumsum(y)
+    ranks = np.arange(1, len(y) + 1)
+    return float((hits / ranks * y).sum() / max(y.sum(), 1))
 
 
 def average_precision_tied(y_true: Sequence[bool], y_score: Sequence[float]) -> float:
@@ -182,8 +192,7 @@ def shortlist_metrics(labels_in_rank_order: Sequence[int], ks: Sequence[int] = (
         raise ValueError(f"expected a 1-D list of 0/1 labels, got shape {y.shape}")
     positives = y.sum()
     ranks = np.arange(1, len(y) + 1)
-    hits = np.cumsum(y)
-    out = {"ap": float((hits / ranks * y).sum() / positives) if positives else 0.0}
+    out = {"ap": average_precision(y)}
     gains = 1.0 / np.log2(ranks + 1)
     ideal = gains[: int(positives)].sum()
     out["ndcg"] = float((y * gains).sum() / ideal) if positives else 0.0

@@ -105,7 +105,11 @@ def import_hloc(
     """Build (or resume) a store from an hloc-layout file; images already in the store
     are skipped. Descriptors are kept as float32."""
     h5py = _h5py()
-    with h5py.File(path, "r") as f, StoreWriter(store_path, extractor) as writer:
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise FormatError(f"{path}: not a readable HDF5 file ({exc})") from None
+    with f, StoreWriter(store_path, extractor) as writer:
         for image_id, g in _walk(f):
             if image_id in writer:
                 continue

@@ -59,19 +59,28 @@ class Reranker:
         self.config = config
         self.workers = max(1, workers)
 
-    def rerank_one(self, query: LocalFeatures, shortlist: Any) -> dict[str, float]:
-        """One query: ``shortlist`` is ``{db_id: global score}`` or a ranked list of ids."""
+    def _checked(self, shortlist: Any, place: str) -> tuple[list[str], np.ndarray | None]:
+        """The shortlist's ids (best first) and scores, every id in the store, no repeats."""
         ids, scores = _as_ranked_ids(shortlist)
         missing = [i for i in ids if i not in self.store]
         if missing:
             raise MissingIdError(
-                f"{len(missing)} shortlist ids are not in the store {self.store.path}: "
+                f"{place}{len(missing)} shortlist ids are not in the store {self.store.path}: "
                 f"{missing[:5]}{'...' if len(missing) > 5 else ''}"
             )
         if len(set(ids)) != len(ids):
-            raise ShapeError("shortlist: duplicate ids")
+            raise ShapeError(f"{place}shortlist: duplicate ids")
+        return ids, scores
+
+    def _rerank_ids(
+        self, query: LocalFeatures, ids: list[str], scores: np.ndarray | None
+    ) -> dict[str, float]:
         result = rerank(query, [self.store[i] for i in ids], scores, config=self.config)
         return {ids[j]: float(s) for j, s in zip(result.order, result.scores, strict=True)}
+
+    def rerank_one(self, query: LocalFeatures, shortlist: Any) -> dict[str, float]:
+        """One query: ``shortlist`` is ``{db_id: global score}`` or a ranked list of ids."""
+        return self._rerank_ids(query, *self._checked(shortlist, ""))
 
     def rerank_many(
         self,
@@ -84,25 +93,17 @@ class Reranker:
         absent = [q for q in shortlists if q not in queries]
         if absent:
             raise MissingIdError(f"shortlists for queries without features: {absent[:5]}")
-        qids = list(shortlists)
-        # Check every id before any work, so that a bad shortlist fails fast.
-        for q in qids:
-            ids, _ = _as_ranked_ids(shortlists[q])
-            missing = [i for i in ids if i not in self.store]
-            if missing:
-                raise MissingIdError(
-                    f"query {q!r}: {len(missing)} shortlist ids are not in the store: "
-                    f"{missing[:5]}{'...' if len(missing) > 5 else ''}"
-                )
+        # Check every shortlist before any work, so that a bad one fails fast.
+        checked = {q: self._checked(shortlists[q], f"query {q!r}: ") for q in shortlists}
         if progress is None:
-            progress = len(qids) > 1 and os.isatty(2)
+            progress = len(checked) > 1 and os.isatty(2)
         with ThreadPoolExecutor(self.workers) as pool:
-            results = pool.map(lambda q: self.rerank_one(queries[q], shortlists[q]), qids)
+            results = pool.map(lambda q: self._rerank_ids(queries[q], *checked[q]), checked)
             if progress:
                 from tqdm import tqdm
 
-                results = tqdm(results, total=len(qids), desc="re-ranking", unit="query")
-            return dict(zip(qids, results, strict=True))
+                results = tqdm(results, total=len(checked), desc="re-ranking", unit="query")
+            return dict(zip(checked, results, strict=True))
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
