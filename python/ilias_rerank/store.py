@@ -53,18 +53,15 @@ _DTYPES = {"float32": "<f4", "float16": "<f2", "uint8": "u1", "binary64": "<u8"}
 _FILES = ("keypoints.bin", "frames.bin", "descriptors.bin", "global.bin", "index.bin", "ids.txt")
 
 
+_DTYPE_NAMES = {np.dtype(code): name for name, code in _DTYPES.items()}
+
+
 def _dtype_name(desc: np.ndarray) -> str:
-    names = {
-        np.dtype(np.float32): "float32",
-        np.dtype(np.float16): "float16",
-        np.dtype(np.uint8): "uint8",
-        np.dtype(np.uint64): "binary64",
-    }
-    if desc.dtype not in names:
+    if desc.dtype not in _DTYPE_NAMES:
         raise DTypeError(
             f"descriptors: expected float32, float16, uint8 or uint64, got {desc.dtype}"
         )
-    return names[desc.dtype]
+    return _DTYPE_NAMES[desc.dtype]
 
 
 def _frame_width(features: LocalFeatures) -> int:
