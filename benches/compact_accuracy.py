@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import time
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 from peer_benchmark import REPO, cached
+from report import write_report
 
 import ilias_rerank as ir
 from ilias_rerank import compact
@@ -114,8 +114,6 @@ def main(argv=None) -> int:
     rows: dict = {}
     smvs(rows)
     roxford(rows)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(rows, indent=2))
     lines = [
         "| setting | bytes / image | SMVS top-1 | SMVS mAP | rOxf/rPar mAP | SMVS pairs/s |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -125,9 +123,7 @@ def main(argv=None) -> int:
             f"| {name} | {r['bytes_per_image']:,.0f} | {r['smvs_top1']:.2f} | "
             f"{r['smvs_map']:.3f} | {r['roxford_map']:.3f} | {r['smvs_pairs_per_s']:,.0f} |"
         )
-    table = "\n".join(lines)
-    args.out.with_suffix(".md").write_text(table + "\n")
-    print(table)
+    write_report(args.out, rows, lines)
     return 0
 
 

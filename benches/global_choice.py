@@ -13,9 +13,10 @@ Run: ``.venv/bin/python benches/global_choice.py``
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
+
+from report import write_report
 
 from ilias_rerank.datasets import load_dataset
 from ilias_rerank.pipeline import GLOBAL_MODELS, Workspace
@@ -39,8 +40,6 @@ def main() -> int:
             report = ws.report(global_sims, reranked, details)
             rows.append({"dataset": ds.name, "model": model, **report})
             print(rows[-1]["dataset"], model, report["global"], report["reranked"])
-    (REPO / "out").mkdir(exist_ok=True)
-    (REPO / "out" / "global_choice.json").write_text(json.dumps(rows, indent=2, default=float))
     lines = [
         "| dataset | global model | global mAP | global top-1 | re-ranked mAP | re-ranked top-1 |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -51,8 +50,7 @@ def main() -> int:
             f"{r['global']['top1']:.2f} | {r['reranked']['map']:.3f} | "
             f"{r['reranked']['top1']:.2f} |"
         )
-    (REPO / "out" / "global_choice.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_report(REPO / "out" / "global_choice", rows, lines)
     return 0
 
 

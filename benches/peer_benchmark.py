@@ -43,7 +43,6 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse
 import hashlib
 import inspect
-import json
 import pickle
 import platform
 import sys
@@ -52,6 +51,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from report import write_report
 
 import ilias_rerank as ir
 
@@ -353,8 +353,6 @@ def main(argv=None) -> int:
         "sets": results,
         "roofline": roof,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(summary, indent=2))
     lines = []
     for res in results:
         lines += [
@@ -409,11 +407,8 @@ def main(argv=None) -> int:
         plot_features(
             summary["by_features"], args.out.with_name(args.out.name + "_features.png"), name
         )
-        args.out.with_suffix(".json").write_text(json.dumps(summary, indent=2))
         lines += ["", f"Throughput vs features: {args.out.name}_features.png"]
-    table = "\n".join(lines)
-    args.out.with_suffix(".md").write_text(table + "\n")
-    print(table)
+    write_report(args.out, summary, lines)
     return 0
 
 

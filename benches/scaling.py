@@ -21,7 +21,6 @@ Run: ``.venv/bin/python benches/scaling.py`` with both cores idle.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +29,7 @@ from pathlib import Path
 import numpy as np
 from peer_benchmark import REPO, load_inputs, numpy_poselib_pair
 from plot import line_plot
+from report import write_report
 
 import ilias_rerank as ir
 
@@ -151,7 +151,6 @@ def main(argv=None) -> int:
     print(result["memory"])
 
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "scaling.json").write_text(json.dumps(result, indent=2))
     plot_features(by_n, args.out / "throughput_vs_features.png", dataset)
     line_plot(
         {"ilias-rerank": [(r["shortlist"], r["seconds_per_query"]) for r in by_m]},
@@ -186,8 +185,7 @@ def main(argv=None) -> int:
             f"({extra / feature_bytes:.3f} of them)"
         ),
     ]
-    (args.out / "scaling.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_report(args.out / "scaling", result, lines)
     return 0
 
 
