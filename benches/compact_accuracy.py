@@ -31,7 +31,7 @@ from report import write_report
 
 import ilias_rerank as ir
 from ilias_rerank import compact
-from ilias_rerank.demo import average_precision
+from ilias_rerank.evaluation import average_precision
 
 DATA = REPO.parent / "shared" / "data"
 

@@ -19,7 +19,7 @@ fn kernels(c: &mut Criterion) {
         let bu8: Vec<u8> = b.iter().map(|v| ((v + 1.0) * 127.5) as u8).collect();
         group.throughput(Throughput::Elements((n * n * dim) as u64));
         let mut scratch = NnScratch::default();
-        for isa in [Isa::detect(), Isa::Portable] {
+        for isa in [Isa::detect(), Isa::portable()] {
             let packed = PackedQuery::from_f32(&a, n, dim, isa);
             group.bench_with_input(
                 BenchmarkId::new(format!("f32_{}", isa.name()), n),

@@ -1,7 +1,11 @@
 """Side-by-side peer benchmark: the same SIFT features re-ranked by ilias-rerank and by
-the usual Python pipelines, in one process, interleaved, with quality next to speed.
+the usual Python pipelines, in one process, interleaved, with quality next to speed. This
+one command produces every peer number the README quotes.
 
-Peers receive float32 copies of the same descriptors (their matchers need floats).
+The pipelines, their settings and the timing rules are in ``peers.py``: each converts and
+lays out the query once per shortlist, candidates are float32 copies made before timing,
+every pipeline runs the same number of interleaved rounds (``--rounds``, default 3) and
+reports its median round.
 
 Inputs, each set reported on its own: ``../shared/data/smvs_dvd_covers`` (each E63 phone
 photo against all 100 references) when present, and synthetic warps: phone shots of the
@@ -10,44 +14,36 @@ present, the 100 SMVS references as distractors. Features: kornia RootSIFT, 1024
 image, extracted once and cached in ``.cache/bench-features``.
 
 Peers (each ranks a query's shortlist by its inlier count, both cores available):
-- ``opencv``: BFMatcher (L2, cross-check) + findHomography(USAC_MAGSAC, 8 px);
-- ``numpy+opencv``: numpy GEMM mutual NN + ratio 0.9, then findHomography(USAC_MAGSAC);
-- ``numpy+poselib`` / ``numpy+pycolmap``: the same matching, then their homography
-  LO-RANSAC (8 px), when installed (``pip install '.[bench]'``);
-- ``kornia``: match_mnn + kornia's RANSAC (homography) on the CPU (a subsample of pairs).
+OpenCV BFMatcher (L2, cross-check) + findHomography(USAC_MAGSAC, 8 px); numpy GEMM mutual
+NN + ratio 0.9 followed by OpenCV USAC_MAGSAC, poselib or pycolmap (8 px), when installed
+(``pip install '.[bench]'``); kornia's match_mnn + RANSAC on the CPU (its first
+``--kornia-pairs`` candidates per query: it is slow; same rounds and statistic).
 
 Roofline, in the same run: numpy float32 GEMM and (where available) torch int8
 ``_int_mm`` on the same N x N x 128 shapes, next to our nearest-neighbour kernels alone
 (``_core.kernel_throughput``), each on one core, in multiply-adds per second.
 
-Fairness: every RANSAC is capped at our 1000 iterations (poselib's default is 100,000),
-one BLAS thread per worker, two workers (both cores) per peer, as ilias-rerank uses both.
-
 Quality next to speed: top-1, mAP and the median inliers on the true pair vs on the best
-negative. Writes JSON, a Markdown table (``--out``, default ``out/peer_benchmark``) and a
-PNG plot of throughput vs number of features (ours vs numpy + poselib, N = 256 .. 2048,
-``out/peer_benchmark_features.png``; ``--no-sweep`` skips it).
+negative. Throughput vs features (ours vs numpy + poselib, N = 256 .. 2048, the same rounds
+and statistic) goes to a PNG (``docs/img/throughput_vs_features.png``; ``--no-sweep``
+skips it). Writes JSON and a Markdown table (``--out``, default ``out/peer_benchmark``).
 
 Run: ``.venv/bin/python benches/peer_benchmark.py [--queries 20]`` with both cores idle.
 """
 
 from __future__ import annotations
 
-import os
-
-# One BLAS thread per worker: the peers run two workers (both cores), and the roofline
-# compares one core against one core. Must be set before numpy is imported.
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
+# peers sets one BLAS thread per worker before numpy is imported: import it first.
+import peers  # isort: skip
 
 import argparse
 import hashlib
 import inspect
+import os
 import pickle
 import platform
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -57,8 +53,6 @@ import ilias_rerank as ir
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE = REPO / ".cache" / "bench-features"
-#: Every RANSAC gets the iteration cap ilias-rerank uses by default.
-MAX_ITERATIONS = 1000
 
 
 def cached(paths_or_arrays, keys, num_features: int = 1024):
@@ -115,79 +109,89 @@ def load_inputs(n_queries: int, num_features: int = 1024):
     return load_smvs(n_queries, num_features) or load_synthetic(n_queries, num_features)
 
 
-def opencv_pair(q, c, cv2):
-    matcher = cv2.BFMatcher(cv2.NORM_L2, crossCheck=True)
-    m = matcher.match(q.descriptors.astype(np.float32), c.descriptors.astype(np.float32))
-    if len(m) < 4:
-        return 0
-    src = q.keypoints[[x.queryIdx for x in m]]
-    dst = c.keypoints[[x.trainIdx for x in m]]
-    _, mask = cv2.findHomography(src, dst, cv2.USAC_MAGSAC, 8.0, maxIters=MAX_ITERATIONS)
-    return 0 if mask is None else int(mask.sum())
+def truncate(f: ir.LocalFeatures, n: int, copy: bool = False) -> ir.LocalFeatures:
+    """The first ``n`` features (extractors list the strongest first)."""
+    take = (lambda a: a[:n].copy()) if copy else (lambda a: np.ascontiguousarray(a[:n]))
+    frames = None if f.frames is None else take(f.frames)
+    return ir.LocalFeatures(take(f.keypoints), take(f.descriptors), frames, f.image_size)
 
 
-def numpy_mnn(q, c):
-    """numpy GEMM mutual nearest neighbours + Lowe ratio 0.9 (our default matching)."""
-    qd = q.descriptors.astype(np.float32)
-    cd = c.descriptors.astype(np.float32)
-    if len(qd) < 2 or len(cd) < 2:
-        return None, None
-    s = qd @ cd.T
-    nn12 = s.argmax(1)
-    nn21 = s.argmax(0)
-    idx = np.arange(len(nn12))
-    mutual = nn21[nn12] == idx
-    d = (qd * qd).sum(1)[:, None] + (cd * cd).sum(1)[None] - 2 * s
-    part = np.partition(d, 1, axis=1)[:, :2]
-    ratio = np.sqrt(np.maximum(part[:, 0], 0)) <= 0.9 * np.sqrt(np.maximum(part[:, 1], 0))
-    keep = idx[mutual & ratio]
-    if len(keep) < 4:
-        return None, None
-    return q.keypoints[keep].astype(np.float64), c.keypoints[nn12[keep]].astype(np.float64)
+def compare(queries, refs, pipelines, rounds: int, kornia_pairs: int | None = None):
+    """ilias-rerank and every peer on one shortlist set: ``[(Timed, candidates per query)]``."""
+    fq = [peers.as_float(q) for q in queries]
+    fr = [peers.as_float(c) for c in refs]
+    runs = [("ilias-rerank", lambda: peers.run_ours(queries, refs), len(queries) * len(refs))]
+    for peer in pipelines:
+        cands = fr[:kornia_pairs] if isinstance(peer, peers.Kornia) and kornia_pairs else fr
+        runs.append(
+            (peer.name, lambda p=peer, c=cands: peers.run_peer(p, fq, c), len(fq) * len(cands))
+        )
+    return peers.interleaved(runs, rounds)
 
 
-def numpy_opencv_pair(q, c, cv2):
-    src, dst = numpy_mnn(q, c)
-    if src is None:
-        return 0
-    _, mask = cv2.findHomography(src, dst, cv2.USAC_MAGSAC, 8.0, maxIters=MAX_ITERATIONS)
-    return 0 if mask is None else int(mask.sum())
+def run_set(inputs, pipelines, rounds: int, kornia_pairs: int) -> dict:
+    dataset, queries, refs, truth = inputs
+    print(f"inputs: {dataset}, {len(queries)} queries x {len(refs)} candidates")
+    timed = compare(queries, refs, pipelines, rounds, kornia_pairs)
+    ours = timed[0]
+    rows = []
+    for t in timed:
+        row = {
+            "name": t.name,
+            "pairs": t.pairs,
+            "seconds": t.seconds,
+            "median_seconds": t.median_seconds,
+            "pairs_per_s": t.pairs_per_s,
+            "ratio_ours_over_peer": ours.pairs_per_s / t.pairs_per_s,
+        }
+        if len(t.inliers[0]) == len(refs):  # the whole shortlist: quality is comparable
+            row.update(quality(t.inliers, truth))
+        rows.append(row)
+        print(f"  {t.name}: {t.pairs_per_s:.0f} pairs/s (median of {rounds})")
+    return {"dataset": dataset, "queries": len(queries), "candidates": len(refs), "rows": rows}
 
 
-def numpy_poselib_pair(q, c, poselib):
-    src, dst = numpy_mnn(q, c)
-    if src is None:
-        return 0
-    _, info = poselib.estimate_homography(
-        src, dst, {"max_reproj_error": 8.0, "max_iterations": MAX_ITERATIONS}, {}
+def features_sweep(queries, refs, rounds: int, sizes=(256, 512, 1024, 2048)) -> list[dict]:
+    """Pairs/s of ours and of numpy GEMM MNN + poselib at each number of features N, the
+    same pairs, rounds and statistic for both."""
+    import poselib
+
+    peer = peers.NumpyPoselib(poselib)
+    by_n = []
+    for n in sizes:
+        q = [truncate(f, n) for f in queries]
+        r = [truncate(f, n) for f in refs[:100]]
+        ours, theirs = compare(q, r, [peer], rounds)
+        mean_n = float(np.mean([len(f) for f in r]))
+        row = {
+            "features": n,
+            "mean_features": mean_n,
+            "pairs": ours.pairs,
+            "ours_pairs_per_s": ours.pairs_per_s,
+            "numpy_poselib_pairs_per_s": theirs.pairs_per_s,
+            "ours_ns_per_feature_pair": ours.median_seconds / ours.pairs / mean_n**2 * 1e9,
+        }
+        row["ratio"] = row["ours_pairs_per_s"] / row["numpy_poselib_pairs_per_s"]
+        print(row)
+        by_n.append(row)
+    return by_n
+
+
+def plot_features(by_n: list[dict], path: Path, dataset: str) -> None:
+    from plot import line_plot
+
+    line_plot(
+        {
+            "ilias-rerank": [(r["features"], r["ours_pairs_per_s"]) for r in by_n],
+            "numpy GEMM MNN + poselib": [
+                (r["features"], r["numpy_poselib_pairs_per_s"]) for r in by_n
+            ],
+        },
+        path,
+        title=f"Re-ranking throughput vs features per image (2 cores, {dataset})",
+        xlabel="features per image (N)",
+        ylabel="pairs / s",
     )
-    return int(np.sum(info["inliers"]))
-
-
-def numpy_pycolmap_pair(q, c, pycolmap):
-    src, dst = numpy_mnn(q, c)
-    if src is None:
-        return 0
-    opts = pycolmap.RANSACOptions()
-    opts.max_error = 8.0
-    opts.max_num_trials = MAX_ITERATIONS
-    out = pycolmap.estimate_homography_matrix(src, dst, opts)
-    return (
-        0
-        if out is None
-        else int(np.sum(out["inlier_mask"] if "inlier_mask" in out else out["inliers"]))
-    )
-
-
-def kornia_pair(q, c, ransac, torch, match_mnn):
-    qd = torch.from_numpy(q.descriptors.astype(np.float32))
-    _, idx = match_mnn(qd, torch.from_numpy(c.descriptors.astype(np.float32)))
-    if len(idx) < 4:
-        return 0
-    src = torch.from_numpy(q.keypoints)[idx[:, 0]]
-    dst = torch.from_numpy(c.keypoints)[idx[:, 1]]
-    _, mask = ransac(src, dst)
-    return int(mask.sum())
 
 
 def quality(all_inliers: list[np.ndarray], truth: list[int]) -> dict:
@@ -207,35 +211,6 @@ def quality(all_inliers: list[np.ndarray], truth: list[int]) -> dict:
         "map": float(np.mean(aps)),
         "median_inliers_true": float(np.median(true_inl)),
         "median_inliers_best_negative": float(np.median(neg_inl)),
-    }
-
-
-def run_peer(name, pair_fn, queries, refs, truth, workers=2, max_pairs=None):
-    pairs, t0 = 0, time.perf_counter()
-    inliers = []
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for q in queries:
-            cands = refs if max_pairs is None else refs[:max_pairs]
-            inliers.append(np.array(list(pool.map(lambda c, q=q: pair_fn(q, c), cands))))
-            pairs += len(cands)
-    dt = time.perf_counter() - t0
-    row = {"name": name, "pairs": pairs, "seconds": dt, "pairs_per_s": pairs / dt}
-    if max_pairs is None:
-        row.update(quality(inliers, truth))
-    return row
-
-
-def run_ours(queries, refs, truth):
-    t0 = time.perf_counter()
-    inliers = [ir.rerank(q, refs).inliers for q in queries]
-    dt = time.perf_counter() - t0
-    pairs = len(queries) * len(refs)
-    return {
-        "name": "ilias-rerank",
-        "pairs": pairs,
-        "seconds": dt,
-        "pairs_per_s": pairs / dt,
-        **quality(inliers, truth),
     }
 
 
@@ -282,95 +257,52 @@ def roofline(n: int = 1024, dim: int = 128) -> dict:
     return out
 
 
-def run_set(inputs, cv2, torch, match_mnn, ransac, kornia_pairs: int) -> dict:
-    """Every pipeline on one input set, interleaved with our runs: ours, a peer, ours
-    again... so that drift in machine speed hits all alike."""
-    dataset, queries, refs, truth = inputs
-    print(f"inputs: {dataset}, {len(queries)} queries x {len(refs)} candidates")
-    peers = [
-        ("opencv", lambda q, c: opencv_pair(q, c, cv2)),
-        ("numpy+opencv", lambda q, c: numpy_opencv_pair(q, c, cv2)),
-    ]
-    for name, module, fn in (
-        ("numpy+poselib", "poselib", numpy_poselib_pair),
-        ("numpy+pycolmap", "pycolmap", numpy_pycolmap_pair),
-    ):
-        try:
-            mod = __import__(module)
-        except ImportError:
-            print(f"{name}: not installed (pip install '.[bench]'), skipped")
-            continue
-        peers.append((name, lambda q, c, m=mod, f=fn: f(q, c, m)))
-    ours, rows = [], []
-    for name, fn in peers:
-        ours.append(run_ours(queries, refs, truth))
-        rows.append(run_peer(name, fn, queries, refs, truth))
-        print(f"  {name}: {rows[-1]['pairs_per_s']:.0f} pairs/s")
-    ours.append(run_ours(queries, refs, truth))
-    kornia = lambda q, c: kornia_pair(q, c, ransac, torch, match_mnn)  # noqa: E731
-    rows.append(
-        run_peer("kornia (cpu)", kornia, queries, refs, truth, workers=1, max_pairs=kornia_pairs)
-    )
-    best = max(ours, key=lambda r: r["pairs_per_s"])
-    return {
-        "dataset": dataset,
-        "queries": len(queries),
-        "candidates": len(refs),
-        "ours": best,
-        "ours_runs": ours,
-        "peers": [
-            {**p, "ratio_ours_over_peer": best["pairs_per_s"] / p["pairs_per_s"]} for p in rows
-        ],
-    }
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--queries", type=int, default=20)
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds per pipeline")
     ap.add_argument(
-        "--kornia-pairs", type=int, default=10, help="pairs per query for kornia (slow)"
+        "--kornia-pairs", type=int, default=10, help="candidates per query for kornia (slow)"
     )
     ap.add_argument("--out", type=Path, default=REPO / "out" / "peer_benchmark")
     ap.add_argument("--no-sweep", action="store_true", help="skip the features sweep + plot")
     args = ap.parse_args(argv)
 
-    import cv2
-    import torch
-    from kornia.feature import match_mnn
-    from kornia.geometry.ransac import RANSAC
-
-    cv2.setNumThreads(1)  # parallelism comes from the two worker threads, as for us
-    ransac = RANSAC("homography", inl_th=8.0, max_iter=10, seed=0)
+    pipelines = peers.available_peers()
     smvs = load_smvs(args.queries)
     sets = [smvs] if smvs else []
     sets.append(load_synthetic(args.queries, distractors=smvs[2] if smvs else ()))
-    results = [run_set(s, cv2, torch, match_mnn, ransac, args.kornia_pairs) for s in sets]
+    results = [run_set(s, pipelines, args.rounds, args.kornia_pairs) for s in sets]
     roof = roofline()
     summary = {
         "machine": f"{platform.machine()} {os.cpu_count()} cores, {ir.cpu_features()}",
         "date": time.strftime("%Y-%m-%d"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "rounds": args.rounds,
+        "statistic": "median round",
         "sets": results,
         "roofline": roof,
     }
     lines = []
     for res in results:
         lines += [
-            f"{res['dataset']}: {res['queries']} queries x {res['candidates']} candidates",
+            f"{res['dataset']}: {res['queries']} queries x {res['candidates']} candidates, "
+            f"median of {args.rounds} interleaved rounds",
             "",
             "| pipeline | pairs/s | ours / peer | top-1 | mAP | inliers true / best negative |",
             "| --- | --- | --- | --- | --- | --- |",
         ]
-        for p in [res["ours"], *res["peers"]]:
-            ratio = p.get("ratio_ours_over_peer", 1.0)
+        for p in res["rows"]:
             if "top1" in p:
                 q = (
                     f"{p['top1']:.2f} | {p['map']:.3f} | {p['median_inliers_true']:.0f} / "
                     f"{p['median_inliers_best_negative']:.0f}"
                 )
             else:
-                q = "n/a (subsample) | | "
-            lines.append(f"| {p['name']} | {p['pairs_per_s']:.0f} | {ratio:.1f}x | {q} |")
+                q = f"n/a ({p['pairs'] // res['queries']} candidates a query) | | "
+            lines.append(
+                f"| {p['name']} | {p['pairs_per_s']:.0f} | {p['ratio_ours_over_peer']:.1f}x | {q} |"
+            )
         lines.append("")
     g = 1e9
     lines += [
@@ -399,15 +331,25 @@ def main(argv=None) -> int:
         f"{roof['ours_u8_over_ours_f32_all_cores']:.2f}x float32.",
     ]
     if not args.no_sweep:
-        # Throughput vs number of features (ours vs the fastest GEMM peer), as a PNG.
-        from scaling import features_sweep, plot_features
-
-        name, q2048, r2048, _ = load_inputs(4, num_features=2048)
-        summary["by_features"] = features_sweep(q2048, r2048)
-        plot_features(
-            summary["by_features"], args.out.with_name(args.out.name + "_features.png"), name
-        )
-        lines += ["", f"Throughput vs features: {args.out.name}_features.png"]
+        name, q2048, r2048, _ = load_inputs(2, num_features=2048)
+        summary["by_features"] = by_n = features_sweep(q2048, r2048, args.rounds)
+        png = REPO / "docs" / "img" / "throughput_vs_features.png"
+        plot_features(by_n, png, name)
+        lines += [
+            "",
+            f"Throughput vs features per image ({name}, {by_n[0]['pairs']} pairs each, "
+            f"median of {args.rounds} rounds; {png.relative_to(REPO)}):",
+            "",
+            "| features N | ours pairs/s | numpy+poselib pairs/s | ours / peer "
+            "| ns per N x N feature pair |",
+            "| --- | --- | --- | --- | --- |",
+            *(
+                f"| {r['features']} | {r['ours_pairs_per_s']:,.0f} "
+                f"| {r['numpy_poselib_pairs_per_s']:,.0f} | "
+                f"{r['ratio']:.1f}x | {r['ours_ns_per_feature_pair']:.2f} |"
+                for r in by_n
+            ),
+        ]
     write_report(args.out, summary, lines)
     return 0
 

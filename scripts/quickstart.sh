@@ -11,8 +11,8 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip "maturin>=1.7,<2"
 # Remove a stale extension that could shadow the fresh build (see docs/STYLE pitfalls).
 rm -f python/ilias_rerank/_core*.so
-# Release build + runtime and test dependencies (torch, kornia, scikit-image, pytest, ...).
-.venv/bin/maturin develop --release --extras test --quiet
+# Release build + every extra (torch, kornia, faiss, scikit-image, ...) and the test tools.
+.venv/bin/maturin develop --release --extras all,test --quiet
 # The whole pipeline on the embedded demo dataset: extract -> store -> global shortlist ->
 # re-rank -> evaluate -> pictures (out/demo/). Extra arguments go to `ilias-rerank run`.
 .venv/bin/ilias-rerank run "$@"

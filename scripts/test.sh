@@ -9,6 +9,6 @@ if [ ! -x .venv/bin/python ]; then
     echo "no .venv: run scripts/quickstart.sh first" >&2
     exit 2
 fi
-.venv/bin/maturin develop --release --extras test --quiet
+.venv/bin/maturin develop --release --extras all,test --quiet
 cargo test --release
 .venv/bin/python -m pytest tests "$@"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import ilias_rerank as ir
-from ilias_rerank.demo import average_precision  # noqa: F401  (re-exported for the tests)
+from ilias_rerank.evaluation import average_precision  # noqa: F401  (re-exported for the tests)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("ILIAS_RERANK_SHARED_DATA", REPO.parent / "shared" / "data"))

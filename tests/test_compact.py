@@ -70,7 +70,7 @@ def test_records_fit_the_budget_and_round_trip(photos):
         a = f.frames[:n, :, :2].astype(np.float64)
         scale = np.sqrt(np.abs(np.linalg.det(a)))
         assert np.allclose(np.log2(back.frames[:, 0]), np.log2(scale), atol=0.5 * 14 / 255 + 1e-4)
-        angle = np.degrees(np.arctan2(a[:, 1, 0], a[:, 0, 0]))
+        angle = np.degrees(np.arctan2(a[:, 0, 1], a[:, 0, 0]))  # kornia's orientation
         diff = (back.frames[:, 1] - angle + 180) % 360 - 180
         assert np.abs(diff).max() <= 360 / 512 + 1e-3
 

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ilias_rerank.demo import average_precision
 from ilias_rerank.evaluation import (
+    average_precision,
     average_precision_tied,
     ilias_instance,
     ilias_map,

@@ -4,10 +4,15 @@
 >>> feats = ir.extract_local(["query.jpg", "a.jpg", "b.jpg"])
 >>> result = ir.rerank(feats[0], feats[1:])
 >>> result.order, result.scores, result.inliers
+
+Importing the package needs only numpy (it loads neither torch nor Pillow): ``rerank``,
+the verifiers, ``LocalFeatures``, ``RerankConfig``, the store and the evaluation work
+with ``pip install ilias-rerank``; extraction and the pipeline need extras
+(``ilias_rerank._extras``), and say which when they are missing.
 """
 
 from . import _core, compact
-from .api import rerank, verify_correspondences, verify_pair
+from .api import frame_hypotheses, rerank, verify_correspondences, verify_pair
 from .config import RerankConfig
 from .errors import (
     ConfigError,
@@ -19,15 +24,18 @@ from .errors import (
     ImageReadError,
     InternalError,
     InvalidInputError,
+    MissingExtraError,
     MissingIdError,
     NonFiniteError,
     ResourceLimitError,
     ShapeError,
     StoreWriteError,
 )
-from .extract import extract_local
+from .extractors import extract_local
 from .features import LocalFeatures
+from .reranker import Reranker
 from .results import PairVerification, RerankResult
+from .store import FeatureStore, StoreWriter
 
 __version__ = _core.__version__
 
@@ -36,24 +44,29 @@ __all__ = [
     "DTypeError",
     "DimensionMismatchError",
     "ExtractionError",
+    "FeatureStore",
     "FormatError",
     "IliasRerankError",
     "ImageReadError",
     "InternalError",
     "InvalidInputError",
     "LocalFeatures",
+    "MissingExtraError",
     "MissingIdError",
     "NonFiniteError",
     "PairVerification",
     "RerankConfig",
     "RerankResult",
+    "Reranker",
     "ResourceLimitError",
     "ShapeError",
     "StoreWriteError",
+    "StoreWriter",
     "__version__",
     "compact",
     "cpu_features",
     "extract_local",
+    "frame_hypotheses",
     "rerank",
     "verify_correspondences",
     "verify_pair",

@@ -61,7 +61,16 @@ def verify_correspondences(
     candidate_size: tuple[int, int] | None = None,
     config: dict[str, Any] | None = None,
 ) -> _CorrespondenceOut: ...
+def frame_hypothesis_support(
+    query_points: npt.NDArray[np.float32],
+    candidate_points: npt.NDArray[np.float32],
+    query_frames: npt.NDArray[np.float32],
+    candidate_frames: npt.NDArray[np.float32],
+    candidate_size: tuple[int, int] | None = None,
+    config: dict[str, Any] | None = None,
+) -> npt.NDArray[np.uint32]: ...
 def default_config() -> dict[str, Any]: ...
+def validate_config(config: dict[str, Any]) -> None: ...
 def cpu_features() -> str: ...
 def kernel_throughput(
     n: int, m: int, dim: int, uint8: bool = False, repeats: int = 64, threads: int = 0

@@ -14,10 +14,10 @@ import numpy as np
 from . import _core
 from .config import RerankConfig
 from .errors import DTypeError, ShapeError
-from .features import LocalFeatures, as_numpy, real_float32
+from .features import LocalFeatures, as_numpy, check_frames, real_float32
 from .results import PairVerification, RerankResult
 
-__all__ = ["rerank", "verify_correspondences", "verify_pair"]
+__all__ = ["frame_hypotheses", "rerank", "verify_correspondences", "verify_pair"]
 
 _DEFAULT = RerankConfig()
 
@@ -109,15 +109,11 @@ def _points(value: Any, what: str) -> np.ndarray:
     return real_float32(arr, what, "(K, 2) float32")
 
 
-def _frames(value: Any, what: str) -> np.ndarray | None:
+def _frames(value: Any, n: int, what: str) -> np.ndarray | None:
     if value is None:
         return None
-    arr = as_numpy(value, what)
-    if arr.ndim == 3 and arr.shape[1:] == (2, 3):
-        arr = arr.reshape(arr.shape[0], 6)
-    if arr.ndim != 2 or arr.shape[1] not in (2, 6):
-        raise ShapeError(f"{what}: expected (K, 2) or (K, 2, 3) float32, got {tuple(arr.shape)}")
-    return np.ascontiguousarray(arr, dtype=np.float32)
+    fr = check_frames(value, n, what)
+    return fr.reshape(n, 6) if fr.ndim == 3 else fr
 
 
 def verify_correspondences(
@@ -139,8 +135,8 @@ def verify_correspondences(
     out = _core.verify_correspondences(
         qp,
         cp,
-        _frames(query_frames, "query_frames"),
-        _frames(candidate_frames, "candidate_frames"),
+        _frames(query_frames, len(qp), "query_frames"),
+        _frames(candidate_frames, len(qp), "candidate_frames"),
         candidate_size,
         _config(config),
     )
@@ -153,3 +149,31 @@ def verify_correspondences(
         model=out["model"],
         num_inliers=int(out["num_inliers"]),
     )
+
+
+def frame_hypotheses(
+    query_points: Any,
+    candidate_points: Any,
+    query_frames: Any,
+    candidate_frames: Any,
+    *,
+    candidate_size: tuple[int, int] | None = None,
+    config: RerankConfig | Mapping | None = None,
+) -> np.ndarray:
+    """Support of each correspondence's own frame hypothesis, before any refinement:
+    ``(K,)`` how many of the K correspondences the affine map proposed by row ``i``'s two
+    frames brings within twice the inlier threshold (0 when its frames give no plausible
+    map). Use it to check a frame convention: on a true pair, frames in the convention of
+    the data contract give hypotheses that many correspondences support; orientations
+    that turn the other way give hypotheses that almost none do."""
+    qp = _points(query_points, "query_points")
+    cp = _points(candidate_points, "candidate_points")
+    support = _core.frame_hypothesis_support(
+        qp,
+        cp,
+        _frames(query_frames, len(qp), "query_frames"),
+        _frames(candidate_frames, len(qp), "candidate_frames"),
+        candidate_size,
+        _config(config),
+    )
+    return support.astype(np.int64)

@@ -66,7 +66,7 @@ def _scale_orientation(features: LocalFeatures) -> np.ndarray | None:
         return fr
     a = fr[:, :, :2].astype(np.float64)
     scale = np.sqrt(np.abs(a[:, 0, 0] * a[:, 1, 1] - a[:, 0, 1] * a[:, 1, 0]))
-    angle = np.degrees(np.arctan2(a[:, 1, 0], a[:, 0, 0]))
+    angle = np.degrees(np.arctan2(a[:, 0, 1], a[:, 0, 0]))  # kornia's get_laf_orientation
     return np.stack([scale, angle], axis=1).astype(np.float32)
 
 

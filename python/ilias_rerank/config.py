@@ -60,6 +60,13 @@ class RerankConfig:
     seed: int = 0
     num_threads: int = 0
 
+    def __post_init__(self) -> None:
+        # Every field's type and range, checked by the core once, here: a bad value is a
+        # ConfigError ("config.<field>: expected ..., got ...") before anything runs.
+        from . import _core
+
+        _core.validate_config(self.to_dict())
+
     def to_dict(self) -> dict:
         """The plain dict the Rust core parses (and validates)."""
         return dataclasses.asdict(self)

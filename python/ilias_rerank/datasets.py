@@ -190,38 +190,65 @@ def folder(root: Path, gt_tsv: Path | None = None) -> Dataset:
         for row in reader:
             queries[row["query"]] = root / row["query"]
             database[row["image"]] = root / row["image"]
+            positives.setdefault(row["query"], set())  # ground truth even without a positive
             if row["positive"].strip() in ("1", "true", "yes"):
                 positives[row["query"]].add(row["image"])
     return Dataset(f"folder/{root.name}", queries, database, dict(positives)).check()
 
 
-def ilias(root: Path, query_features: Path, database_features: Path) -> Dataset:
-    """ILIAS ids (``image_ids/image_query_ids.txt``, ``positive_ids.txt``) and global
-    features; an id's image is ``root/<id>`` when that file exists (for re-ranking)."""
-    from .evaluation import ilias_instance
+def _global_features(path: Path, what: str) -> tuple[list[str], np.ndarray]:
+    from .errors import NonFiniteError
     from .hdf5 import read_global_features
 
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(f"ilias: {what} features: no such file {path}")
+    ids, feats = read_global_features(path)
+    if not len(ids):
+        raise InvalidInputError(f"ilias: {what} features {path}: no vectors")
+    bad = np.nonzero(~np.isfinite(feats).all(axis=1))[0]
+    if len(bad):
+        raise NonFiniteError(
+            f"ilias: {what} features {path}: NaN or infinity in the vector of {ids[bad[0]]!r} "
+            f"(and {len(bad) - 1} more)"
+        )
+    return ids, feats
+
+
+def ilias(root: Path, query_features: Path, database_features: Path) -> Dataset:
+    """ILIAS ids (``image_ids/positive_ids.txt``) and global features from HDF5 (``features``
+    + ``index``); an id's image is ``root/<id>`` when that file exists (for re-ranking).
+    Checked: both feature files exist, are non-empty, finite and of one dimension, ids are
+    unique, and the positives list is there and not empty."""
+    from .errors import DimensionMismatchError
+    from .evaluation import ilias_instance
+
     root = Path(root)
-    qids, qf = read_global_features(query_features)
-    dids, df = read_global_features(database_features)
+    if query_features is None or database_features is None:
+        raise InvalidInputError("ilias: needs --query-features and --db-features (HDF5)")
+    qids, qf = _global_features(query_features, "query")
+    dids, df = _global_features(database_features, "database")
     if qf.shape[1] != df.shape[1]:
-        raise InvalidInputError(
-            f"query features have dimension {qf.shape[1]}, database features {df.shape[1]}"
+        raise DimensionMismatchError(
+            f"ilias: query features have dimension {qf.shape[1]}, database features {df.shape[1]}"
         )
     positive_file = root / "image_ids" / "positive_ids.txt"
     if not positive_file.is_file():
         raise ImageReadError(f"{root}: expected image_ids/positive_ids.txt (ILIAS layout)")
-    pos_ids = [line.split(",")[0] for line in positive_file.read_text().split("\n") if line]
+    pos_ids = [
+        line.split(",")[0].strip()
+        for line in positive_file.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
+    if not pos_ids:
+        raise InvalidInputError(f"{positive_file}: no positive ids")
     by_instance = defaultdict(set)
     for p in pos_ids:
         by_instance[ilias_instance(p)].add(p)
     queries = _unique(((q, root / q) for q in qids), "query")
     database = _unique(((d, root / d) for d in dids), "database")
     positives = {q: by_instance[ilias_instance(q)] & set(database) for q in queries}
-    ds = Dataset("ilias", queries, database, positives, global_queries=qf, global_database=df)
-    if not ds.queries or not ds.database:
-        raise InvalidInputError("ilias: empty query or database features")
-    return ds
+    return Dataset("ilias", queries, database, positives, global_queries=qf, global_database=df)
 
 
 DATASETS = ("demo", "smvs", "roxford-subset", "pairs", "folder", "ilias")

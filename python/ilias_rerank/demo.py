@@ -1,24 +1,17 @@
-"""The embedded default job: re-rank a retrieval shortlist on data that exists on every
-machine with this package's test extras (no ../shared, no network).
+"""The embedded demo data: real photos shipped inside scikit-image's wheel (no ../shared,
+no network) and synthetic views of them: "phone shots" (random homography, brightness and
+contrast change, noise) and the photo as a small object over synthetic clutter.
 
-Database: real photos shipped inside scikit-image's wheel. Queries: synthetic "phone
-shots" of them (random homography, crop, brightness/contrast change, noise). First stage:
-a deliberately weak global descriptor (a 16x16 thumbnail, cosine), as a stand-in for any
-embedding. Second stage: ``ilias_rerank.rerank`` with local features. Prints what it did,
-the before/after top-1 and mAP, and the re-ranking throughput.
-
-Run: ``python -m ilias_rerank.demo`` (``--help`` for options).
+It is the ``demo`` dataset of the pipeline; ``ilias-rerank run`` (or
+``python -m ilias_rerank.demo``) runs the whole job on it. Needs scikit-image (the
+``pipeline`` extra).
 """
 
 from __future__ import annotations
 
-import argparse
-import time
-
 import numpy as np
 
-import ilias_rerank as ir
-from ilias_rerank.evaluation import average_precision
+from ._extras import require
 
 PHOTOS = (
     "astronaut",
@@ -41,7 +34,7 @@ PHOTOS = (
 
 
 def load_photos() -> dict[str, np.ndarray]:
-    from skimage import data as skdata
+    skdata = require("skimage.data", "the embedded demo")
 
     out = {}
     for name in PHOTOS:
@@ -104,73 +97,11 @@ def cluttered_shot(img: np.ndarray, rng: np.random.Generator, scale: float = 0.5
     return frame
 
 
-def thumbnail_embedding(img: np.ndarray) -> np.ndarray:
-    from PIL import Image
-
-    v = np.asarray(
-        Image.fromarray(img).resize((16, 16), Image.Resampling.BILINEAR), np.float32
-    ).ravel()
-    v -= v.mean()
-    return v / (np.linalg.norm(v) + 1e-9)
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--views", type=int, default=2, help="synthetic queries per photo")
-    parser.add_argument("--features", type=int, default=1024, help="local features per image")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+    """``python -m ilias_rerank.demo``: the same as ``ilias-rerank run`` (the demo)."""
+    from .cli import main as cli_main
 
-    rng = np.random.default_rng(args.seed)
-    photos = load_photos()
-    names = list(photos)
-    print(f"database: {len(names)} photos shipped in scikit-image ({', '.join(names)})")
-    queries, truth = [], []
-    for i, name in enumerate(names):
-        for _ in range(args.views):
-            queries.append(phone_shot(photos[name], rng))
-            truth.append(i)
-    print(f"queries:  {len(queries)} synthetic phone shots ({args.views} per photo)")
-
-    t0 = time.perf_counter()
-    db_feats = ir.extract_local(
-        [photos[n] for n in names], num_features=args.features, progress=True
-    )
-    q_feats = ir.extract_local(queries, num_features=args.features, progress=True)
-    t_extract = time.perf_counter() - t0
-    print(
-        f"extracted {args.features} RootSIFT features per image with kornia in {t_extract:.1f} s "
-        f"(kernels: {ir.cpu_features()})"
-    )
-
-    db_emb = np.stack([thumbnail_embedding(photos[n]) for n in names])
-    q_emb = np.stack([thumbnail_embedding(q) for q in queries])
-    sims = q_emb @ db_emb.T
-
-    before_top1, after_top1, before_ap, after_ap = [], [], [], []
-    t_rerank, pairs = 0.0, 0
-    for qi, (qf, target) in enumerate(zip(q_feats, truth, strict=True)):
-        shortlist = np.argsort(-sims[qi], kind="stable")
-        labels = (shortlist == target).astype(float)
-        before_top1.append(shortlist[0] == target)
-        before_ap.append(average_precision(labels))
-        t1 = time.perf_counter()
-        result = ir.rerank(qf, [db_feats[j] for j in shortlist], global_scores=sims[qi, shortlist])
-        t_rerank += time.perf_counter() - t1
-        pairs += len(shortlist)
-        reranked = shortlist[result.order]
-        after_top1.append(reranked[0] == target)
-        after_ap.append(average_precision((reranked == target).astype(float)))
-
-    print()
-    print(f"{'':22s}{'top-1':>8s}{'mAP':>8s}")
-    print(f"{'global (thumbnail)':22s}{np.mean(before_top1):8.3f}{np.mean(before_ap):8.3f}")
-    print(f"{'re-ranked (ilias)':22s}{np.mean(after_top1):8.3f}{np.mean(after_ap):8.3f}")
-    print(
-        f"\nre-ranked {pairs} query-candidate pairs in {t_rerank * 1000:.0f} ms "
-        f"({pairs / max(t_rerank, 1e-9):.0f} pairs/s)"
-    )
-    return 0
+    return cli_main(["run", "--dataset", "demo", *(argv or [])])
 
 
 if __name__ == "__main__":

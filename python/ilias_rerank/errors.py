@@ -13,6 +13,7 @@ __all__ = [
     "ImageReadError",
     "InternalError",
     "InvalidInputError",
+    "MissingExtraError",
     "MissingIdError",
     "NonFiniteError",
     "ResourceLimitError",
@@ -82,6 +83,15 @@ class ExtractionError(IliasRerankError):
         super().__init__(message)
         self.results = results
         self.failures = failures
+
+
+class MissingExtraError(IliasRerankError, ImportError):
+    """A feature needs an optional dependency that is not installed; the message names the
+    extra to install (``pip install 'ilias-rerank[<extra>]'``), ``extra`` holds its name."""
+
+    def __init__(self, message: str, extra: str, name: str | None = None) -> None:
+        super().__init__(message, name=name)
+        self.extra = extra
 
 
 class InternalError(IliasRerankError, RuntimeError):

@@ -7,8 +7,9 @@
 - :func:`revisitop_map` — revisited Oxford/Paris: mAP and mP@k for the Easy, Medium and Hard
   setups, junk images removed from the ranking, AP by the trapezoidal rule; queries without
   positives in a setup are left out of its mean.
-- :func:`shortlist_metrics` — INQUIRE-style fixed-shortlist re-ranking: AP (normalised by
-  the positives inside the shortlist), nDCG and MRR, plus top-1 and P@k.
+- :func:`shortlist_metrics` — INQUIRE-Rerank's fixed-shortlist metrics as its official
+  code computes them (AP and nDCG from scikit-learn's definitions, tied scores grouped;
+  MRR in its ``argsort`` order), plus top-1 and P@k.
 
 All values are fractions in [0, 1]; multiply by 100 for the percentages papers print.
 """
@@ -28,6 +29,7 @@ __all__ = [
     "ilias_map",
     "revisitop_map",
     "shortlist_metrics",
+    "tie_averaged_ndcg",
     "trapezoid_average_precision",
 ]
 
@@ -183,22 +185,76 @@ def revisitop_map(
     return out
 
 
-def shortlist_metrics(labels_in_rank_order: Sequence[int], ks: Sequence[int] = (5, 10)) -> dict:
-    """Metrics of one re-ranked fixed shortlist (binary relevance, best first): ``ap``
-    (normalised by the positives inside the shortlist; 0 without any), ``ndcg``, ``mrr``,
-    ``top1`` and ``p@k``."""
-    y = np.asarray(labels_in_rank_order, dtype=np.float64)
+def tie_averaged_ndcg(
+    y_true: Sequence[float], y_score: Sequence[float], k: int | None = None
+) -> float:
+    """scikit-learn's ``ndcg_score([y_true], [y_score], k=k)`` for one list: items ranked
+    by descending score, each run of tied scores sharing the average gain of its members
+    (``ignore_ties=False``), discounts ``1 / log2(rank + 1)`` for ranks 1..k, normalised by
+    the ideal DCG; 0 when there is no positive."""
+    y = np.asarray(y_true, dtype=np.float64)
+    s = np.asarray(y_score, dtype=np.float64)
+    if y.shape != s.shape or y.ndim != 1:
+        raise ValueError(f"expected two 1-D arrays of one length, got {y.shape} and {s.shape}")
+    n = len(y)
+    discount = 1.0 / np.log2(np.arange(n) + 2.0)
+    if k is not None:
+        discount[k:] = 0.0
+    ideal = float(np.sort(y)[::-1] @ discount)
+    if ideal == 0.0:
+        return 0.0
+    # Runs of equal scores, best first: each run's gains averaged over its positions.
+    values, inverse, counts = np.unique(-s, return_inverse=True, return_counts=True)
+    run_gain = np.zeros(len(values))
+    np.add.at(run_gain, inverse, y)
+    run_gain /= counts
+    cumulative = np.r_[0.0, np.cumsum(discount)]
+    ends = np.cumsum(counts)
+    run_discount = cumulative[ends] - cumulative[ends - counts]
+    return float(run_gain @ run_discount / ideal)
+
+
+def shortlist_metrics(
+    labels: Sequence[int],
+    scores: Sequence[float] | None = None,
+    ks: Sequence[int] = (5, 10),
+) -> dict:
+    """INQUIRE-Rerank's metrics of one fixed shortlist (``src/metrics.py`` of
+    inquire-benchmark/INQUIRE, with the shortlist's positives as ``count_pos``).
+
+    ``labels``: 0/1 relevance in shortlist order; ``scores``: the re-ranker's scores in the
+    same order (higher is better), or ``None`` for "the shortlist order is the ranking".
+
+    - ``ap``: scikit-learn's ``average_precision_score(labels, scores)`` (tied scores enter
+      together), 0 without positives (the normalisation ``found / min(count_pos, k)`` is 1
+      over a whole shortlist);
+    - ``ndcg``: scikit-learn's ``ndcg_score`` with tied scores averaged
+      (:func:`tie_averaged_ndcg`);
+    - ``mrr``: the reciprocal rank of the first positive in the official order,
+      ``np.flip(np.argsort(scores))`` (ties: the later shortlist item first);
+    - ``top1``, ``p@k``: of the ranking by descending score, ties in shortlist order.
+    """
+    y = np.asarray(labels, dtype=np.float64)
     if y.ndim != 1:
-        raise ValueError(f"expected a 1-D list of 0/1 labels, got shape {y.shape}")
-    positives = y.sum()
-    ranks = np.arange(1, len(y) + 1)
-    out = {"ap": average_precision(y)}
-    gains = 1.0 / np.log2(ranks + 1)
-    ideal = gains[: int(positives)].sum()
-    out["ndcg"] = float((y * gains).sum() / ideal) if positives else 0.0
-    first = np.nonzero(y)[0]
+        raise ValueError(f"labels: expected a 1-D list of 0/1, got shape {y.shape}")
+    if scores is None:
+        s = -np.arange(len(y), dtype=np.float64)  # the given order, strictly decreasing
+    else:
+        s = np.asarray(scores, dtype=np.float64)
+        if s.shape != y.shape:
+            raise ValueError(f"scores: expected shape {y.shape} (one per label), got {s.shape}")
+        if not np.isfinite(s).all():
+            raise ValueError("scores: expected finite values")
+    positives = int(y.sum())
+    out = {
+        "ap": average_precision_tied(y.astype(bool), s) if positives else 0.0,
+        "ndcg": tie_averaged_ndcg(y, s),
+    }
+    official = np.flip(np.argsort(s))
+    first = np.nonzero(y[official])[0]
     out["mrr"] = float(1.0 / (first[0] + 1)) if len(first) else 0.0
-    out["top1"] = float(y[0]) if len(y) else 0.0
+    ranked = y[np.argsort(-s, kind="stable")]
+    out["top1"] = float(ranked[0]) if len(ranked) else 0.0
     for k in ks:
-        out[f"p@{k}"] = float(y[:k].sum() / k)
+        out[f"p@{k}"] = float(ranked[:k].sum() / k)
     return out

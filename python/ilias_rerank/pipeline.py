@@ -11,13 +11,13 @@
    shortlists) before and after, plus localisation where the dataset has polygons;
 6. ``show``: PNG pictures of rankings and matches.
 
-Scores written for the re-ranked list are rank-based (distinct, strictly decreasing), so
+Re-ranking goes through :class:`~ilias_rerank.reranker.Reranker` (one loop, one set of
+checks). Scores written for the re-ranked list are rank-based (distinct, strictly decreasing), so
 every evaluator sees exactly the re-ranked order.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,13 +25,14 @@ from typing import Any
 
 import numpy as np
 
-from .api import rerank
+from ._io import atomic_write_json, atomic_write_npz
+from ._progress import progress as _progress
 from .config import RerankConfig
 from .datasets import Dataset
 from .errors import InvalidInputError
 from .evaluation import ilias_map, shortlist_metrics
-from .extract import extract_local
-from .reranker import load_similarities, save_similarities
+from .extractors import make_extractor
+from .reranker import Reranker, load_similarities, save_similarities
 from .store import FeatureStore, StoreWriter
 
 __all__ = ["DEFAULT_GLOBAL", "GLOBAL_MODELS", "Workspace"]
@@ -42,14 +43,6 @@ GLOBAL_MODELS = ("vlad", "effnet")
 DEFAULT_GLOBAL = "vlad"
 #: VLAD codebook size (mAP on SMVS + distractors: 64 words 0.51, 256 words 0.75).
 VLAD_WORDS = 256
-
-
-def _progress(iterable, enabled: bool, **kw):
-    if not enabled:
-        return iterable
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, **kw)
 
 
 @dataclass
@@ -77,25 +70,19 @@ class Workspace:
 
     # 1. extract ---------------------------------------------------------------------
     @property
-    def extractor(self) -> dict[str, Any]:
-        return {
-            "name": "kornia-sift-rootsift",
-            "num_features": self.num_features,
-            "max_side": 1024,
-            "descriptor_dtype": "uint8",
-        }
+    def extractor(self):
+        """The local feature extractor (built once per setting)."""
+        return make_extractor("sift", self.num_features, max_side=1024)
 
     def _extract(self, images: dict[str, Any], name: str) -> FeatureStore:
         path = self.workdir / name
-        with StoreWriter(path, self.extractor) as writer:
+        extractor = self.extractor
+        with StoreWriter(path, extractor.params()) as writer:
             todo = [i for i in images if i not in writer]
             for image_id in _progress(
                 todo, self.progress and len(todo) > 1, desc=f"extract {name}", unit="img"
             ):
-                feats = extract_local(
-                    images[image_id], num_features=self.num_features, progress=False
-                )[0]
-                writer.add(image_id, feats)
+                writer.add(image_id, extractor(images[image_id]))
         return FeatureStore(path)
 
     def extract(self) -> tuple[FeatureStore, FeatureStore]:
@@ -135,10 +122,9 @@ class Workspace:
             dv = model.embed([ds.database[i] for i in dids], progress=self.progress)
             qv = model.embed([ds.queries[i] for i in qids], progress=self.progress)
         self.timing["global_s"] = time.perf_counter() - t0
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.stem + ".tmp.npz")
-        np.savez(tmp, query_ids=np.array(qids), db_ids=np.array(dids), queries=qv, database=dv)
-        tmp.replace(path)
+        atomic_write_npz(
+            path, query_ids=np.array(qids), db_ids=np.array(dids), queries=qv, database=dv
+        )
         return qv, dv
 
     # 3. search ----------------------------------------------------------------------
@@ -172,23 +158,21 @@ class Workspace:
         if global_sims is None:
             global_sims = load_similarities(self.workdir / "global.json")
         db, queries = self.extract()
+        heads = {q: dict(list(ranking.items())[: self.k]) for q, ranking in global_sims.items()}
+        t0 = time.perf_counter()
+        found = Reranker(db, self.config).rerank_results(
+            queries, heads, progress=self.progress and len(heads) > 1
+        )
+        dt = time.perf_counter() - t0
         reranked, details = {}, {}
-        t0, pairs = time.perf_counter(), 0
-        for q in _progress(
-            list(global_sims), self.progress and len(global_sims) > 1, desc="re-rank", unit="query"
-        ):
-            ranking = list(global_sims[q])
-            head, tail = ranking[: self.k], ranking[self.k :]
-            scores = np.array([global_sims[q][d] for d in head], dtype=np.float32)
-            result = rerank(queries[q], [db[d] for d in head], scores, config=self.config)
-            pairs += len(head)
-            order = [head[j] for j in result.order] + tail
+        for q, (ids, result) in found.items():
+            order = result.ranked_ids(ids) + list(global_sims[q])[self.k :]
             n = len(order)
             reranked[q] = {d: (n - r) / n for r, d in enumerate(order)}
             details[q] = {
-                head[j]: (int(result.inliers[j]), result.transforms[j]) for j in range(len(head))
+                d: (int(result.inliers[j]), result.transforms[j]) for j, d in enumerate(ids)
             }
-        dt = time.perf_counter() - t0
+        pairs = sum(len(ids) for ids, _ in found.values())
         self.timing["rerank_s"] = dt
         self.timing["rerank_pairs_per_s"] = pairs / dt if dt else 0.0
         save_similarities(self.workdir / "reranked.json", reranked)
@@ -200,9 +184,11 @@ class Workspace:
         ev = ilias_map(sims, ds.positives, k=1000)
         out: dict[str, float] = {"map": ev.map}
         per_query = []
-        for q in sims:
-            labels = [int(d in ds.positives.get(q, ())) for d in sims[q]]
-            per_query.append(shortlist_metrics(labels, ks=(5,)))
+        for q, ranking in sims.items():
+            ids = list(ranking)
+            labels = [int(d in ds.positives.get(q, ())) for d in ids]
+            scores = [ranking[d] for d in ids]
+            per_query.append(shortlist_metrics(labels, scores, ks=(5,)))
         for key in ("top1", "p@5", "ndcg", "mrr"):
             out[key] = float(np.mean([m[key] for m in per_query]))
         out["queries_evaluated"] = ev.queries_evaluated
@@ -265,6 +251,5 @@ class Workspace:
             # Also with one inlier more than a homography's minimal sample of 4.
             report["localisation"] = loc
             report["localisation_5_inliers"] = self.localisation(details, min_inliers=5)
-        path = self.workdir / "report.json"
-        path.write_text(json.dumps(report, indent=2, default=float))
+        atomic_write_json(self.workdir / "report.json", report)
         return report

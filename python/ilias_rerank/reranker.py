@@ -24,10 +24,13 @@ from typing import Any
 
 import numpy as np
 
+from ._io import atomic_write, atomic_write_json, atomic_write_npz
+from ._progress import progress as progress_bar
 from .api import rerank
 from .config import RerankConfig
 from .errors import FormatError, MissingIdError, ShapeError
 from .features import LocalFeatures
+from .results import RerankResult
 from .store import FeatureStore
 
 __all__ = ["Reranker", "load_similarities", "save_similarities"]
@@ -74,13 +77,37 @@ class Reranker:
 
     def _rerank_ids(
         self, query: LocalFeatures, ids: list[str], scores: np.ndarray | None
-    ) -> dict[str, float]:
-        result = rerank(query, [self.store[i] for i in ids], scores, config=self.config)
-        return {ids[j]: float(s) for j, s in zip(result.order, result.scores, strict=True)}
+    ) -> RerankResult:
+        return rerank(query, [self.store[i] for i in ids], scores, config=self.config)
 
     def rerank_one(self, query: LocalFeatures, shortlist: Any) -> dict[str, float]:
         """One query: ``shortlist`` is ``{db_id: global score}`` or a ranked list of ids."""
-        return self._rerank_ids(query, *self._checked(shortlist, ""))
+        ids, scores = self._checked(shortlist, "")
+        return _as_similarities(ids, self._rerank_ids(query, ids, scores))
+
+    def rerank_results(
+        self,
+        queries: Mapping[str, LocalFeatures],
+        shortlists: Mapping[str, Any],
+        *,
+        progress: bool | None = None,
+    ) -> dict[str, tuple[list[str], RerankResult]]:
+        """Every query of ``shortlists`` (each must be in ``queries``), in its order:
+        ``{query: (shortlist ids best first, RerankResult over them)}`` (the result's
+        per-candidate fields follow the ids)."""
+        absent = [q for q in shortlists if q not in queries]
+        if absent:
+            raise MissingIdError(f"shortlists for queries without features: {absent[:5]}")
+        # Check every shortlist before any work, so that a bad one fails fast.
+        checked = {q: self._checked(shortlists[q], f"query {q!r}: ") for q in shortlists}
+        if progress is None and len(checked) <= 1:
+            progress = False
+        with ThreadPoolExecutor(self.workers) as pool:
+            results = pool.map(lambda q: self._rerank_ids(queries[q], *checked[q]), checked)
+            results = progress_bar(
+                results, progress, total=len(checked), desc="re-ranking", unit="query"
+            )
+            return {q: (checked[q][0], r) for q, r in zip(checked, results, strict=True)}
 
     def rerank_many(
         self,
@@ -89,31 +116,14 @@ class Reranker:
         *,
         progress: bool | None = None,
     ) -> Similarities:
-        """Every query of ``shortlists`` (each must be in ``queries``), in its order."""
-        absent = [q for q in shortlists if q not in queries]
-        if absent:
-            raise MissingIdError(f"shortlists for queries without features: {absent[:5]}")
-        # Check every shortlist before any work, so that a bad one fails fast.
-        checked = {q: self._checked(shortlists[q], f"query {q!r}: ") for q in shortlists}
-        if progress is None:
-            progress = len(checked) > 1 and os.isatty(2)
-        with ThreadPoolExecutor(self.workers) as pool:
-            results = pool.map(lambda q: self._rerank_ids(queries[q], *checked[q]), checked)
-            if progress:
-                from tqdm import tqdm
-
-                results = tqdm(results, total=len(checked), desc="re-ranking", unit="query")
-            return dict(zip(checked, results, strict=True))
+        """Every query of ``shortlists`` (each must be in ``queries``), in its order:
+        ``{query: {db_id: fused score}}`` best first, scores strictly decreasing."""
+        found = self.rerank_results(queries, shortlists, progress=progress)
+        return {q: _as_similarities(ids, r) for q, (ids, r) in found.items()}
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+def _as_similarities(ids: list[str], result: RerankResult) -> dict[str, float]:
+    return {ids[j]: float(s) for j, s in zip(result.order, result.scores, strict=True)}
 
 
 def _ilias_arrays(sims: Similarities) -> dict[str, np.ndarray]:
@@ -144,18 +154,14 @@ def save_similarities(path: str | os.PathLike, sims: Similarities) -> Path:
     """Write ``sims`` atomically as ``.json`` (default), ``.npz`` or ILIAS ``.pkl``."""
     path = Path(path)
     if path.suffix == ".json":
-        _atomic_write(path, json.dumps(sims).encode())
+        atomic_write_json(path, sims, indent=None)
     elif path.suffix == ".npz":
-        import io
-
-        buf = io.BytesIO()
-        np.savez(buf, **_ilias_arrays(sims))
-        _atomic_write(path, buf.getvalue())
+        atomic_write_npz(path, **_ilias_arrays(sims))
     elif path.suffix in (".pkl", ".pickle"):
         arrays = _ilias_arrays(sims)
         arrays["query_ids"] = arrays["query_ids"].tolist()
         arrays["db_ids"] = arrays["db_ids"].tolist()
-        _atomic_write(path, pickle.dumps(arrays))
+        atomic_write(path, pickle.dumps(arrays))
     else:
         raise ValueError(f"{path}: expected a .json, .npz or .pkl file name")
     return path

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._extras import require
 from .errors import ConfigError, DimensionMismatchError, NonFiniteError, ShapeError
 
 __all__ = ["GlobalIndex", "Shortlist"]
@@ -54,7 +55,7 @@ class GlobalIndex:
         pq_bytes: int = 32,
         nprobe: int = 16,
     ) -> None:
-        import faiss
+        faiss = require("faiss", "GlobalIndex")
 
         db = _vectors(vectors, "database vectors")
         if len(db) == 0:

@@ -12,7 +12,8 @@ Layout of a store directory (all numbers little-endian)::
                       CRC-32 u32 of its keypoint + frame + descriptor bytes
     keypoints.bin     float32 (N, 2)        frames.bin   float32 (N, 0 | 2 | 6)
     descriptors.bin   (N, D) float32 | float16 | uint8, or (N, W) uint64 binary words
-    global.bin        float32 (images, G), when the store has global vectors
+    global.bin        float32 (images, G), when the store has global vectors (its CRC-32
+                      is in the manifest, checked on first use of ``global_vectors``)
 
 Writes append to the data files and then *commit*: the files are flushed to disk and a new
 ``manifest.json`` replaces the old one atomically (write, fsync, rename). Bytes past the
@@ -40,7 +41,15 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DimensionMismatchError, DTypeError, FormatError, ShapeError, StoreWriteError
+from ._io import atomic_write_json
+from .errors import (
+    DimensionMismatchError,
+    DTypeError,
+    FormatError,
+    MissingIdError,
+    ShapeError,
+    StoreWriteError,
+)
 from .features import LocalFeatures
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "FeatureStore", "StoreWriter"]
@@ -81,14 +90,6 @@ def _image_crc(kp: np.ndarray, fr: np.ndarray, desc: np.ndarray) -> int:
     return zlib.crc32(_bytes(desc), crc)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _manifest_crc(manifest: dict) -> int:
     body = {k: v for k, v in manifest.items() if k != "checksum"}
     return zlib.crc32(json.dumps(body, sort_keys=True).encode())
@@ -119,6 +120,7 @@ def _read_manifest(root: Path) -> dict:
         "bytes",
         "index_crc",
         "ids_crc",
+        "global_crc",
         "checksum",
     )
     for key in keys:
@@ -208,12 +210,14 @@ class FeatureStore(Mapping):
         self._descriptors = mapped(
             "descriptors.bin", _DTYPES[self.descriptor_dtype], (total, self.dim)
         )
-        self.global_vectors = mapped("global.bin", "<f4", (n, gdim)) if gdim else None
+        self._global = mapped("global.bin", "<f4", (n, gdim)) if gdim else None
+        self._global_verified = False
         self._verify = verify
         self._verified = np.zeros(n, dtype=bool)
         if verify == "full":
             for i in range(n):
                 self._features_at(i)
+            _ = self.global_vectors
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -225,15 +229,27 @@ class FeatureStore(Mapping):
         return image_id in self._position
 
     def __getitem__(self, image_id: str) -> LocalFeatures:
-        try:
-            i = self._position[image_id]
-        except KeyError:
-            raise KeyError(f"{image_id!r} is not in the store {self.path}") from None
-        return self._features_at(i)
+        return self._features_at(self.position(image_id))
 
     def position(self, image_id: str) -> int:
-        """Row of ``image_id`` in ``ids`` and ``global_vectors``."""
-        return self._position[image_id]
+        """Row of ``image_id`` in ``ids`` and ``global_vectors``; an unknown id is a
+        :class:`~ilias_rerank.errors.MissingIdError` (also a ``KeyError``)."""
+        try:
+            return self._position[image_id]
+        except (KeyError, TypeError):
+            raise MissingIdError(f"{image_id!r} is not in the store {self.path}") from None
+
+    @property
+    def global_vectors(self) -> np.ndarray | None:
+        """``(images, G)`` float32 rows in ``ids`` order, or ``None``; their checksum is
+        verified on first use (unless the store was opened with ``verify="none"``)."""
+        if self._global is not None and self._verify != "none" and not self._global_verified:
+            if zlib.crc32(_bytes(self._global)) != self.manifest["global_crc"]:
+                raise FormatError(
+                    f"{self.path / 'global.bin'}: checksum mismatch (corrupt global vectors)"
+                )
+            self._global_verified = True
+        return self._global
 
     def _features_at(self, i: int) -> LocalFeatures:
         rec = self._index[i]
@@ -305,6 +321,7 @@ class StoreWriter:
                 "bytes": {name: 0 for name in _FILES},
                 "index_crc": 0,
                 "ids_crc": 0,
+                "global_crc": 0,
             }
         self._manifest = m
         ids_raw = (
@@ -313,6 +330,7 @@ class StoreWriter:
         self._ids = set(ids_raw.decode("utf-8").split("\n")[:-1]) if ids_raw else set()
         self._index_crc = m["index_crc"]
         self._ids_crc = m["ids_crc"]
+        self._global_crc = m["global_crc"]
         # Cut off anything past the committed lengths (an interrupted write).
         self._files = {}
         try:
@@ -397,6 +415,7 @@ class StoreWriter:
             m["bytes"][name] += len(data)
         self._index_crc = zlib.crc32(record, self._index_crc)
         self._ids_crc = zlib.crc32(line, self._ids_crc)
+        self._global_crc = zlib.crc32(chunks[3][1], self._global_crc)
         m["images"] += 1
         m["features"] += len(kp)
         self._ids.add(image_id)
@@ -426,17 +445,12 @@ class StoreWriter:
         m = self._manifest
         m["index_crc"] = self._index_crc
         m["ids_crc"] = self._ids_crc
+        m["global_crc"] = self._global_crc
         if m["descriptors"] is None:  # nothing added yet: a valid empty store
             m["descriptors"] = {"dtype": "uint8", "dim": 0}
             m["frame_width"], m["global_dim"] = 0, 0
         m["checksum"] = _manifest_crc(m)
-        tmp = self.path / "manifest.json.tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(m, fh, indent=1)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path / "manifest.json")
-        _fsync_dir(self.path)
+        atomic_write_json(self.path / "manifest.json", m, indent=1)
         self._pending = 0
 
     def close(self) -> None:

@@ -39,6 +39,12 @@ pub fn default_config(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     Ok(d)
 }
 
+/// Check a config dict (every field's type and range) without running anything.
+#[pyfunction]
+pub fn validate_config(py: Python<'_>, config: &Bound<'_, PyDict>) -> PyResult<()> {
+    parse(py, Some(config)).map(|_| ())
+}
+
 fn field<'py, T: FromPyObjectOwned<'py>>(
     value: &Bound<'py, PyAny>,
     key: &str,

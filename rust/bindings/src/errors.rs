@@ -24,7 +24,7 @@ pub fn to_py(py: Python<'_>, e: RerankError) -> PyErr {
         RerankError::DescriptorTypeMismatch { .. } => "DTypeError",
         RerankError::NonFinite { .. } => "NonFiniteError",
         RerankError::Config { .. } => "ConfigError",
-        RerankError::TooLarge { .. } => "ResourceLimitError",
+        RerankError::TooLarge { .. } | RerankError::Threads { .. } => "ResourceLimitError",
     };
     raise(py, class, e.to_string())
 }

@@ -150,6 +150,63 @@ pub fn verify_pair<'py>(
     Ok(d)
 }
 
+/// Point arrays of given correspondences and the frames of both sides (when given).
+struct GivenCorrespondences<'py> {
+    query: numpy::PyReadonlyArray2<'py, f32>,
+    candidate: numpy::PyReadonlyArray2<'py, f32>,
+    frames: Option<(
+        numpy::PyReadonlyArray2<'py, f32>,
+        numpy::PyReadonlyArray2<'py, f32>,
+    )>,
+}
+
+impl<'py> GivenCorrespondences<'py> {
+    fn borrow(
+        py: Python<'py>,
+        query_points: &Bound<'py, PyAny>,
+        candidate_points: &Bound<'py, PyAny>,
+        query_frames: Option<&Bound<'py, PyAny>>,
+        candidate_frames: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Self> {
+        let query = f32_2d(query_points, "query_points", Some(2))?;
+        let candidate = f32_2d(candidate_points, "candidate_points", Some(2))?;
+        if query.shape()[0] != candidate.shape()[0] {
+            return Err(raise(
+                py,
+                "ShapeError",
+                format!(
+                    "candidate_points: expected ({}, 2) to match query_points, got {}",
+                    query.shape()[0],
+                    describe(candidate_points)
+                ),
+            ));
+        }
+        let frames = match (query_frames, candidate_frames) {
+            (Some(a), Some(b)) if !a.is_none() && !b.is_none() => Some((
+                f32_2d(a, "query_frames", None)?,
+                f32_2d(b, "candidate_frames", None)?,
+            )),
+            _ => None,
+        };
+        Ok(GivenCorrespondences {
+            query,
+            candidate,
+            frames,
+        })
+    }
+
+    fn points(&self) -> PyResult<(&[f32], &[f32])> {
+        Ok((self.query.as_slice()?, self.candidate.as_slice()?))
+    }
+
+    fn frames(&self, py: Python<'_>) -> PyResult<Option<(Frames<'_>, Frames<'_>)>> {
+        match &self.frames {
+            Some((fa, fb)) => Ok(Some((frame_view(py, fa)?, frame_view(py, fb)?))),
+            None => Ok(None),
+        }
+    }
+}
+
 /// Verify given correspondences (`K x 2` points on each side, optional frames).
 #[pyfunction]
 #[pyo3(signature = (query_points, candidate_points, query_frames=None, candidate_frames=None, candidate_size=None, config=None))]
@@ -163,33 +220,15 @@ pub fn verify_correspondences<'py>(
     config: Option<&Bound<'py, PyDict>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let cfg = parse(py, config)?;
-    let qp = f32_2d(query_points, "query_points", Some(2))?;
-    let cp = f32_2d(candidate_points, "candidate_points", Some(2))?;
-    if qp.shape()[0] != cp.shape()[0] {
-        return Err(raise(
-            py,
-            "ShapeError",
-            format!(
-                "candidate_points: expected ({}, 2) to match query_points, got {}",
-                qp.shape()[0],
-                describe(candidate_points)
-            ),
-        ));
-    }
-    let frames = match (query_frames, candidate_frames) {
-        (Some(a), Some(b)) if !a.is_none() && !b.is_none() => {
-            let fa = f32_2d(a, "query_frames", None)?;
-            let fb = f32_2d(b, "candidate_frames", None)?;
-            Some((fa, fb))
-        }
-        _ => None,
-    };
-    let qs = qp.as_slice()?;
-    let cs = cp.as_slice()?;
-    let frame_views = match &frames {
-        Some((fa, fb)) => Some((frame_view(py, fa)?, frame_view(py, fb)?)),
-        None => None,
-    };
+    let given = GivenCorrespondences::borrow(
+        py,
+        query_points,
+        candidate_points,
+        query_frames,
+        candidate_frames,
+    )?;
+    let (qs, cs) = given.points()?;
+    let frame_views = given.frames(py)?;
     let (v, mask) = run_detached(py, || {
         core::verify_correspondences(qs, cs, frame_views, candidate_size, &cfg)
     })?;
@@ -199,6 +238,40 @@ pub fn verify_correspondences<'py>(
     d.set_item("model", model_name(&v))?;
     d.set_item("num_inliers", v.inliers)?;
     Ok(d)
+}
+
+/// Support of each given correspondence's own frame hypothesis (frames on both sides).
+#[pyfunction]
+#[pyo3(signature = (query_points, candidate_points, query_frames, candidate_frames, candidate_size=None, config=None))]
+pub fn frame_hypothesis_support<'py>(
+    py: Python<'py>,
+    query_points: &Bound<'py, PyAny>,
+    candidate_points: &Bound<'py, PyAny>,
+    query_frames: &Bound<'py, PyAny>,
+    candidate_frames: &Bound<'py, PyAny>,
+    candidate_size: Option<(u32, u32)>,
+    config: Option<&Bound<'py, PyDict>>,
+) -> PyResult<Bound<'py, PyArray1<u32>>> {
+    let cfg = parse(py, config)?;
+    let given = GivenCorrespondences::borrow(
+        py,
+        query_points,
+        candidate_points,
+        Some(query_frames),
+        Some(candidate_frames),
+    )?;
+    let (qs, cs) = given.points()?;
+    let Some(frame_views) = given.frames(py)? else {
+        return Err(raise(
+            py,
+            "ShapeError",
+            "frames: expected frames for both sides, got None".into(),
+        ));
+    };
+    let support = run_detached(py, || {
+        core::frame_hypothesis_support(qs, cs, frame_views, candidate_size, &cfg)
+    })?;
+    Ok(PyArray1::from_vec(py, support))
 }
 
 fn frame_view<'a>(py: Python<'_>, a: &'a numpy::PyReadonlyArray2<'_, f32>) -> PyResult<Frames<'a>> {

@@ -24,11 +24,12 @@ pub fn kernel_throughput(
     repeats: usize,
     threads: usize,
 ) -> PyResult<f64> {
-    if n == 0 || m == 0 || dim == 0 || n * dim > 1 << 26 || m * dim > 1 << 26 || repeats == 0 {
+    let sizes_ok = n >= 1 && m >= 1 && dim >= 1 && n * dim <= 1 << 26 && m * dim <= 1 << 26;
+    if !sizes_ok || !(1..=100_000).contains(&repeats) || threads > 1024 {
         return Err(raise(
             py,
             "ConfigError",
-            format!("kernel_throughput: expected 1 <= n*dim, m*dim <= 2**26 and repeats >= 1, got n={n} m={m} dim={dim} repeats={repeats}"),
+            format!("kernel_throughput: expected 1 <= n*dim, m*dim <= 2**26, 1 <= repeats <= 100000 and threads <= 1024, got n={n} m={m} dim={dim} repeats={repeats} threads={threads}"),
         ));
     }
     let mut rng = PairRng::for_pair(7, n as u64, m as u64);
@@ -64,5 +65,6 @@ pub fn kernel_throughput(
             start.elapsed().as_secs_f64()
         })
     });
+    let seconds = seconds.map_err(|e| crate::errors::to_py(py, e))?;
     Ok((n * m * dim * repeats) as f64 / seconds.max(1e-12))
 }

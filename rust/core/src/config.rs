@@ -2,6 +2,13 @@
 //! mirrors these fields one to one (a test checks that the defaults agree).
 
 use crate::error::{RerankError, Result};
+use crate::features::MAX_KEYPOINTS;
+
+/// Upper bounds of the settings that set how much work a pair costs: whatever a caller
+/// passes, one pair's verification stays bounded (no setting can hang a call).
+pub const MAX_HYPOTHESES: usize = 1 << 16;
+pub const MAX_RANSAC_ITERATIONS: u32 = 1_000_000;
+pub const MAX_LO_ROUNDS: u32 = 32;
 
 /// The geometric model fitted between a query and a candidate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,16 +195,28 @@ impl RerankConfig {
             r.to_string(),
         )?;
         check(
-            self.max_hypotheses >= 1,
+            (1..=MAX_HYPOTHESES).contains(&self.max_hypotheses),
             "max_hypotheses",
-            "at least 1",
+            "an int in 1..=65536",
             self.max_hypotheses.to_string(),
         )?;
         check(
-            self.ransac_max_iterations >= 1,
+            (1..=MAX_RANSAC_ITERATIONS).contains(&self.ransac_max_iterations),
             "ransac_max_iterations",
-            "at least 1",
+            "an int in 1..=1000000",
             self.ransac_max_iterations.to_string(),
+        )?;
+        check(
+            self.local_optimisation_rounds <= MAX_LO_ROUNDS,
+            "local_optimisation_rounds",
+            "an int in 0..=32",
+            self.local_optimisation_rounds.to_string(),
+        )?;
+        check(
+            self.min_inliers <= MAX_KEYPOINTS as u32,
+            "min_inliers",
+            "an int in 0..=1048576 (the most keypoints an image may have)",
+            self.min_inliers.to_string(),
         )?;
         let c = self.ransac_confidence;
         check(
@@ -207,9 +226,9 @@ impl RerankConfig {
             c.to_string(),
         )?;
         check(
-            self.homography_min_inliers >= 4,
+            (4..=MAX_KEYPOINTS as u32).contains(&self.homography_min_inliers),
             "homography_min_inliers",
-            "at least 4",
+            "an int in 4..=1048576",
             self.homography_min_inliers.to_string(),
         )?;
         let s = self.max_scale_change;

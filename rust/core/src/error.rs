@@ -3,7 +3,8 @@
 
 use thiserror::Error;
 
-/// Everything that can go wrong in the core, always caused by the caller's input.
+/// Everything that can go wrong in the core: the caller's input, or (`Threads`) the
+/// machine refusing to start worker threads.
 #[derive(Debug, Clone, PartialEq, Error)]
 pub enum RerankError {
     /// An array has the wrong length or shape.
@@ -41,6 +42,9 @@ pub enum RerankError {
         expected: &'static str,
         got: String,
     },
+    /// The worker threads could not be started (the process is out of threads).
+    #[error("worker threads: expected to start {threads}, got an error: {reason}")]
+    Threads { threads: usize, reason: String },
     /// A request larger than the documented resource bounds.
     #[error("{what}: expected at most {limit}, got {got}")]
     TooLarge {

@@ -3,8 +3,9 @@
 //! Layouts (all row-major, C order):
 //! - keypoints: `N x 2` float32 pixel `x, y` in the original image;
 //! - descriptors: `N x D` float32 or uint8;
-//! - frames (optional): `N x 2` `(scale, orientation in degrees)` as kornia's
-//!   `laf_from_center_scale_ori`, or `N x 6` local affine frames `[a11 a12 x a21 a22 y]`
+//! - frames (optional): `N x 2` `(scale, orientation in degrees)` exactly as kornia's
+//!   `laf_from_center_scale_ori` builds a frame from them (OpenCV keypoints: `(size,
+//!   -angle)`; both proved on a rotated photo by `tests/test_frames.py`), or `N x 6` local affine frames `[a11 a12 x a21 a22 y]`
 //!   (kornia's LAF `2 x 3`), of which the `2 x 2` shape part is used;
 //! - image size (optional): `(height, width)` in pixels.
 
@@ -93,9 +94,12 @@ impl Frames<'_> {
     pub fn shape(&self, i: usize) -> [f64; 4] {
         match self {
             Frames::ScaleOrientation(d) => {
+                // kornia's `laf_from_center_scale_ori`: scale times
+                // `angle_to_rotation_matrix(θ)` = [[cos θ, sin θ], [-sin θ, cos θ]]
+                // (and `get_laf_orientation` reads θ back as atan2(a12, a11)).
                 let s = f64::from(d[2 * i]);
                 let (sin, cos) = f64::from(d[2 * i + 1]).to_radians().sin_cos();
-                [s * cos, -s * sin, s * sin, s * cos]
+                [s * cos, s * sin, -s * sin, s * cos]
             }
             Frames::Affine(d) => {
                 let r = &d[6 * i..6 * i + 6];
@@ -118,6 +122,12 @@ pub struct LocalFeaturesRef<'a> {
 /// Hard bounds on one image's features; larger inputs are refused up front.
 pub const MAX_KEYPOINTS: usize = 1 << 20;
 pub const MAX_DIM: usize = 4096;
+/// Largest uint8 descriptor dimension matched exactly. The kernels compare
+/// `|c|² - 2·c·q` in float32, whose integers are exact up to 2^24; every term is at most
+/// `255² · D` in magnitude, so `D <= 2^24 / 255² = 258` keeps every comparison exact
+/// (ties and all). Wider uint8 descriptors are refused rather than matched approximately:
+/// pass them as float32 or float16.
+pub const MAX_EXACT_U8_DIM: usize = 258;
 
 fn first_non_finite(values: &[f32], stride: usize) -> Option<(usize, f32)> {
     values
@@ -168,6 +178,16 @@ impl<'a> LocalFeaturesRef<'a> {
             return Err(RerankError::Shape {
                 what: "descriptors".into(),
                 expected: format!("a dimension in 1..={MAX_DIM}"),
+                got: format!("dimension {dim}"),
+            });
+        }
+        if matches!(self.descriptors, Descriptors::U8 { .. }) && dim > MAX_EXACT_U8_DIM {
+            return Err(RerankError::Shape {
+                what: "descriptors".into(),
+                expected: format!(
+                    "uint8 descriptors of dimension at most {MAX_EXACT_U8_DIM} (the widest \
+                     matched exactly; pass wider ones as float32 or float16)"
+                ),
                 got: format!("dimension {dim}"),
             });
         }

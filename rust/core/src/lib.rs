@@ -25,7 +25,7 @@ pub use error::{RerankError, Result};
 pub use features::{Descriptors, Frames, LocalFeaturesRef};
 pub use matching::Match;
 pub use rerank::{
-    pixel_threshold, rerank, rerank_query, verify_correspondences, verify_pair, CandidateOutcome,
-    PairOutcome, RerankOutput,
+    frame_hypothesis_support, pixel_threshold, rerank, rerank_query, verify_correspondences,
+    verify_pair, CandidateOutcome, PairOutcome, RerankOutput,
 };
 pub use verify::Verification;

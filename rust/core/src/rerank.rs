@@ -10,7 +10,9 @@ use crate::fusion::fuse;
 use crate::kernels::{NnScratch, PackedQuery};
 use crate::matching::{match_descriptors, prepare_query, Match};
 use crate::threads;
-use crate::verify::{inlier_mask, verify, Correspondences, PairRng, Verification, VerifyScratch};
+use crate::verify::{
+    hypothesis_support, inlier_mask, verify, Correspondences, PairRng, Verification, VerifyScratch,
+};
 
 /// Longest shortlist accepted by one call.
 pub const MAX_CANDIDATES: usize = 1 << 22;
@@ -175,7 +177,7 @@ pub fn rerank_query(
                 w.process(&packed, query, cand, (query_index, j as u64), cfg)
             })
             .collect()
-    });
+    })?;
     let inliers: Vec<u32> = outcomes.iter().map(|o| o.verification.inliers).collect();
     let (order, scores) = fuse(&inliers, global, cfg);
     Ok(RerankOutput {
@@ -218,6 +220,41 @@ pub fn verify_correspondences(
     cfg: &RerankConfig,
 ) -> Result<(Verification, Vec<bool>)> {
     cfg.validate()?;
+    let corr = given_correspondences(query_points, candidate_points, frames)?;
+    let threshold = pixel_threshold(cfg, candidate_size);
+    let mut rng = PairRng::for_pair(cfg.seed, 0, 0);
+    let v = verify(
+        &corr,
+        threshold,
+        cfg,
+        &mut rng,
+        &mut VerifyScratch::default(),
+    );
+    let mask = inlier_mask(&corr, &v, threshold);
+    Ok((v, mask))
+}
+
+/// For given correspondences with frames on both sides: the support of each one's own
+/// frame hypothesis before refinement (see [`crate::verify::hypothesis_support`]).
+pub fn frame_hypothesis_support(
+    query_points: &[f32],
+    candidate_points: &[f32],
+    frames: (Frames<'_>, Frames<'_>),
+    candidate_size: Option<(u32, u32)>,
+    cfg: &RerankConfig,
+) -> Result<Vec<u32>> {
+    cfg.validate()?;
+    let corr = given_correspondences(query_points, candidate_points, Some(frames))?;
+    let threshold = pixel_threshold(cfg, candidate_size);
+    Ok(hypothesis_support(&corr, threshold, cfg))
+}
+
+/// Checked correspondences from two `K x 2` point arrays and optional frames.
+fn given_correspondences(
+    query_points: &[f32],
+    candidate_points: &[f32],
+    frames: Option<(Frames<'_>, Frames<'_>)>,
+) -> Result<Correspondences> {
     if query_points.len() != candidate_points.len() || !query_points.len().is_multiple_of(2) {
         return Err(RerankError::Shape {
             what: "candidate_points".into(),
@@ -260,17 +297,7 @@ pub fn verify_correspondences(
             corr.c_shape.push(cf.shape(i));
         }
     }
-    let threshold = pixel_threshold(cfg, candidate_size);
-    let mut rng = PairRng::for_pair(cfg.seed, 0, 0);
-    let v = verify(
-        &corr,
-        threshold,
-        cfg,
-        &mut rng,
-        &mut VerifyScratch::default(),
-    );
-    let mask = inlier_mask(&corr, &v, threshold);
-    Ok((v, mask))
+    Ok(corr)
 }
 
 fn frame_view(frames: Frames<'_>, k: usize) -> Result<Frames<'_>> {

@@ -3,11 +3,15 @@
 //! after `fork()` (a PyTorch DataLoader worker, a multiprocessing child) the parent's pool
 //! threads do not exist in the child, so a child builds its own pools and never touches
 //! the inherited ones (they are leaked, not dropped: dropping would wait on threads that
-//! are not there). rayon's global pool is never used, for the same reason.
+//! are not there). rayon's global pool is never used, for the same reason: should a pool
+//! fail to start (the process is out of threads), the call fails with
+//! [`RerankError::Threads`] instead of falling back to it.
 
 use std::sync::{Arc, Mutex};
 
 use rayon::{ThreadPool, ThreadPoolBuilder};
+
+use crate::error::{RerankError, Result};
 
 struct Pool {
     process: u32,
@@ -34,7 +38,7 @@ pub fn effective_threads(requested: usize) -> usize {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
-fn pool(threads: usize) -> Option<Arc<ThreadPool>> {
+fn pool(threads: usize) -> Result<Arc<ThreadPool>> {
     let process = std::process::id();
     let mut pools = POOLS
         .lock()
@@ -46,28 +50,68 @@ fn pool(threads: usize) -> Option<Arc<ThreadPool>> {
         }
     }
     if let Some(p) = pools.iter().find(|p| p.threads == threads) {
-        return Some(Arc::clone(&p.pool));
+        return Ok(Arc::clone(&p.pool));
     }
-    let built = ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .thread_name(|i| format!("ilias-rerank-{i}"))
-        .build()
-        .ok()
-        .map(Arc::new)?;
+    let built = build(threads).map_err(|reason| RerankError::Threads { threads, reason })?;
     pools.push(Pool {
         process,
         threads,
         pool: Arc::clone(&built),
     });
-    Some(built)
+    Ok(built)
 }
 
-/// Run `work` on a pool of `requested` threads (see module docs). If no pool can be
-/// built, the work runs on the calling thread (rayon's sequential fallback).
-pub fn install<R: Send>(requested: usize, work: impl FnOnce() -> R + Send) -> R {
+fn build(threads: usize) -> std::result::Result<Arc<ThreadPool>, String> {
+    #[cfg(test)]
+    if tests::FAIL_BUILDS.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err("simulated failure".into());
+    }
+    ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("ilias-rerank-{i}"))
+        .build()
+        .map(Arc::new)
+        .map_err(|e| e.to_string())
+}
+
+/// Run `work` on this process's pool of `requested` threads (see module docs). Inside
+/// `work`, rayon's parallel iterators run on that pool. When the pool cannot be started
+/// the work does not run: [`RerankError::Threads`].
+pub fn install<R: Send>(requested: usize, work: impl FnOnce() -> R + Send) -> Result<R> {
     let threads = effective_threads(requested);
-    match pool(threads) {
-        Some(p) => p.install(work),
-        None => work(),
+    Ok(pool(threads)?.install(work))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+
+    pub(super) static FAIL_BUILDS: AtomicBool = AtomicBool::new(false);
+
+    #[test]
+    fn work_runs_on_a_pool_of_the_requested_size() {
+        let (threads, index) = install(3, || {
+            (rayon::current_num_threads(), rayon::current_thread_index())
+        })
+        .expect("a pool of 3 threads");
+        assert_eq!(threads, 3);
+        assert!(
+            index.is_some(),
+            "the work must run on one of the pool's threads"
+        );
+    }
+
+    #[test]
+    fn a_pool_that_cannot_start_is_an_error_not_the_global_pool() {
+        FAIL_BUILDS.store(true, Ordering::SeqCst);
+        // A size no other test uses, so that no cached pool answers.
+        let got = install(977, rayon::current_num_threads);
+        FAIL_BUILDS.store(false, Ordering::SeqCst);
+        match got {
+            Err(RerankError::Threads { threads: 977, .. }) => {}
+            other => panic!("expected RerankError::Threads, got {other:?}"),
+        }
     }
 }

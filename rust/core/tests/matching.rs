@@ -79,7 +79,7 @@ proptest! {
         let mut slow = NnScratch::default();
         let cand = ilias_rerank_core::kernels::CandidateRows::F32(&b);
         nearest_neighbours(&PackedQuery::from_f32(&a, n, dim, Isa::detect()), cand, m, &mut fast);
-        nearest_neighbours(&PackedQuery::from_f32(&a, n, dim, Isa::Portable), cand, m, &mut slow);
+        nearest_neighbours(&PackedQuery::from_f32(&a, n, dim, Isa::portable()), cand, m, &mut slow);
         for i in 0..n {
             prop_assert!((fast.query_best[i] - slow.query_best[i]).abs() < 1e-4);
         }
@@ -90,7 +90,7 @@ proptest! {
         let cu8: Vec<u8> = b.iter().map(|v| ((v + 1.0) * 127.0) as u8).collect();
         let cand = ilias_rerank_core::kernels::CandidateRows::U8(&cu8);
         nearest_neighbours(&PackedQuery::from_u8(&qu8, n, dim, Isa::detect()), cand, m, &mut fast);
-        nearest_neighbours(&PackedQuery::from_u8(&qu8, n, dim, Isa::Portable), cand, m, &mut slow);
+        nearest_neighbours(&PackedQuery::from_u8(&qu8, n, dim, Isa::portable()), cand, m, &mut slow);
         // uint8 is exact: bit-identical distances, the same neighbours and tie-breaks.
         prop_assert_eq!(&fast.query_arg[..n], &slow.query_arg[..n]);
         prop_assert_eq!(&fast.cand_arg[..m], &slow.cand_arg[..m]);

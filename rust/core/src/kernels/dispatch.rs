@@ -8,7 +8,7 @@ use super::{NnScratch, PackedQuery};
 
 /// The instruction sets the kernels are compiled for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Isa {
+pub(crate) enum IsaKind {
     /// x86-64 with AVX-512 (F, BW, VL), VNNI and FMA.
     Avx512Vnni,
     /// x86-64 with AVX-512 (F, BW, VL) and FMA.
@@ -19,6 +19,25 @@ pub enum Isa {
     Portable,
 }
 
+/// The instruction set the kernels run with: a token that safe code can only obtain from
+/// [`Isa::detect`] (what this CPU supports) or [`Isa::portable`] (plain Rust, everywhere).
+/// Its variants are private, so no caller can claim AVX-512 or VNNI on a CPU without
+/// them: the `unsafe` SIMD entry points rely on this.
+///
+/// ```compile_fail
+/// // Naming an instruction set directly does not compile: only `detect` can vouch for it.
+/// let _ = ilias_rerank_core::kernels::Isa::Avx512Vnni;
+/// ```
+///
+/// ```
+/// // What safe code can do: ask the CPU, or choose the portable kernels.
+/// use ilias_rerank_core::kernels::Isa;
+/// assert!(["avx512-vnni", "avx512", "avx2", "portable"].contains(&Isa::detect().name()));
+/// assert_eq!(Isa::portable().name(), "portable");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Isa(IsaKind);
+
 impl Isa {
     /// The best instruction set of this CPU, detected once per process.
     pub fn detect() -> Isa {
@@ -28,53 +47,62 @@ impl Isa {
                 .map(|v| !v.is_empty() && v != "0")
                 .unwrap_or(false);
             if forced {
-                Isa::Portable
+                Isa::portable()
             } else {
-                Self::detect_cpu()
+                Isa(Self::detect_cpu())
             }
         })
     }
 
+    /// The portable kernels (plain Rust): valid on every CPU.
+    pub fn portable() -> Isa {
+        Isa(IsaKind::Portable)
+    }
+
     #[cfg(target_arch = "x86_64")]
-    fn detect_cpu() -> Isa {
+    fn detect_cpu() -> IsaKind {
         if std::arch::is_x86_feature_detected!("avx512f")
             && std::arch::is_x86_feature_detected!("avx512bw")
             && std::arch::is_x86_feature_detected!("avx512vl")
             && std::arch::is_x86_feature_detected!("fma")
         {
             if std::arch::is_x86_feature_detected!("avx512vnni") {
-                Isa::Avx512Vnni
+                IsaKind::Avx512Vnni
             } else {
-                Isa::Avx512
+                IsaKind::Avx512
             }
         } else if std::arch::is_x86_feature_detected!("avx2")
             && std::arch::is_x86_feature_detected!("fma")
         {
-            Isa::Avx2
+            IsaKind::Avx2
         } else {
-            Isa::Portable
+            IsaKind::Portable
         }
     }
 
     #[cfg(not(target_arch = "x86_64"))]
-    fn detect_cpu() -> Isa {
-        Isa::Portable
+    fn detect_cpu() -> IsaKind {
+        IsaKind::Portable
+    }
+
+    pub(crate) fn kind(self) -> IsaKind {
+        self.0
     }
 
     pub fn name(self) -> &'static str {
-        match self {
-            Isa::Avx512Vnni => "avx512-vnni",
-            Isa::Avx512 => "avx512",
-            Isa::Avx2 => "avx2",
-            Isa::Portable => "portable",
+        match self.0 {
+            IsaKind::Avx512Vnni => "avx512-vnni",
+            IsaKind::Avx512 => "avx512",
+            IsaKind::Avx2 => "avx2",
+            IsaKind::Portable => "portable",
         }
     }
 
     /// Query columns per packed panel (two vector registers wide).
     pub(crate) fn panel_width(self) -> usize {
-        match self {
-            Isa::Avx512Vnni | Isa::Avx512 => 32,
-            Isa::Avx2 | Isa::Portable => 16,
+        match self.0 {
+            IsaKind::Avx512Vnni | IsaKind::Avx512 => 32,
+            IsaKind::Avx2 | IsaKind::Portable => 16,
         }
     }
 }
@@ -104,29 +132,30 @@ pub fn nearest_neighbours(
             $kernel($panels, &query.norms, dim, $rows, cand_len, scratch)
         };
     }
-    match (query.isa, &query.panels, cand) {
+    match (query.isa.kind(), &query.panels, cand) {
         #[cfg(target_arch = "x86_64")]
-        (Isa::Avx512Vnni | Isa::Avx512, Panels::F32(p), CandidateRows::F32(rows)) => {
-            // SAFETY: these variants are only produced by `detect_cpu` after checking the features.
+        (IsaKind::Avx512Vnni | IsaKind::Avx512, Panels::F32(p), CandidateRows::F32(rows)) => {
+            // SAFETY: an `Isa` holding these kinds is only made by `Isa::detect`, after checking
+            // the CPU features (its field is private, so safe code cannot forge one).
             unsafe { run!(x86::f32_avx512, p, rows) }
         }
         #[cfg(target_arch = "x86_64")]
-        (Isa::Avx512Vnni, Panels::Vnni(p), CandidateRows::U8(rows)) => {
+        (IsaKind::Avx512Vnni, Panels::Vnni(p), CandidateRows::U8(rows)) => {
             // SAFETY: as above (VNNI checked too).
             unsafe { run!(x86::u8_vnni, p, rows) }
         }
         #[cfg(target_arch = "x86_64")]
-        (Isa::Avx512, Panels::I32(p), CandidateRows::U8(rows)) => {
+        (IsaKind::Avx512, Panels::I32(p), CandidateRows::U8(rows)) => {
             // SAFETY: as above.
             unsafe { run!(x86::u8_avx512, p, rows) }
         }
         #[cfg(target_arch = "x86_64")]
-        (Isa::Avx2, Panels::F32(p), CandidateRows::F32(rows)) => {
-            // SAFETY: `Isa::Avx2` is only produced by `detect_cpu` after checking the features.
+        (IsaKind::Avx2, Panels::F32(p), CandidateRows::F32(rows)) => {
+            // SAFETY: as above: `IsaKind::Avx2` only comes from `Isa::detect`.
             unsafe { run!(x86::f32_avx2, p, rows) }
         }
         #[cfg(target_arch = "x86_64")]
-        (Isa::Avx2, Panels::I32(p), CandidateRows::U8(rows)) => {
+        (IsaKind::Avx2, Panels::I32(p), CandidateRows::U8(rows)) => {
             // SAFETY: as above.
             unsafe { run!(x86::u8_avx2, p, rows) }
         }

@@ -1,7 +1,7 @@
 //! Packing of the query descriptors into k-major panels of `NR` columns, the layout the
 //! micro-kernel streams. Padding columns have an infinite norm so they never win.
 
-use super::dispatch::Isa;
+use super::dispatch::{Isa, IsaKind};
 
 /// The packed values, in the layout of the kernel family that will read them.
 #[derive(Debug, Clone)]
@@ -69,7 +69,7 @@ impl PackedQuery {
     /// Pack `len` uint8 descriptors of dimension `dim` (row-major).
     pub fn from_u8(data: &[u8], len: usize, dim: usize, isa: Isa) -> Self {
         let nr = isa.panel_width();
-        if isa == Isa::Avx512Vnni {
+        if isa.kind() == IsaKind::Avx512Vnni {
             let depth = dim.div_ceil(4);
             let (panels, norms) = pack(
                 data,
@@ -149,7 +149,8 @@ fn f32_squared_norm(row: &[f32]) -> f32 {
     row.iter().map(|v| v * v).sum()
 }
 
-/// Squared norm of a uint8 descriptor (exact: at most 65025 · D, below 2^24 for D <= 256).
+/// Squared norm of a uint8 descriptor (exact: at most 65025 · D, below 2^24 for the
+/// D <= 258 that `LocalFeaturesRef::validate` admits).
 fn u8_squared_norm(row: &[u8]) -> f32 {
     row.iter()
         .map(|&v| u32::from(v) * u32::from(v))

@@ -4,7 +4,33 @@
 use super::local_optimisation::refine;
 use super::{inliers, Correspondences, Verification, VerifyScratch};
 use crate::config::{Model, RerankConfig};
-use crate::geometry::{affine_from_frames, is_plausible};
+use crate::geometry::{affine_from_frames, is_plausible, Transform};
+
+/// The affine map that correspondence `i`'s two frames propose, when it is plausible.
+fn hypothesis(corr: &Correspondences, i: usize, max_scale: f64) -> Option<Transform> {
+    let t = affine_from_frames(corr.q_shape[i], corr.c_shape[i], corr.q[i], corr.c[i])?;
+    is_plausible(&t, &[corr.q[i]], max_scale).then_some(t)
+}
+
+/// Threshold at which hypotheses are scored (before refinement), for `threshold`.
+fn scoring_threshold(threshold: f64) -> f64 {
+    2.0 * threshold
+}
+
+/// Support of every correspondence's own frame hypothesis, before any refinement: how
+/// many correspondences it maps within the scoring threshold (twice `threshold`); 0 when
+/// its frames give no plausible map. A diagnostic of frame conventions: frames whose
+/// orientation or scale runs the other way give hypotheses that few pairs support.
+pub fn hypothesis_support(corr: &Correspondences, threshold: f64, cfg: &RerankConfig) -> Vec<u32> {
+    if !corr.has_frames() {
+        return vec![0; corr.len()];
+    }
+    let max_scale = f64::from(cfg.max_scale_change);
+    let scoring = scoring_threshold(threshold);
+    (0..corr.len())
+        .map(|i| hypothesis(corr, i, max_scale).map_or(0, |t| inliers::count(&t, corr, scoring)))
+        .collect()
+}
 
 /// How many distinct hypotheses are refined (the next one must not be an inlier of a
 /// model already refined, so a second consistent cluster gets its chance).
@@ -29,21 +55,12 @@ pub fn verify_with_frames(
         });
         scratch.order.truncate(cfg.max_hypotheses);
     }
-    let scoring = 2.0 * threshold;
+    let scoring = scoring_threshold(threshold);
     scratch.hypotheses.clear();
     for &i in &scratch.order {
-        let i_us = i as usize;
-        let Some(t) = affine_from_frames(
-            corr.q_shape[i_us],
-            corr.c_shape[i_us],
-            corr.q[i_us],
-            corr.c[i_us],
-        ) else {
+        let Some(t) = hypothesis(corr, i as usize, max_scale) else {
             continue;
         };
-        if !is_plausible(&t, &[corr.q[i_us]], max_scale) {
-            continue;
-        }
         let count = inliers::count(&t, corr, scoring);
         if count >= 2 {
             scratch.hypotheses.push((count, i, t));

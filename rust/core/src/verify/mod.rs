@@ -13,6 +13,7 @@ mod ransac;
 mod rng;
 
 pub use correspondences::Correspondences;
+pub use frame_hypotheses::hypothesis_support;
 pub use rng::PairRng;
 
 use crate::config::{Model, RerankConfig};

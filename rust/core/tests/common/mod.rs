@@ -111,8 +111,10 @@ pub fn planted_scene_dim(
             let dx = [(a[0] - b[0]) / e, (a[1] - b[1]) / e];
             let local_scale = (dx[0] * dx[0] + dx[1] * dx[1]).sqrt();
             let local_rot = dx[1].atan2(dx[0]).to_degrees();
+            // kornia's orientation turns against the matrix rotation angle (its frame is
+            // scale * [[cos θ, sin θ], [-sin θ, cos θ]]).
             s.c_frames
-                .extend([(scale * local_scale) as f32, (angle + local_rot) as f32]);
+                .extend([(scale * local_scale) as f32, (angle - local_rot) as f32]);
         } else {
             s.c_frames
                 .extend([g.range(2.0, 10.0) as f32, g.range(-180.0, 180.0) as f32]);

@@ -1,0 +1,197 @@
+"""What every extractor shares: the settings and their checks, the resize to the working
+resolution and back to original-image pixels, uint8 quantisation, and the batch loop
+that keeps going past images that fail.
+
+An extractor is a subclass of :class:`Extractor` that implements :meth:`Extractor._detect`
+on one resized image (a float32 ``(H, W)`` or ``(H, W, 3)`` array in [0, 1]) and returns
+keypoints (pixels of that array), descriptors and optional frames. Everything else —
+loading, EXIF, resizing, mapping keypoints and frames back to the original image,
+quantisation, the manifest entry — happens here, once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .._progress import progress as progress_bar
+from ..errors import ConfigError, ExtractionError, IliasRerankError
+from ..features import LocalFeatures
+
+__all__ = ["DESCRIPTOR_DTYPES", "Extractor", "check_device", "run_batch"]
+
+DESCRIPTOR_DTYPES = ("uint8", "float32")
+#: Largest accepted ``num_features`` and ``max_side``: bounds on the work one image can ask for.
+MAX_FEATURES = 1 << 16
+MAX_SIDE = 1 << 14
+
+
+def check_device(device: str) -> str:
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(
+            f"device: expected 'cpu', 'cuda', 'cuda:N' or 'mps', got {device!r}"
+        ) from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            f"device: expected an available device, got {device!r} (no CUDA device here)"
+        )
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError(
+            f"device: expected cuda:0..{torch.cuda.device_count() - 1}, got {device!r}"
+        )
+    return device
+
+
+class Extractor:
+    """Base class of the local feature extractors (see the module docstring)."""
+
+    #: Short name (``method=`` of :func:`~ilias_rerank.extract_local`).
+    method: ClassVar[str]
+    #: Name recorded in a store's manifest.
+    manifest_name: ClassVar[str]
+    #: PIL mode the network reads: ``"L"`` (grayscale) or ``"RGB"``.
+    image_mode: ClassVar[str] = "L"
+    #: Default descriptor type (``"uint8"`` where the accuracy bench showed no loss).
+    default_dtype: ClassVar[str] = "uint8"
+    #: uint8 value of a descriptor component of 1.0 (descriptors are L2-normalised).
+    uint8_scale: ClassVar[float] = 512.0
+    #: Working sizes are rounded down to a multiple of this (networks with strides).
+    size_multiple: ClassVar[int] = 1
+
+    def __init__(
+        self,
+        num_features: int = 1024,
+        max_side: int = 1024,
+        device: str = "cpu",
+        *,
+        upsample: bool = False,
+        descriptor_dtype: str | None = None,
+    ) -> None:
+        if not isinstance(num_features, int) or not 1 <= num_features <= MAX_FEATURES:
+            raise ConfigError(
+                f"num_features: expected an int in 1..={MAX_FEATURES}, got {num_features!r}"
+            )
+        if not isinstance(max_side, int) or not 16 <= max_side <= MAX_SIDE:
+            raise ConfigError(f"max_side: expected an int in 16..={MAX_SIDE}, got {max_side!r}")
+        dtype = descriptor_dtype or self.default_dtype
+        if dtype not in DESCRIPTOR_DTYPES:
+            raise ConfigError(
+                f"descriptor_dtype: expected one of {DESCRIPTOR_DTYPES}, got {descriptor_dtype!r}"
+            )
+        self.num_features = num_features
+        self.max_side = max_side
+        self.device = check_device(device)
+        self.upsample = bool(upsample)
+        self.descriptor_dtype = dtype
+
+    def params(self) -> dict[str, Any]:
+        """The manifest entry: name and every parameter that changes the features."""
+        return {
+            "name": self.manifest_name,
+            "num_features": self.num_features,
+            "max_side": self.max_side,
+            "descriptor_dtype": self.descriptor_dtype,
+            **({"upsample": True} if self.upsample else {}),
+            **self.extra_params(),
+        }
+
+    def extra_params(self) -> dict[str, Any]:
+        return {}
+
+    def _detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """``(keypoints (N, 2), float32 descriptors (N, D), frames or None)`` in the pixels
+        of ``image``."""
+        raise NotImplementedError
+
+    def working_scale(self, width: int, height: int) -> float:
+        """Original pixels per working pixel: shrink to ``max_side``, never enlarge unless
+        ``upsample`` (then small images are doubled, as SIFT's first octave does)."""
+        longest = max(width, height)
+        if longest > self.max_side:
+            return longest / self.max_side
+        if self.upsample and 2 * longest <= self.max_side:
+            return 0.5
+        return 1.0
+
+    def __call__(self, source: Any, index: int = 0) -> LocalFeatures:
+        """Features of one image (a path, encoded bytes, PIL image, array or tensor)."""
+        from PIL import Image
+
+        from ..images import load_image
+
+        img = load_image(source, index, self.image_mode)
+        width, height = img.size
+        scale = self.working_scale(width, height)
+        new_w, new_h = max(1, round(width / scale)), max(1, round(height / scale))
+        m = self.size_multiple
+        if m > 1:
+            new_w, new_h = max(m, new_w // m * m), max(m, new_h // m * m)
+        if (new_w, new_h) != (width, height):
+            filt = Image.Resampling.BILINEAR if scale > 1 else Image.Resampling.BICUBIC
+            img = img.resize((new_w, new_h), filt)
+        arr = np.asarray(img, dtype=np.float32) / 255.0
+        kp, desc, frames = self._detect(arr)
+        sx, sy = width / new_w, height / new_h
+        kp = np.asarray(kp, dtype=np.float32).reshape(-1, 2).copy()
+        # Working pixel centre (x + 0.5) * s - 0.5 in the original image.
+        kp[:, 0] = (kp[:, 0] + 0.5) * sx - 0.5
+        kp[:, 1] = (kp[:, 1] + 0.5) * sy - 0.5
+        if frames is not None:
+            frames = np.array(frames, dtype=np.float32)
+            if frames.ndim == 3:  # LAFs: the shape part scales, the centre is kp
+                frames[:, 0, :2] *= sx
+                frames[:, 1, :2] *= sy
+                frames[:, :, 2] = kp
+            else:  # (scale, orientation)
+                frames[:, 0] *= np.sqrt(sx * sy)
+        desc = np.ascontiguousarray(desc, dtype=np.float32)
+        if self.descriptor_dtype == "uint8":
+            desc = np.clip(np.rint(desc * self.uint8_scale), 0, 255).astype(np.uint8)
+        return LocalFeatures(kp, desc, frames=frames, image_size=(height, width))
+
+
+def run_batch(
+    extractor: Extractor,
+    images: Any,
+    *,
+    progress: bool | None,
+    on_error: str,
+) -> list[LocalFeatures | None]:
+    """Every image through ``extractor``; failures are collected, never stop the batch.
+    ``on_error="raise"``: :class:`ExtractionError` with every result; ``"skip"``: a
+    warning and ``None`` in their places."""
+    import warnings
+
+    if on_error not in ("raise", "skip"):
+        raise ConfigError(f"on_error: expected 'raise' or 'skip', got {on_error!r}")
+    items = (
+        list(images)
+        if isinstance(images, Sequence) and not isinstance(images, (str, bytes, bytearray))
+        else [images]
+    )
+    if progress is None and len(items) <= 1:
+        progress = False  # None: a bar when stderr is a terminal
+    results: list[LocalFeatures | None] = []
+    failures: dict[int, tuple[str, str]] = {}
+    bar = progress_bar(items, progress, desc=f"extract ({extractor.method})", unit="img")
+    for index, source in enumerate(bar):
+        try:
+            results.append(extractor(source, index))
+        except IliasRerankError as exc:
+            from ..images import describe_source
+
+            failures[index] = (describe_source(source, index), str(exc))
+            results.append(None)
+    if failures:
+        listing = "; ".join(reason for _, reason in failures.values())
+        message = f"{len(failures)} of {len(items)} images failed: {listing}"
+        if on_error == "raise":
+            raise ExtractionError(message, results, failures)
+        warnings.warn(message, stacklevel=3)
+    return results
