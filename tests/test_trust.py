@@ -134,7 +134,7 @@ def test_folder_dataset_accepts_a_query_without_positives(tmp_path):
 def _ilias_root(tmp_path, query_feats, db_feats, positives="bimp/pos/P0,x\n"):
     from ilias_rerank.hdf5 import write_global_features
 
-    (tmp_path / "image_ids").mkdir()
+    (tmp_path / "image_ids").mkdir(parents=True)
     (tmp_path / "image_ids" / "positive_ids.txt").write_text(positives)
     write_global_features(tmp_path / "q.h5", ["bimp/query/Q0"], query_feats)
     write_global_features(tmp_path / "db.h5", ["bimp/pos/P0", "d/1"], db_feats)
@@ -214,7 +214,7 @@ def test_shortlist_metrics_hand_computed_ties():
 
 @settings(max_examples=200, deadline=None)
 @given(
-    st.lists(st.tuples(st.booleans(), st.integers(0, 4)), min_size=1, max_size=30).filter(
+    st.lists(st.tuples(st.booleans(), st.integers(0, 4)), min_size=2, max_size=30).filter(
         lambda xs: any(y for y, _ in xs)
     )
 )

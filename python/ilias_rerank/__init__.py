@@ -12,7 +12,13 @@ with ``pip install ilias-rerank``; extraction and the pipeline need extras
 """
 
 from . import _core, compact
-from .api import frame_hypotheses, rerank, verify_correspondences, verify_pair
+from .api import (
+    frame_hypotheses,
+    rerank,
+    rerank_consensus,
+    verify_correspondences,
+    verify_pair,
+)
 from .config import RerankConfig
 from .errors import (
     ConfigError,
@@ -68,6 +74,7 @@ __all__ = [
     "extract_local",
     "frame_hypotheses",
     "rerank",
+    "rerank_consensus",
     "verify_correspondences",
     "verify_pair",
 ]

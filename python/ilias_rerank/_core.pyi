@@ -29,6 +29,8 @@ class _RerankOut(TypedDict):
     num_matches: npt.NDArray[np.int64]
     transforms: npt.NDArray[np.float64]
     models: list[str | None]
+    support: npt.NDArray[np.int64]
+    expansion: npt.NDArray[np.int64]
 
 class _PairOut(TypedDict):
     matches: npt.NDArray[np.int64]
@@ -48,6 +50,12 @@ def rerank(
     query: _Features,
     candidates: Sequence[_Features],
     global_scores: npt.NDArray[np.float32] | None = None,
+    config: dict[str, Any] | None = None,
+) -> _RerankOut: ...
+def rerank_consensus(
+    candidates: Sequence[_Features],
+    global_scores: npt.NDArray[np.float32] | None = None,
+    pseudo_queries: int = 5,
     config: dict[str, Any] | None = None,
 ) -> _RerankOut: ...
 def verify_pair(

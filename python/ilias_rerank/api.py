@@ -13,11 +13,17 @@ import numpy as np
 
 from . import _core
 from .config import RerankConfig
-from .errors import DTypeError, ShapeError
+from .errors import ConfigError, DTypeError, ShapeError
 from .features import LocalFeatures, as_numpy, check_frames, real_float32
 from .results import PairVerification, RerankResult
 
-__all__ = ["frame_hypotheses", "rerank", "verify_correspondences", "verify_pair"]
+__all__ = [
+    "frame_hypotheses",
+    "rerank",
+    "rerank_consensus",
+    "verify_correspondences",
+    "verify_pair",
+]
 
 _DEFAULT = RerankConfig()
 
@@ -61,17 +67,50 @@ def rerank(
     """
     q = _features(query, "query")
     cands = [_features(c, f"candidate {j}") for j, c in enumerate(candidates)]
-    g = None
-    if global_scores is not None:
-        g = as_numpy(global_scores, "global_scores")
-        if g.ndim != 1:
-            raise ShapeError(
-                f"global_scores: expected (M,) float32, got {tuple(g.shape)} {g.dtype}"
-            )
-        if g.dtype.kind not in "fiu":
-            raise DTypeError(f"global_scores: expected (M,) float32, got {g.dtype}")
-        g = np.ascontiguousarray(g, dtype=np.float32)
-    out = _core.rerank(q, cands, g, _config(config))
+    out = _core.rerank(q, cands, _global_scores(global_scores), _config(config))
+    return _result(out)
+
+
+def rerank_consensus(
+    candidates: Sequence[LocalFeatures],
+    global_scores: Any = None,
+    *,
+    config: RerankConfig | Mapping | None = None,
+    pseudo_queries: int = 5,
+) -> RerankResult:
+    """Re-rank a shortlist that has no query image (a text query, as in ILIAS
+    text-to-image or INQUIRE-Rerank) by verifying its candidates among themselves.
+
+    The first ``pseudo_queries`` candidates of the global ranking (by ``global_scores``,
+    else the input order) act as queries; each candidate's verified score is the inliers
+    it verifies with them (each term counted from ``min_inliers``; a pseudo-query is scored
+    by the others), fused with the global score as in :func:`rerank`. Cost: at most
+    ``pseudo_queries`` x M pairs. Returns a :class:`RerankResult` (``expansion`` lists the
+    pseudo-queries, ``support`` the verified score of each candidate).
+    """
+    cands = [_features(c, f"candidate {j}") for j, c in enumerate(candidates)]
+    if not isinstance(pseudo_queries, int) or isinstance(pseudo_queries, bool):
+        raise ConfigError(f"pseudo_queries: expected an int in 1..=64, got {pseudo_queries!r}")
+    if not 1 <= pseudo_queries <= 64:
+        raise ConfigError(f"pseudo_queries: expected an int in 1..=64, got {pseudo_queries}")
+    out = _core.rerank_consensus(
+        cands, _global_scores(global_scores), pseudo_queries, _config(config)
+    )
+    return _result(out)
+
+
+def _global_scores(global_scores: Any) -> np.ndarray | None:
+    if global_scores is None:
+        return None
+    g = as_numpy(global_scores, "global_scores")
+    if g.ndim != 1:
+        raise ShapeError(f"global_scores: expected (M,) float32, got {tuple(g.shape)} {g.dtype}")
+    if g.dtype.kind not in "fiu":
+        raise DTypeError(f"global_scores: expected (M,) float32, got {g.dtype}")
+    return np.ascontiguousarray(g, dtype=np.float32)
+
+
+def _result(out: dict) -> RerankResult:
     return RerankResult(
         order=out["order"],
         scores=out["scores"],
@@ -79,6 +118,8 @@ def rerank(
         num_matches=out["num_matches"],
         transforms=out["transforms"],
         models=tuple(out["models"]),
+        support=out["support"],
+        expansion=out["expansion"],
     )
 
 

@@ -5,6 +5,8 @@
         --distractors ../shared/data/roxford_rparis_pixel_subset
     ilias-rerank run --dataset roxford-subset --root ../shared/data/roxford_rparis_pixel_subset
     ilias-rerank run --dataset pairs --root ../shared/data/homogr_evd
+    ilias-rerank rerank-shortlists --shortlists knn.json --images tars/ --store feats/ \\
+        --out reranked.json [-k 100] [--ray [ADDRESS]] [--workers N]
 
 Steps one at a time (same options): ``extract``, ``index``, ``search``, ``rerank``,
 ``evaluate [--similarities FILE]``, ``show --query ID``. Every step keeps its outputs in
@@ -18,6 +20,7 @@ import json
 import sys
 from pathlib import Path
 
+from ._io import atomic_write_json
 from .config import RerankConfig
 from .datasets import DATASETS, load_dataset
 from .errors import ConfigError, IliasRerankError
@@ -81,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument(
                 "--similarities", type=Path, help="a .json/.npz similarity file to score instead"
             )
+    _shortlist_parser(sub)
     show = sub.add_parser("show", parents=[common], help="PNG pictures of one query")
     show.add_argument("--query", help="query id (default: the first)")
     show.add_argument("--top", type=int, default=8)
@@ -88,6 +92,86 @@ def _parser() -> argparse.ArgumentParser:
         "--pictures", type=int, default=3, help="queries drawn as PNG (default 3)"
     )
     return parser
+
+
+def _shortlist_parser(sub) -> None:
+    p = sub.add_parser(
+        "rerank-shortlists",
+        help="re-rank a kNN shortlist file (ILIAS JSON / pickle / npz) by local features",
+        description="Extract local features only for the images the shortlists need (into a "
+        "sharded store, resumably), re-rank every query's top k, write one result file.",
+    )
+    p.add_argument("--shortlists", type=Path, required=True, help="ILIAS .json, .pkl or .npz")
+    p.add_argument(
+        "--images",
+        required=True,
+        help="a folder, a TSV of id<TAB>path, a .tar, a folder or glob of .tar files",
+    )
+    p.add_argument("--store", type=Path, required=True, help="the (sharded) feature store")
+    p.add_argument("--out", type=Path, required=True, help="result file: .json, .npz or .pkl")
+    p.add_argument("-k", type=int, default=100, help="top k of each shortlist re-ranked")
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help="run on Ray: alone, a local Ray; with an address, join that cluster",
+    )
+    p.add_argument("--workers", type=int, default=1, help="worker processes or Ray actors")
+    p.add_argument("--method", default="sift", help="local features: sift, aliked, disk, xfeat")
+    p.add_argument("--features", type=int, default=1024, help="local features per image")
+    p.add_argument("--max-side", type=int, default=1024, help="longest image side extracted")
+    p.add_argument("--batch-size", type=int, default=256, help="images per extraction batch")
+    p.add_argument("--config", type=str, default=None, help="re-ranking settings as JSON")
+    p.add_argument("--trust-pickle", action="store_true", help="allow reading a .pkl file")
+    p.add_argument("--json", type=Path, help="write the summary with timings here")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _config(text: str | None) -> RerankConfig | None:
+    if not text:
+        return None
+    settings = json.loads(text)
+    if not isinstance(settings, dict):
+        raise ConfigError(f"--config: expected a JSON object, got {text!r}")
+    try:
+        return RerankConfig(**settings)
+    except TypeError as exc:  # unknown keys
+        raise ConfigError(f"--config: {exc}") from None
+
+
+def _rerank_shortlists(args) -> dict:
+    from .scale import rerank_shortlists
+    from .scale.extraction import ExtractorSpec
+
+    summary = rerank_shortlists(
+        args.shortlists,
+        args.images,
+        args.store,
+        args.out,
+        k=args.k,
+        workers=args.workers,
+        ray=args.ray is not None,
+        ray_address=args.ray or None,
+        extractor=ExtractorSpec(args.method, args.features, args.max_side),
+        config=_config(args.config),
+        batch_size=args.batch_size,
+        trust_pickle=args.trust_pickle,
+        progress=False if args.no_progress else None,
+    )
+    print(
+        f"rerank-shortlists: {summary['queries']} queries ({summary['queries_reranked']} "
+        f"re-ranked); ids needed {summary['ids_needed']} / extracted {summary['extracted']} / "
+        f"reused {summary['reused']} / failed {summary['failed']}; {summary['pairs']} pairs "
+        f"at {summary['pairs_per_s']:.0f} pairs/s ({summary['backend']}, "
+        f"{summary['workers']} workers) -> {summary['out']}"
+    )
+    if summary["failed"]:
+        print(f"failed images: {summary['failures']}")
+    if args.json:
+        atomic_write_json(args.json, summary)
+    return summary
 
 
 def _workspace(args) -> Workspace:
@@ -101,15 +185,7 @@ def _workspace(args) -> Workspace:
     if args.dataset == "ilias":
         options.update(query_features=args.query_features, database_features=args.db_features)
     dataset = load_dataset(args.dataset, args.root, **options)
-    config = None
-    if args.config:
-        settings = json.loads(args.config)
-        if not isinstance(settings, dict):
-            raise ConfigError(f"--config: expected a JSON object, got {args.config!r}")
-        try:
-            config = RerankConfig(**settings)
-        except TypeError as exc:  # unknown keys
-            raise ConfigError(f"--config: {exc}") from None
+    config = _config(args.config)
     return Workspace(
         dataset,
         args.workdir or Path("out") / args.dataset,
@@ -203,6 +279,9 @@ def show(
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if args.command == "rerank-shortlists":
+            _rerank_shortlists(args)
+            return 0
         ws = _workspace(args)
         if args.command == "extract":
             db, queries = ws.extract()
@@ -238,8 +317,7 @@ def main(argv: list[str] | None = None) -> int:
             if pictures:
                 print(f"pictures: {len(pictures)} PNG in {ws.workdir / 'pictures'}")
             if args.json:
-                args.json.parent.mkdir(parents=True, exist_ok=True)
-                args.json.write_text(json.dumps(report, indent=2, default=float))
+                atomic_write_json(args.json, report)
         return 0
     except (IliasRerankError, ValueError, KeyError, OSError) as exc:
         print(f"ilias-rerank: error: {exc}", file=sys.stderr)

@@ -33,6 +33,10 @@ class RerankConfig:
         ``local_optimisation_rounds``, ``homography_min_inliers``, ``max_scale_change``.
     Scoring
         ``min_inliers``: fewer inliers count as unverified (0 in the score).
+        ``expansion``: spatially verified query expansion: at most this many of the best
+        verified candidates (each with at least ``expansion_min_inliers`` inliers) join the
+        query; every candidate is verified against them too and its score adds those
+        inliers (0: off; costs up to ``expansion`` x the shortlist more pairs).
         ``fusion``: ``"lexicographic"`` (inliers, then global score) or ``"weighted"``
         (``fusion_weight * global + (1 - fusion_weight) * n / (n + inlier_saturation)``).
     Execution
@@ -54,6 +58,8 @@ class RerankConfig:
     homography_min_inliers: int = 8
     max_scale_change: float = 10.0
     min_inliers: int = 4
+    expansion: int = 0
+    expansion_min_inliers: int = 20
     fusion: Literal["lexicographic", "weighted"] = "lexicographic"
     fusion_weight: float = 0.5
     inlier_saturation: float = 20.0

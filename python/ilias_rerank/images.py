@@ -85,9 +85,12 @@ def load_rgb(source: ImageSource, index: int = 0, max_side: int | None = None) -
     return np.asarray(img, dtype=np.float32) / 255.0
 
 
-def load_image(source: ImageSource, index: int = 0, mode: str = "L") -> Image.Image:
-    """An image in PIL ``mode`` in its displayed orientation (EXIF applied)."""
-    name = describe_source(source, index)
+def load_image(
+    source: ImageSource, index: int = 0, mode: str = "L", name: str | None = None
+) -> Image.Image:
+    """An image in PIL ``mode`` in its displayed orientation (EXIF applied); errors name
+    it ``name`` (default: its path, or its place in the batch)."""
+    name = name or describe_source(source, index)
     if isinstance(source, (str, os.PathLike)):
         return _open(Path(source), name, mode)
     if isinstance(source, (bytes, bytearray, memoryview)):

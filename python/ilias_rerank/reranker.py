@@ -48,7 +48,8 @@ def _as_ranked_ids(shortlist: Any) -> tuple[list[str], np.ndarray | None]:
 
 
 class Reranker:
-    """Re-rank shortlists of a store's images. ``workers`` queries run at once (default:
+    """Re-rank shortlists of a store's images (a :class:`FeatureStore`, or any mapping of
+    id -> :class:`LocalFeatures`). ``workers`` queries run at once (default:
     2; each also uses every core of the Rust pool over its shortlist)."""
 
     def __init__(
@@ -68,7 +69,8 @@ class Reranker:
         missing = [i for i in ids if i not in self.store]
         if missing:
             raise MissingIdError(
-                f"{place}{len(missing)} shortlist ids are not in the store {self.store.path}: "
+                f"{place}{len(missing)} shortlist ids are not in the store "
+                f"{getattr(self.store, 'path', '(a mapping)')}: "
                 f"{missing[:5]}{'...' if len(missing) > 5 else ''}"
             )
         if len(set(ids)) != len(ids):

@@ -18,7 +18,12 @@ class RerankResult:
     Per candidate, in *input* order: ``inliers`` (M,) int64, ``num_matches`` (M,) int64
     tentative correspondences, ``transforms`` (M, 3, 3) float64 mapping query pixels to
     candidate pixels (NaN where nothing verified), ``models`` (``"homography"``,
-    ``"affine"``, ``"similarity"`` or ``None``).
+    ``"affine"``, ``"similarity"`` or ``None``), and ``support`` (M,) int64: the inliers
+    it verifies with the expansion images (zeros without expansion).
+    ``expansion``: indices of the candidates that joined the query (query expansion) or
+    acted as pseudo-queries (:func:`~ilias_rerank.rerank_consensus`), empty otherwise.
+    For :func:`~ilias_rerank.rerank_consensus`, ``inliers``, ``transforms`` and ``models``
+    are each candidate's verification with the pseudo-query that supports it most.
     """
 
     order: np.ndarray
@@ -27,6 +32,8 @@ class RerankResult:
     num_matches: np.ndarray
     transforms: np.ndarray
     models: tuple[str | None, ...]
+    support: np.ndarray
+    expansion: np.ndarray
 
     def ranked_ids(self, ids) -> list:
         """``ids`` (one per candidate, input order) in the new order."""

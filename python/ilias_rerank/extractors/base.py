@@ -59,8 +59,10 @@ class Extractor:
     image_mode: ClassVar[str] = "L"
     #: Default descriptor type (``"uint8"`` where the accuracy bench showed no loss).
     default_dtype: ClassVar[str] = "uint8"
-    #: uint8 value of a descriptor component of 1.0 (descriptors are L2-normalised).
+    #: uint8 descriptors are ``clip(round(d * uint8_scale + uint8_offset), 0, 255)``: an
+    #: offset keeps signed descriptors' L2 distances (it cancels in every difference).
     uint8_scale: ClassVar[float] = 512.0
+    uint8_offset: ClassVar[float] = 0.0
     #: Working sizes are rounded down to a multiple of this (networks with strides).
     size_multiple: ClassVar[int] = 1
 
@@ -119,13 +121,14 @@ class Extractor:
             return 0.5
         return 1.0
 
-    def __call__(self, source: Any, index: int = 0) -> LocalFeatures:
-        """Features of one image (a path, encoded bytes, PIL image, array or tensor)."""
+    def __call__(self, source: Any, index: int = 0, name: str | None = None) -> LocalFeatures:
+        """Features of one image (a path, encoded bytes, PIL image, array or tensor);
+        errors name it ``name`` (default: its path or its place in the batch)."""
         from PIL import Image
 
         from ..images import load_image
 
-        img = load_image(source, index, self.image_mode)
+        img = load_image(source, index, self.image_mode, name)
         width, height = img.size
         scale = self.working_scale(width, height)
         new_w, new_h = max(1, round(width / scale)), max(1, round(height / scale))
@@ -152,7 +155,8 @@ class Extractor:
                 frames[:, 0] *= np.sqrt(sx * sy)
         desc = np.ascontiguousarray(desc, dtype=np.float32)
         if self.descriptor_dtype == "uint8":
-            desc = np.clip(np.rint(desc * self.uint8_scale), 0, 255).astype(np.uint8)
+            desc = np.rint(desc * self.uint8_scale + self.uint8_offset)
+            desc = np.clip(desc, 0, 255).astype(np.uint8)
         return LocalFeatures(kp, desc, frames=frames, image_size=(height, width))
 
 

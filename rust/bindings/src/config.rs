@@ -31,6 +31,8 @@ pub fn default_config(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     d.set_item("homography_min_inliers", c.homography_min_inliers)?;
     d.set_item("max_scale_change", decimal(c.max_scale_change))?;
     d.set_item("min_inliers", c.min_inliers)?;
+    d.set_item("expansion", c.expansion)?;
+    d.set_item("expansion_min_inliers", c.expansion_min_inliers)?;
     d.set_item("fusion", c.fusion.name())?;
     d.set_item("fusion_weight", decimal(c.fusion_weight))?;
     d.set_item("inlier_saturation", decimal(c.inlier_saturation))?;
@@ -92,6 +94,10 @@ pub fn parse(py: Python<'_>, dict: Option<&Bound<'_, PyDict>>) -> PyResult<Reran
                 }
                 "max_scale_change" => c.max_scale_change = field(&v, &key, "a float")?,
                 "min_inliers" => c.min_inliers = field(&v, &key, "a non-negative int")?,
+                "expansion" => c.expansion = field(&v, &key, "a non-negative int")?,
+                "expansion_min_inliers" => {
+                    c.expansion_min_inliers = field(&v, &key, "a positive int")?
+                }
                 "fusion" => {
                     let s: String = field(&v, &key, "a string")?;
                     c.fusion = Fusion::parse(&s).map_err(|e| to_py(py, e))?;

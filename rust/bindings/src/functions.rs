@@ -31,6 +31,51 @@ fn model_name(v: &Verification) -> Option<&'static str> {
     v.model.map(|m| m.name())
 }
 
+/// Borrowed candidates (each checked as it is borrowed).
+fn held_candidates<'py>(
+    candidates: &Bound<'py, PyAny>,
+) -> PyResult<Vec<crate::arrays::HeldFeatures<'py>>> {
+    let mut held = Vec::new();
+    for (j, item) in candidates.try_iter()?.enumerate() {
+        held.push(held_features(&item?, &format!("candidate {j}"))?);
+    }
+    Ok(held)
+}
+
+/// The optional `(M,)` float32 global scores, borrowed.
+fn held_global<'py>(
+    py: Python<'py>,
+    global_scores: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Option<PyReadonlyArray1<'py, f32>>> {
+    match global_scores {
+        None => Ok(None),
+        Some(g) if g.is_none() => Ok(None),
+        Some(g) => Ok(Some(g.extract().map_err(|_| {
+            raise(
+                py,
+                "DTypeError",
+                format!("global_scores: expected (M,) float32, got {}", describe(g)),
+            )
+        })?)),
+    }
+}
+
+fn global_slice<'a>(
+    py: Python<'_>,
+    global: &'a Option<PyReadonlyArray1<'_, f32>>,
+) -> PyResult<Option<&'a [f32]>> {
+    match global {
+        Some(g) => Ok(Some(g.as_slice().map_err(|_| {
+            raise(
+                py,
+                "ShapeError",
+                "global_scores: expected a C-contiguous array".into(),
+            )
+        })?)),
+        None => Ok(None),
+    }
+}
+
 /// Re-rank `candidates` (a sequence of LocalFeatures) for `query`.
 #[pyfunction]
 #[pyo3(signature = (query, candidates, global_scores=None, config=None))]
@@ -43,36 +88,41 @@ pub fn rerank<'py>(
 ) -> PyResult<Bound<'py, PyDict>> {
     let cfg = parse(py, config)?;
     let held_query = held_features(query, "query")?;
-    let mut held = Vec::new();
-    for (j, item) in candidates.try_iter()?.enumerate() {
-        held.push(held_features(&item?, &format!("candidate {j}"))?);
-    }
-    let global: Option<PyReadonlyArray1<'py, f32>> = match global_scores {
-        None => None,
-        Some(g) if g.is_none() => None,
-        Some(g) => Some(g.extract().map_err(|_| {
-            raise(
-                py,
-                "DTypeError",
-                format!("global_scores: expected (M,) float32, got {}", describe(g)),
-            )
-        })?),
-    };
-    let global_slice = match &global {
-        Some(g) => Some(g.as_slice().map_err(|_| {
-            raise(
-                py,
-                "ShapeError",
-                "global_scores: expected a C-contiguous array".into(),
-            )
-        })?),
-        None => None,
-    };
+    let held = held_candidates(candidates)?;
+    let global = held_global(py, global_scores)?;
+    let global = global_slice(py, &global)?;
     let query_view = held_query.view(py)?;
     let views: Vec<LocalFeaturesRef<'_>> =
         held.iter().map(|h| h.view(py)).collect::<PyResult<_>>()?;
-    let out = run_detached(py, || core::rerank(&query_view, &views, global_slice, &cfg))?;
+    let out = run_detached(py, || core::rerank(&query_view, &views, global, &cfg))?;
+    rerank_dict(py, out)
+}
 
+/// Re-rank `candidates` without a query: the top `pseudo_queries` of the global ranking
+/// act as queries.
+#[pyfunction]
+#[pyo3(signature = (candidates, global_scores=None, pseudo_queries=5, config=None))]
+pub fn rerank_consensus<'py>(
+    py: Python<'py>,
+    candidates: &Bound<'py, PyAny>,
+    global_scores: Option<&Bound<'py, PyAny>>,
+    pseudo_queries: usize,
+    config: Option<&Bound<'py, PyDict>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let cfg = parse(py, config)?;
+    let held = held_candidates(candidates)?;
+    let global = held_global(py, global_scores)?;
+    let global = global_slice(py, &global)?;
+    let views: Vec<LocalFeaturesRef<'_>> =
+        held.iter().map(|h| h.view(py)).collect::<PyResult<_>>()?;
+    let out = run_detached(py, || {
+        core::rerank_consensus(&views, global, pseudo_queries, &cfg)
+    })?;
+    rerank_dict(py, out)
+}
+
+/// A `RerankOutput` as the dict `ilias_rerank.api` turns into a `RerankResult`.
+fn rerank_dict(py: Python<'_>, out: core::RerankOutput) -> PyResult<Bound<'_, PyDict>> {
     let m = out.candidates.len();
     let order: Vec<i64> = out.order.iter().map(|&j| j as i64).collect();
     let inliers: Vec<i64> = out
@@ -93,6 +143,8 @@ pub fn rerank<'py>(
         py,
         out.candidates.iter().map(|c| model_name(&c.verification)),
     )?;
+    let support: Vec<i64> = out.support.iter().map(|&s| i64::from(s)).collect();
+    let expansion: Vec<i64> = out.expansion.iter().map(|&j| j as i64).collect();
     let d = PyDict::new(py);
     d.set_item("order", PyArray1::from_vec(py, order))?;
     d.set_item("scores", PyArray1::from_vec(py, out.scores))?;
@@ -103,6 +155,8 @@ pub fn rerank<'py>(
         PyArray1::from_vec(py, transforms).reshape([m, 3, 3])?,
     )?;
     d.set_item("models", models)?;
+    d.set_item("support", PyArray1::from_vec(py, support))?;
+    d.set_item("expansion", PyArray1::from_vec(py, expansion))?;
     Ok(d)
 }
 

@@ -13,6 +13,7 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(functions::rerank, m)?)?;
+    m.add_function(wrap_pyfunction!(functions::rerank_consensus, m)?)?;
     m.add_function(wrap_pyfunction!(functions::verify_pair, m)?)?;
     m.add_function(wrap_pyfunction!(functions::verify_correspondences, m)?)?;
     m.add_function(wrap_pyfunction!(functions::frame_hypothesis_support, m)?)?;

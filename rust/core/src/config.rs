@@ -9,6 +9,7 @@ use crate::features::MAX_KEYPOINTS;
 pub const MAX_HYPOTHESES: usize = 1 << 16;
 pub const MAX_RANSAC_ITERATIONS: u32 = 1_000_000;
 pub const MAX_LO_ROUNDS: u32 = 32;
+pub const MAX_EXPANSION: u32 = 64;
 
 /// The geometric model fitted between a query and a candidate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +109,14 @@ pub struct RerankConfig {
     pub max_scale_change: f32,
     /// A candidate with fewer inliers counts as unverified (zero inliers in the score).
     pub min_inliers: u32,
+    /// Spatially verified query expansion: after the query's pass, at most this many of
+    /// the best verified candidates (each with at least `expansion_min_inliers`) join the
+    /// query, and every candidate is verified against them too; its score adds the
+    /// inliers it verifies with each of them. 0 turns expansion off. Cost: at most
+    /// `expansion` x the shortlist more pairs.
+    pub expansion: u32,
+    /// Inliers a candidate needs with the query to join it as an expansion image.
+    pub expansion_min_inliers: u32,
     /// How inliers and the global score are combined.
     pub fusion: Fusion,
     /// Weight of the global score in `Fusion::Weighted`, in [0, 1].
@@ -140,6 +149,8 @@ impl Default for RerankConfig {
             homography_min_inliers: 8,
             max_scale_change: 10.0,
             min_inliers: 4,
+            expansion: 0,
+            expansion_min_inliers: 20,
             fusion: Fusion::Lexicographic,
             fusion_weight: 0.5,
             inlier_saturation: 20.0,
@@ -230,6 +241,18 @@ impl RerankConfig {
             "homography_min_inliers",
             "an int in 4..=1048576",
             self.homography_min_inliers.to_string(),
+        )?;
+        check(
+            self.expansion <= MAX_EXPANSION,
+            "expansion",
+            "an int in 0..=64",
+            self.expansion.to_string(),
+        )?;
+        check(
+            (1..=MAX_KEYPOINTS as u32).contains(&self.expansion_min_inliers),
+            "expansion_min_inliers",
+            "an int in 1..=1048576",
+            self.expansion_min_inliers.to_string(),
         )?;
         let s = self.max_scale_change;
         check(

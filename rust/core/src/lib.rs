@@ -11,6 +11,7 @@
 
 pub mod config;
 pub mod error;
+pub mod expansion;
 pub mod features;
 pub mod fusion;
 pub mod geometry;
@@ -22,6 +23,7 @@ pub mod verify;
 
 pub use config::{Fusion, Model, RerankConfig};
 pub use error::{RerankError, Result};
+pub use expansion::rerank_consensus;
 pub use features::{Descriptors, Frames, LocalFeaturesRef};
 pub use matching::Match;
 pub use rerank::{

@@ -5,6 +5,7 @@ use rayon::prelude::*;
 
 use crate::config::RerankConfig;
 use crate::error::{RerankError, Result};
+use crate::expansion::{counted, expansion_support};
 use crate::features::{Frames, LocalFeaturesRef};
 use crate::fusion::fuse;
 use crate::kernels::{NnScratch, PackedQuery};
@@ -32,8 +33,15 @@ pub struct RerankOutput {
     pub order: Vec<usize>,
     /// Fused scores aligned with `order`: strictly decreasing.
     pub scores: Vec<f64>,
-    /// Per candidate, in input order.
+    /// Per candidate, in input order: its verification against the query (for
+    /// [`crate::rerank_consensus`], against the best-supported pseudo-query).
     pub candidates: Vec<CandidateOutcome>,
+    /// The candidates that joined the query (expansion) or acted as pseudo-queries
+    /// (consensus), in the order they were chosen; empty without expansion.
+    pub expansion: Vec<usize>,
+    /// Per candidate, in input order: the verified inliers it adds from the expansion
+    /// images (each term counted when it reaches `min_inliers`); zeros without expansion.
+    pub support: Vec<u32>,
 }
 
 /// One pair, verified, with its correspondences.
@@ -58,7 +66,7 @@ pub fn pixel_threshold(cfg: &RerankConfig, size: Option<(u32, u32)>) -> f64 {
 
 /// Per-thread buffers, reused across the candidates a worker processes.
 #[derive(Default)]
-struct Worker {
+pub(crate) struct Worker {
     nn: NnScratch,
     matches: Vec<Match>,
     corr: Correspondences,
@@ -66,7 +74,7 @@ struct Worker {
 }
 
 impl Worker {
-    fn process(
+    pub(crate) fn process(
         &mut self,
         packed: &PackedQuery,
         query: &LocalFeaturesRef<'_>,
@@ -110,7 +118,7 @@ fn fill_correspondences(
 }
 
 /// Validate a candidate against the query; `place` names it in an error (built only then).
-fn validate_pair(
+pub(crate) fn validate_pair(
     query: &LocalFeaturesRef<'_>,
     cand: &LocalFeaturesRef<'_>,
     place: impl Fn() -> String,
@@ -152,22 +160,7 @@ pub fn rerank_query(
     for (j, cand) in candidates.iter().enumerate() {
         validate_pair(query, cand, || format!("candidate {j}"))?;
     }
-    if let Some(g) = global {
-        if g.len() != candidates.len() {
-            return Err(RerankError::Shape {
-                what: "global_scores".into(),
-                expected: format!("one score per candidate ({})", candidates.len()),
-                got: format!("{} scores", g.len()),
-            });
-        }
-        if let Some(row) = g.iter().position(|v| !v.is_finite()) {
-            return Err(RerankError::NonFinite {
-                what: "global_scores".into(),
-                row,
-                value: g[row],
-            });
-        }
-    }
+    check_global(global, candidates.len())?;
     let packed = prepare_query(query);
     let outcomes: Vec<CandidateOutcome> = threads::install(cfg.num_threads, || {
         candidates
@@ -179,12 +172,55 @@ pub fn rerank_query(
             .collect()
     })?;
     let inliers: Vec<u32> = outcomes.iter().map(|o| o.verification.inliers).collect();
-    let (order, scores) = fuse(&inliers, global, cfg);
+    if cfg.expansion == 0 {
+        let (order, scores) = fuse(&inliers, global, cfg);
+        return Ok(RerankOutput {
+            order,
+            scores,
+            candidates: outcomes,
+            expansion: Vec::new(),
+            support: vec![0; candidates.len()],
+        });
+    }
+    let (first, _) = fuse(&inliers, global, cfg);
+    let chosen: Vec<usize> = first
+        .into_iter()
+        .filter(|&j| inliers[j] >= cfg.expansion_min_inliers.max(cfg.min_inliers))
+        .take(cfg.expansion as usize)
+        .collect();
+    let support = expansion_support(candidates, &chosen, cfg, query_index)?;
+    let totals: Vec<u32> = (0..candidates.len())
+        .map(|j| counted(inliers[j], cfg).saturating_add(support[j]))
+        .collect();
+    let (order, scores) = fuse(&totals, global, cfg);
     Ok(RerankOutput {
         order,
         scores,
         candidates: outcomes,
+        expansion: chosen,
+        support,
     })
+}
+
+/// One finite first-stage score per candidate, when scores are given.
+pub(crate) fn check_global(global: Option<&[f32]>, candidates: usize) -> Result<()> {
+    if let Some(g) = global {
+        if g.len() != candidates {
+            return Err(RerankError::Shape {
+                what: "global_scores".into(),
+                expected: format!("one score per candidate ({candidates})"),
+                got: format!("{} scores", g.len()),
+            });
+        }
+        if let Some(row) = g.iter().position(|v| !v.is_finite()) {
+            return Err(RerankError::NonFinite {
+                what: "global_scores".into(),
+                row,
+                value: g[row],
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Match and verify one pair; returns the matches, which of them are inliers, and the

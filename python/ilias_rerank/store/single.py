@@ -1,5 +1,6 @@
-"""``FeatureStore``: local features (and optional global vectors) of many images on disk,
-built incrementally, read memory-mapped and handed zero-copy to the Rust core.
+"""One store directory (a whole store, or one shard of a sharded store): local features
+(and optional global vectors) of many images, built incrementally, read memory-mapped and
+handed zero-copy to the Rust core.
 
 Layout of a store directory (all numbers little-endian)::
 
@@ -41,8 +42,8 @@ from typing import Any
 
 import numpy as np
 
-from ._io import atomic_write_json
-from .errors import (
+from .._io import atomic_write_json
+from ..errors import (
     DimensionMismatchError,
     DTypeError,
     FormatError,
@@ -50,7 +51,7 @@ from .errors import (
     ShapeError,
     StoreWriteError,
 )
-from .features import LocalFeatures
+from ..features import LocalFeatures
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "FeatureStore", "StoreWriter"]
 
@@ -134,7 +135,18 @@ def _read_manifest(root: Path) -> dict:
 class FeatureStore(Mapping):
     """A committed store, read-only and memory-mapped. ``store[image_id]`` is that image's
     :class:`LocalFeatures` (views of the mapped files); ``store.ids`` lists the ids in
-    insertion order; ``store.global_vectors`` is ``(images, G)`` float32 or ``None``."""
+    insertion order; ``store.global_vectors`` is ``(images, G)`` float32 or ``None``.
+
+    A directory with a ``shards.json`` is a sharded store: ``FeatureStore(path)`` then
+    returns a :class:`~ilias_rerank.store.sharded.ShardedStore`, which reads the same way."""
+
+    def __new__(cls, path: str | os.PathLike, *args: Any, **kwargs: Any) -> FeatureStore:
+        if cls is FeatureStore:
+            from .sharded import SHARDS_FILE, ShardedStore
+
+            if (Path(path) / SHARDS_FILE).is_file():
+                return super().__new__(ShardedStore)
+        return super().__new__(cls)
 
     def __init__(self, path: str | os.PathLike, verify: str = "access") -> None:
         if verify not in ("access", "full", "none"):

@@ -1,0 +1,96 @@
+"""The extraction plan and one batch of it.
+
+The ids a job needs but the store lacks are sorted and cut into batches; each batch is
+named by a hash of its ids (``b-<16 hex>``) and written to the shard of that name. The
+name is a pure function of the batch, so a batch that is redone (its worker died, the job
+was restarted) reopens its own shard and resumes it: images committed before are neither
+extracted again nor duplicated, and nothing committed is lost. A shard becomes visible
+when the driver registers it, after its batch finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import IliasRerankError
+from ..extractors import make_extractor
+from ..store import StoreWriter, shard_path
+
+__all__ = ["Batch", "BatchResult", "ExtractorSpec", "extract_batch", "plan_batches"]
+
+
+@dataclass(frozen=True)
+class ExtractorSpec:
+    """How to build the extractor in a worker: ``make_extractor`` arguments, plus the
+    torch thread count (the same count gives the same features everywhere)."""
+
+    method: str = "sift"
+    num_features: int = 1024
+    max_side: int = 1024
+    device: str = "cpu"
+    options: tuple[tuple[str, Any], ...] = ()
+    torch_threads: int = 0  # 0: torch's default
+
+    def build(self):
+        if self.torch_threads:
+            import torch
+
+            torch.set_num_threads(self.torch_threads)
+        return make_extractor(
+            self.method, self.num_features, self.max_side, self.device, **dict(self.options)
+        )
+
+
+@dataclass(frozen=True)
+class Batch:
+    name: str
+    ids: tuple[str, ...]
+
+
+@dataclass
+class BatchResult:
+    shard: str
+    extracted: int = 0
+    reused: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def plan_batches(ids: Sequence[str], batch_size: int) -> list[Batch]:
+    """Deterministic batches of the sorted ``ids`` (see the module docstring)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size: expected >= 1, got {batch_size}")
+    ordered = sorted(set(ids))
+    batches = []
+    for k in range(0, len(ordered), batch_size):
+        chunk = tuple(ordered[k : k + batch_size])
+        digest = hashlib.sha1("\n".join(chunk).encode()).hexdigest()[:16]
+        batches.append(Batch(f"b-{digest}", chunk))
+    return batches
+
+
+def extract_batch(batch: Batch, source, extractor, root) -> BatchResult:
+    """Extract ``batch`` into its own shard of the store at ``root`` (resuming it).
+    ``source`` gives the bytes; an image that cannot be read or decoded is named in the
+    result's ``failed`` and skipped; the others are kept."""
+    import time
+
+    t0 = time.perf_counter()
+    result = BatchResult(batch.name)
+    with StoreWriter(shard_path(root, batch.name), extractor.params(), commit_every=16) as w:
+        for image_id in batch.ids:
+            if image_id in w:
+                result.reused += 1
+                continue
+            try:
+                features = extractor(source.read(image_id), name=f"image {image_id!r}")
+            except IliasRerankError as exc:
+                result.failed[image_id] = str(exc)
+                continue
+            w.add(image_id, features)
+            result.extracted += 1
+    result.seconds = time.perf_counter() - t0
+    return result

@@ -1,0 +1,230 @@
+"""``rerank-shortlists``: the whole job from a kNN shortlist file to a re-ranked one.
+
+1. Read the shortlists (ILIAS JSON ``{query: {db: score}}``, ILIAS pickle with
+   ``trust_pickle``, or ``.npz``); every query's candidates by descending score.
+2. The ids needed: the queries and the union of their top ``k``; those the store lacks
+   are extracted from the image source, batch by batch, each batch into its own shard,
+   registered as it finishes (a second run extracts nothing new).
+3. Re-rank each query's top ``k`` against the store, in groups of queries.
+4. Write one file: the re-ranked top ``k``, then the rest of the global ranking, with
+   distinct decreasing rank-based scores. Candidates whose image failed keep their global
+   place; a query whose own image failed keeps its global ranking. The failures are listed
+   in ``<out>.failures.tsv``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .._io import atomic_write
+from .._progress import progress as progress_bar
+from ..config import RerankConfig
+from ..errors import ConfigError, InvalidInputError
+from ..reranker import load_similarities, save_similarities
+from ..sources import ImageSource, open_source
+from ..store import SHARDS_FILE, FeatureStore, register_shards
+from .extraction import ExtractorSpec, plan_batches
+
+__all__ = ["ShortlistJob", "rerank_shortlists"]
+
+
+def _ranked(shortlist: dict[str, float]) -> list[str]:
+    return sorted(shortlist, key=lambda d: -shortlist[d])  # stable: ties keep file order
+
+
+def merge_order(head: list[str], reranked: list[str], failed: set[str]) -> list[str]:
+    """``head`` (global order) re-ordered: ids in ``failed`` keep their places, the others
+    fill the remaining places in ``reranked`` order."""
+    fill = iter(reranked)
+    return [d if d in failed else next(fill) for d in head]
+
+
+@dataclass
+class ShortlistJob:
+    """Settings of one ``rerank-shortlists`` run (see :func:`rerank_shortlists`)."""
+
+    shortlists: str | os.PathLike
+    images: Any
+    store: str | os.PathLike
+    out: str | os.PathLike
+    k: int = 100
+    workers: int = 1
+    ray: bool = False
+    ray_address: str | None = None
+    extractor: ExtractorSpec = field(default_factory=ExtractorSpec)
+    config: RerankConfig | None = None
+    batch_size: int = 256
+    query_group: int = 32
+    trust_pickle: bool = False
+    progress: bool | None = None
+    timing: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name, value, lo, hi in (
+            ("k", self.k, 1, 1 << 20),
+            ("workers", self.workers, 1, 1024),
+            ("batch_size", self.batch_size, 1, 1 << 20),
+            ("query_group", self.query_group, 1, 1 << 20),
+        ):
+            if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+                raise ConfigError(f"{name}: expected an int in {lo}..={hi}, got {value!r}")
+        self.store = Path(self.store)
+        self.out = Path(self.out)
+        if self.out.suffix not in (".json", ".npz", ".pkl", ".pickle"):
+            raise ConfigError(f"--out: expected a .json, .npz or .pkl file, got {self.out}")
+        if (self.store / "manifest.json").is_file() and not (self.store / SHARDS_FILE).is_file():
+            raise InvalidInputError(
+                f"{self.store}: a single store; rerank-shortlists writes a sharded store "
+                "(pass a new or sharded directory)"
+            )
+
+    def backend(self):
+        if self.ray:
+            from .ray_backend import RayBackend
+
+            return RayBackend(self.ray_address, workers=self.workers)
+        from .local import LocalBackend
+
+        return LocalBackend(self.workers)
+
+    def _store(self) -> FeatureStore | None:
+        if (self.store / SHARDS_FILE).is_file():
+            return FeatureStore(self.store)
+        return None
+
+    def run(self, source: ImageSource | None = None) -> dict:
+        t_start = time.perf_counter()
+        shortlists = load_similarities(self.shortlists, trust_pickle=self.trust_pickle)
+        if not shortlists:
+            raise InvalidInputError(f"{self.shortlists}: no queries")
+        ranked = {q: _ranked(v) for q, v in shortlists.items()}
+        heads = {q: r[: self.k] for q, r in ranked.items()}
+        needed = set(heads) | {d for h in heads.values() for d in h}
+        store = self._store()
+        have = set(store.ids) if store is not None else set()
+        missing = sorted(needed - have)
+        self.timing["plan_s"] = time.perf_counter() - t_start
+
+        backend = self.backend()
+        try:
+            return self._run(shortlists, ranked, heads, needed, missing, backend, source, t_start)
+        finally:
+            backend.close()
+
+    def _run(self, shortlists, ranked, heads, needed, missing, backend, source, t_start) -> dict:
+        # Extraction of what the store lacks, one shard per batch.
+        failed: dict[str, str] = {}
+        counts = {"extracted": 0, "reused": 0}
+        t0 = time.perf_counter()
+        if missing:
+            source = open_source(
+                self.images if source is None else source, index_dir=self.store / "tar-index"
+            )
+            source.prepare(missing)
+            batches = plan_batches(missing, self.batch_size)
+            bar = progress_bar(
+                iter(range(len(batches))),
+                self.progress,
+                total=len(batches),
+                desc=f"extract ({backend.name})",
+                unit="batch",
+            )
+
+            def done(result) -> None:
+                next(bar, None)
+                failed.update(result.failed)
+                counts["extracted"] += result.extracted
+                counts["reused"] += result.reused
+                register_shards(self.store, [result.shard])
+
+            backend.extract(batches, source, self.extractor, self.store, done)
+        self.timing["extract_s"] = time.perf_counter() - t0
+
+        # Re-ranking, in groups of queries.
+        store = self._store()
+        have = set(store.ids) if store is not None else set()
+        work: dict[str, tuple[list[str], list[float]]] = {}
+        for q, head in heads.items():
+            if q not in have:
+                continue
+            ids = [d for d in head if d in have]
+            work[q] = (ids, [shortlists[q][d] for d in ids])
+        groups = [
+            dict(list(work.items())[k : k + self.query_group])
+            for k in range(0, len(work), self.query_group)
+        ]
+        reranked: dict[str, list[str]] = {}
+        t0 = time.perf_counter()
+        if groups:
+            bar = progress_bar(
+                iter(range(len(groups))),
+                self.progress,
+                total=len(groups),
+                desc=f"re-rank ({backend.name})",
+                unit="group",
+            )
+
+            def ranked_done(result: dict) -> None:
+                next(bar, None)
+                reranked.update(result)
+
+            config = None if self.config is None else self.config.to_dict()
+            backend.rerank(self.store, groups, config, ranked_done)
+        self.timing["rerank_s"] = dt = time.perf_counter() - t0
+        pairs = sum(len(ids) for ids, _ in work.values())
+        self.timing["rerank_pairs_per_s"] = pairs / dt if dt else 0.0
+
+        # One output file: re-ranked heads, then the global tails; rank-based scores.
+        out: dict[str, dict[str, float]] = {}
+        for q, ranking in ranked.items():
+            head = heads[q]
+            if q in reranked:
+                lost = {d for d in head if d not in have}
+                head = merge_order(head, reranked[q], lost)
+            order = head + ranking[self.k :]
+            n = len(order)
+            out[q] = {d: (n - r) / n for r, d in enumerate(order)}
+        save_similarities(self.out, out)
+        failures_path = Path(str(self.out) + ".failures.tsv")
+        lines = "".join(f"{i}\t{' '.join(r.split())}\n" for i, r in sorted(failed.items()))
+        atomic_write(failures_path, ("id\treason\n" + lines).encode())
+        self.timing["total_s"] = time.perf_counter() - t_start
+        return {
+            "queries": len(shortlists),
+            "queries_reranked": len(reranked),
+            "ids_needed": len(needed),
+            "extracted": counts["extracted"],
+            # In the store before this run, or committed by an earlier run's unfinished batch.
+            "reused": len(needed) - len(missing) + counts["reused"],
+            "failed": len(failed),
+            "pairs": pairs,
+            "pairs_per_s": self.timing["rerank_pairs_per_s"],
+            "backend": backend.name,
+            "workers": self.workers,
+            "out": str(self.out),
+            "failures": str(failures_path),
+            "timing": dict(self.timing),
+        }
+
+
+def rerank_shortlists(
+    shortlists: str | os.PathLike,
+    images: str | os.PathLike | ImageSource | Callable[[str], bytes],
+    store: str | os.PathLike,
+    out: str | os.PathLike,
+    **settings: Any,
+) -> dict:
+    """Run the ``rerank-shortlists`` job (module docstring) and return its summary:
+    ``queries``, ``ids_needed``, ``extracted``, ``reused``, ``failed``, ``pairs``,
+    ``pairs_per_s``, the output paths and ``timing``. ``images`` is a folder, a TSV of
+    ``id<TAB>path``, tar files, an :class:`~ilias_rerank.sources.ImageSource` or a
+    function ``id -> bytes``; ``settings`` are :class:`ShortlistJob`'s fields (``k``,
+    ``workers``, ``ray``, ``ray_address``, ``extractor``, ``config``, ...)."""
+    source = images if isinstance(images, ImageSource) or callable(images) else None
+    job = ShortlistJob(shortlists, images, store, out, **settings)
+    return job.run(open_source(source) if source is not None else None)

@@ -1,0 +1,23 @@
+"""Image sources: where the bytes of an image id come from, read where they are.
+
+- :class:`FolderSource`: a folder (id = path relative to it, without suffix) or a TSV of
+  ``id<TAB>path`` lines;
+- :class:`TarSource`: tar shards read in place (the ILIAS / YFCC100M layout: ``*.tar``
+  files of images named by id), members found through an index built once per tar and
+  cached (no unpacking);
+- :class:`CallableSource`: any ``id -> bytes`` function (a key-value store, a database).
+
+Every source answers ``id in source``, ``source.read(id) -> bytes`` (an
+:class:`~ilias_rerank.errors.ImageReadError` naming the id and where it was looked for when
+it is missing or unreadable) and ``source.ids()``. :func:`open_source` picks one from a
+path.
+"""
+
+from __future__ import annotations
+
+from .base import ImageSource, open_source
+from .callable import CallableSource
+from .folder import FolderSource
+from .tar import TarSource
+
+__all__ = ["CallableSource", "FolderSource", "ImageSource", "TarSource", "open_source"]

@@ -1,0 +1,169 @@
+//! Spatially verified expansion (Chum et al. 2007, "Total Recall"), in two forms:
+//!
+//! - **query expansion** ([`crate::rerank`] with `expansion > 0`): after the query's pass,
+//!   the best verified candidates (at least `expansion_min_inliers` inliers, at most
+//!   `expansion` of them) join the query; every candidate is verified against each of them
+//!   and its score adds the inliers it verifies with them. A positive the query crop cannot
+//!   verify, but another positive can, is then found.
+//! - **consensus** ([`rerank_consensus`]): a shortlist without a query image (a text
+//!   query): the top of the global ranking act as pseudo-queries, and each candidate is
+//!   scored by the inliers it verifies with them.
+//!
+//! Bounded cost: `E` expansion images or pseudo-queries verify at most `E x M` more pairs.
+//! Deterministic: each pair's random stream derives from `(seed, source, candidate)`, with
+//! source ids of their own, so results never depend on the thread count.
+
+use rayon::prelude::*;
+
+use crate::config::RerankConfig;
+use crate::error::{RerankError, Result};
+use crate::features::LocalFeaturesRef;
+use crate::fusion::fuse;
+use crate::matching::prepare_query;
+use crate::rerank::{check_global, validate_pair, CandidateOutcome, RerankOutput, Worker};
+use crate::threads;
+
+/// Source ids of the expansion pairs' random streams: far from any query index.
+const EXPANSION_STREAM: u64 = 1 << 62;
+
+/// Inliers as they count in a score: zero below `min_inliers`.
+pub(crate) fn counted(inliers: u32, cfg: &RerankConfig) -> u32 {
+    if inliers >= cfg.min_inliers {
+        inliers
+    } else {
+        0
+    }
+}
+
+/// Verify every candidate against each candidate in `sources` (never against itself);
+/// returns each candidate's inliers with every source, `sources.len() x candidates`.
+fn verify_against(
+    candidates: &[LocalFeaturesRef<'_>],
+    sources: &[usize],
+    cfg: &RerankConfig,
+    stream: u64,
+) -> Result<Vec<Vec<CandidateOutcome>>> {
+    let m = candidates.len();
+    let packed: Vec<_> = sources
+        .iter()
+        .map(|&e| prepare_query(&candidates[e]))
+        .collect();
+    let flat: Vec<Option<CandidateOutcome>> = threads::install(cfg.num_threads, || {
+        (0..sources.len() * m)
+            .into_par_iter()
+            .map_init(Worker::default, |w, k| {
+                let (s, j) = (k / m, k % m);
+                let e = sources[s];
+                (j != e).then(|| {
+                    w.process(
+                        &packed[s],
+                        &candidates[e],
+                        &candidates[j],
+                        (stream ^ e as u64, j as u64),
+                        cfg,
+                    )
+                })
+            })
+            .collect()
+    })?;
+    let none = CandidateOutcome {
+        matches: 0,
+        verification: crate::verify::Verification::NONE,
+    };
+    Ok(flat
+        .chunks(m.max(1))
+        .take(sources.len())
+        .map(|row| row.iter().map(|o| o.unwrap_or(none)).collect())
+        .collect())
+}
+
+/// Per candidate: the counted inliers it verifies with each expansion image, summed.
+pub(crate) fn expansion_support(
+    candidates: &[LocalFeaturesRef<'_>],
+    chosen: &[usize],
+    cfg: &RerankConfig,
+    query_index: u64,
+) -> Result<Vec<u32>> {
+    let rows = verify_against(
+        candidates,
+        chosen,
+        cfg,
+        EXPANSION_STREAM ^ (query_index << 20),
+    )?;
+    let mut support = vec![0u32; candidates.len()];
+    for row in &rows {
+        for (total, o) in support.iter_mut().zip(row) {
+            *total = total.saturating_add(counted(o.verification.inliers, cfg));
+        }
+    }
+    Ok(support)
+}
+
+/// Re-rank a shortlist that has no query image (a text query: ILIAS text-to-image,
+/// INQUIRE-Rerank) by verifying its candidates among themselves: the first
+/// `pseudo_queries` of the global ranking (`global`, else the input order) act as
+/// queries, and each candidate's score is the inliers it verifies with them (each term
+/// counted from `min_inliers`), fused with the global score as in [`crate::rerank`]. A
+/// pseudo-query is scored by the other pseudo-queries. Per candidate, `candidates` holds
+/// its verification with the pseudo-query that supports it most.
+pub fn rerank_consensus(
+    candidates: &[LocalFeaturesRef<'_>],
+    global: Option<&[f32]>,
+    pseudo_queries: usize,
+    cfg: &RerankConfig,
+) -> Result<RerankOutput> {
+    cfg.validate()?;
+    if !(1..=crate::config::MAX_EXPANSION as usize).contains(&pseudo_queries) {
+        return Err(RerankError::Config {
+            field: "pseudo_queries",
+            expected: "an int in 1..=64",
+            got: pseudo_queries.to_string(),
+        });
+    }
+    if candidates.len() > crate::rerank::MAX_CANDIDATES {
+        return Err(RerankError::TooLarge {
+            what: "candidates".into(),
+            limit: crate::rerank::MAX_CANDIDATES,
+            got: candidates.len(),
+        });
+    }
+    if let Some(first) = candidates.first() {
+        first.validate().map_err(|e| e.within("candidate 0"))?;
+        for (j, cand) in candidates.iter().enumerate().skip(1) {
+            validate_pair(first, cand, || format!("candidate {j}"))?;
+        }
+    }
+    check_global(global, candidates.len())?;
+    let m = candidates.len();
+    // The global ranking: by score (ties in input order), or the input order.
+    let mut ranking: Vec<usize> = (0..m).collect();
+    if let Some(g) = global {
+        ranking.sort_by(|&a, &b| g[b].total_cmp(&g[a]).then(a.cmp(&b)));
+    }
+    let sources: Vec<usize> = ranking.into_iter().take(pseudo_queries).collect();
+    let rows = verify_against(candidates, &sources, cfg, EXPANSION_STREAM - 1)?;
+    let mut support = vec![0u32; m];
+    let mut best: Vec<CandidateOutcome> = vec![
+        CandidateOutcome {
+            matches: 0,
+            verification: crate::verify::Verification::NONE,
+        };
+        m
+    ];
+    for row in &rows {
+        for (j, o) in row.iter().enumerate() {
+            support[j] = support[j].saturating_add(counted(o.verification.inliers, cfg));
+            if o.verification.inliers > best[j].verification.inliers {
+                best[j] = *o;
+            }
+        }
+    }
+    let (order, scores) = fuse(&support, global, cfg);
+    Ok(RerankOutput {
+        order,
+        scores,
+        candidates: best,
+        expansion: sources,
+        support,
+    })
+}
