@@ -341,6 +341,40 @@ fn frame_view<'a>(py: Python<'_>, a: &'a numpy::PyReadonlyArray2<'_, f32>) -> Py
     }
 }
 
+/// `(order, scores)` as numpy arrays.
+type Fused<'py> = (Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<f64>>);
+
+/// Fuse per-candidate verified scores (inlier counts) with global scores, as `rerank`
+/// does: `(order, strictly decreasing scores)`.
+#[pyfunction]
+#[pyo3(signature = (inliers, global_scores=None, config=None))]
+pub fn fuse<'py>(
+    py: Python<'py>,
+    inliers: PyReadonlyArray1<'py, u32>,
+    global_scores: Option<&Bound<'py, PyAny>>,
+    config: Option<&Bound<'py, PyDict>>,
+) -> PyResult<Fused<'py>> {
+    let cfg = parse(py, config)?;
+    let inliers = inliers.as_slice()?;
+    if inliers.len() > core::rerank::MAX_CANDIDATES {
+        return Err(raise(
+            py,
+            "ResourceLimitError",
+            format!(
+                "inliers: expected at most {} candidates, got {}",
+                core::rerank::MAX_CANDIDATES,
+                inliers.len()
+            ),
+        ));
+    }
+    let global = held_global(py, global_scores)?;
+    let global = global_slice(py, &global)?;
+    core::rerank::check_global(global, inliers.len()).map_err(|e| to_py(py, e))?;
+    let (order, scores) = core::fusion::fuse(inliers, global, &cfg);
+    let order: Vec<i64> = order.into_iter().map(|j| j as i64).collect();
+    Ok((PyArray1::from_vec(py, order), PyArray1::from_vec(py, scores)))
+}
+
 /// The instruction set the similarity kernels use on this CPU.
 #[pyfunction]
 pub fn cpu_features() -> &'static str {

@@ -17,6 +17,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(functions::verify_pair, m)?)?;
     m.add_function(wrap_pyfunction!(functions::verify_correspondences, m)?)?;
     m.add_function(wrap_pyfunction!(functions::frame_hypothesis_support, m)?)?;
+    m.add_function(wrap_pyfunction!(functions::fuse, m)?)?;
     m.add_function(wrap_pyfunction!(config::default_config, m)?)?;
     m.add_function(wrap_pyfunction!(config::validate_config, m)?)?;
     m.add_function(wrap_pyfunction!(functions::cpu_features, m)?)?;

@@ -202,8 +202,8 @@ pub fn rerank_query(
     })
 }
 
-/// One finite first-stage score per candidate, when scores are given.
-pub(crate) fn check_global(global: Option<&[f32]>, candidates: usize) -> Result<()> {
+/// Check that `global`, when given, holds one finite first-stage score per candidate.
+pub fn check_global(global: Option<&[f32]>, candidates: usize) -> Result<()> {
     if let Some(g) = global {
         if g.len() != candidates {
             return Err(RerankError::Shape {
