@@ -2,7 +2,8 @@
 
 1. ``extract``: local features of the database and of the queries into two
    :class:`~ilias_rerank.store.FeatureStore` s under the work directory (resumable);
-2. ``index``: global embeddings (``vlad`` or ``effnet``) of both, saved as ``global-*.npz``;
+2. ``index``: global embeddings (``vlad``, ``vlad-pcaw`` or ``effnet``) of both, saved as
+   ``global-*.npz``;
 3. ``search``: the global ranking (exact inner product, top ``global_depth``), or the
    dataset's fixed shortlists, saved as ``global.json`` ``{query: {db: score}}``;
 4. ``rerank``: the top ``k`` of each global ranking re-ranked by local features, the rest
@@ -37,7 +38,9 @@ from .store import FeatureStore, StoreWriter
 
 __all__ = ["DEFAULT_GLOBAL", "GLOBAL_MODELS", "Workspace"]
 
-GLOBAL_MODELS = ("vlad", "effnet")
+#: ``vlad-pcaw``: VLAD PCA-whitened on the database to 512-D (2 KB an image; measured in
+#: ``benches/global_scale.py``), for databases too large for 128 KB vectors.
+GLOBAL_MODELS = ("vlad", "vlad-pcaw", "effnet")
 #: Chosen by measured mAP on the shared data (README, "Global embeddings"): VLAD-256 over
 #: RootSIFT beat EfficientNet-Lite0 + GeM by far on both sets.
 DEFAULT_GLOBAL = "vlad"
@@ -101,7 +104,11 @@ class Workspace:
         ds = self.dataset
         if ds.global_queries is not None and ds.global_database is not None:
             return ds.global_queries, ds.global_database
-        name = f"vlad{VLAD_WORDS}" if self.global_model == "vlad" else "effnet-lite0-gem"
+        name = {
+            "vlad": f"vlad{VLAD_WORDS}",
+            "vlad-pcaw": f"vlad{VLAD_WORDS}-pcaw512",
+            "effnet": "effnet-lite0-gem",
+        }[self.global_model]
         path = self.workdir / f"global-{name}.npz"
         qids, dids = list(ds.queries), list(ds.database)
         if path.is_file():
@@ -109,12 +116,17 @@ class Workspace:
                 if list(z["query_ids"]) == qids and list(z["db_ids"]) == dids:
                     return z["queries"], z["database"]
         t0 = time.perf_counter()
-        if self.global_model == "vlad":
+        if self.global_model in ("vlad", "vlad-pcaw"):
             from .global_features import Vlad
 
             db, queries = self.extract()
             vlad = Vlad(VLAD_WORDS).fit([db[i] for i in dids])
             qv, dv = vlad.encode([queries[i] for i in qids]), vlad.encode([db[i] for i in dids])
+            if self.global_model == "vlad-pcaw":
+                from .global_features import PcaWhitening
+
+                pca = PcaWhitening(512).fit(dv)
+                qv, dv = pca.transform(qv), pca.transform(dv)
         else:
             from .global_features import EfficientNetLite0GeM
 

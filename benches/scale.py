@@ -1,0 +1,232 @@
+"""Scale benchmark (issue 9): an ILIAS-shaped job — 1,232 queries x top 1,000 = 1,232,000
+pairs — on synthetic sharded stores, locally and on a local Ray, with wall time, pairs/s,
+peak resident memory and disk.
+
+Stores (built once under ``--root``, default ``.cache/scale``; the disk must hold them):
+
+- ``uint8``: ``--uint8-images`` (default 100,000) images of 1,024 uint8 RootSIFT-like
+  features with (scale, orientation) frames, in shards of 10,000 (~150 KB an image);
+- ``compact``: ``--compact-images`` (default 1,000,000) images in compact mode (360 binary
+  128-bit features with frames, ``ilias_rerank.compact``), in shards of 50,000.
+
+Images are drawn from a pool of 1,000 synthetic feature sets (random descriptors, uniform
+keypoints); each query's shortlist of 1,000 ids is drawn from the store, and holds five
+shifted copies of the query's own set (pairs that verify), the rest unrelated. The job is
+``rerank-shortlists`` itself on a store that already holds every id (extraction is costed
+separately, from the accuracy bench's measured rates, in the README's cost table).
+
+Run: ``.venv/bin/python benches/scale.py [--backends local ray] [--stores uint8 compact]``
+with both cores idle. Writes ``out/scale.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from report import write_report
+
+import ilias_rerank as ir
+from ilias_rerank import compact
+from ilias_rerank.reranker import save_similarities
+from ilias_rerank.store import FeatureStore, StoreWriter, register_shards, shard_path
+
+REPO = Path(__file__).resolve().parents[1]
+POOL = 1000
+QUERIES, TOP = 1232, 1000
+
+
+def pool(kind: str, seed: int = 0) -> list[ir.LocalFeatures]:
+    g = np.random.default_rng(seed)
+    out = []
+    for _ in range(POOL):
+        n = 1024
+        kp = g.uniform(0, 1000, (n, 2)).astype(np.float32)
+        d = np.clip(g.gamma(2.0, 12.0, (n, 128)), 0, 255).astype(np.uint8)
+        fr = np.c_[g.uniform(2, 12, n), g.uniform(-180, 180, n)].astype(np.float32)
+        f = ir.LocalFeatures(kp, d, fr, (768, 1024))
+        out.append(compact.compact(f) if kind == "compact" else f)
+    return out
+
+
+def build(root: Path, kind: str, images: int, per_shard: int) -> dict:
+    """The store, built once (skipped when complete)."""
+    if (root / "shards.json").is_file() and len(FeatureStore(root, verify="none")) == images:
+        return {"built_s": None}
+    shutil.rmtree(root, ignore_errors=True)
+    feats = pool(kind)
+    t0 = time.perf_counter()
+    names = []
+    for s in range(0, images, per_shard):
+        name = f"s{s // per_shard:04d}"
+        with StoreWriter(
+            shard_path(root, name), {"name": f"synthetic-{kind}"}, commit_every=5000
+        ) as w:
+            for i in range(s, min(s + per_shard, images)):
+                w.add(f"img{i:08d}", feats[i % POOL])
+        names.append(name)
+        print(f"{kind}: {min(s + per_shard, images):,} images", flush=True)
+    register_shards(root, names)
+    return {"built_s": time.perf_counter() - t0}
+
+
+def shortlists(path: Path, images: int, queries: int, top: int, seed: int = 1) -> None:
+    g = np.random.default_rng(seed)
+    sims = {}
+    for q in range(queries):
+        qid = f"img{q:08d}"
+        cands = g.choice(np.arange(queries, images), top, replace=False)
+        # Five candidates that are the query's own features (same pool entry).
+        same = [q % POOL + POOL * k for k in range(1, 2000) if q % POOL + POOL * k >= queries]
+        same = [c for c in same if c < images][:5]
+        cands[: len(same)] = same
+        scores = np.sort(g.uniform(0.3, 0.9, top))[::-1]
+        g.shuffle(cands)
+        sims[qid] = {f"img{c:08d}": float(s) for c, s in zip(cands, scores, strict=True)}
+    save_similarities(path, sims)
+
+
+class RssSampler:
+    """Peak total resident memory of this process, its children and Ray's workers."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _total(self) -> int:
+        total = 0
+        me = os.getpid()
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            ppid = int(next(x for x in status.splitlines() if x.startswith("PPid:")).split()[1])
+            if (
+                int(pid) == me
+                or ppid == me
+                or b"ray::" in cmd
+                or b"raylet" in cmd
+                or b"gcs_server" in cmd
+            ):
+                rss = next(
+                    (x for x in status.splitlines() if x.startswith("VmRSS:")), "VmRSS: 0 kB"
+                )
+                total += int(rss.split()[1]) * 1024
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._total())
+            time.sleep(0.5)
+
+    def __enter__(self) -> RssSampler:
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._t.join()
+
+
+def run_job(root: Path, knn: Path, out: Path, backend: str, workers: int, top: int) -> dict:
+    from ilias_rerank.scale import rerank_shortlists
+
+    t0 = time.perf_counter()
+    with RssSampler() as rss:
+        summary = rerank_shortlists(
+            knn,
+            root,
+            root,
+            out,
+            k=TOP,
+            workers=workers,
+            ray=backend == "ray",
+            progress=False,
+            query_group=16,
+        )
+    wall = time.perf_counter() - t0
+    return {
+        "backend": backend,
+        "workers": workers,
+        "pairs": summary["pairs"],
+        "wall_s": wall,
+        "rerank_s": summary["timing"]["rerank_s"],
+        "pairs_per_s": summary["pairs_per_s"],
+        "peak_rss_bytes": rss.peak,
+        "self_maxrss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+    }
+
+
+def disk_bytes(path: Path) -> int:
+    out = subprocess.run(["du", "-sb", str(path)], capture_output=True, text=True, check=True)
+    return int(out.stdout.split()[0])
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--root", type=Path, default=REPO / ".cache" / "scale")
+    ap.add_argument("--stores", nargs="*", default=["uint8", "compact"])
+    ap.add_argument("--backends", nargs="*", default=["local", "ray"])
+    ap.add_argument("--uint8-images", type=int, default=100_000)
+    ap.add_argument("--compact-images", type=int, default=1_000_000)
+    ap.add_argument("--queries", type=int, default=QUERIES)
+    ap.add_argument("--top", type=int, default=TOP)
+    ap.add_argument("--out", type=Path, default=REPO / "out" / "scale")
+    args = ap.parse_args(argv)
+    results = []
+    for kind in args.stores:
+        images = args.uint8_images if kind == "uint8" else args.compact_images
+        per_shard = 10_000 if kind == "uint8" else 50_000
+        root = args.root / kind
+        built = build(root, kind, images, per_shard)
+        knn = args.root / f"{kind}-knn-{args.queries}x{args.top}.json"
+        if not knn.is_file():
+            shortlists(knn, images, args.queries, args.top)
+        for backend in args.backends:
+            workers = 2 if backend == "ray" else 1  # local: one process, both cores in Rust
+            row = {
+                "store": kind,
+                "images": images,
+                "disk_bytes": disk_bytes(root),
+                **built,
+                **run_job(
+                    root, knn, args.root / f"{kind}-{backend}.json", backend, workers, args.top
+                ),
+            }
+            print(json.dumps(row), flush=True)
+            results.append(row)
+    lines = [
+        f"ILIAS-shaped job: {args.queries:,} queries x top {args.top:,} = "
+        f"{args.queries * args.top:,} pairs, "
+        f"{os.cpu_count()} cores, kernels {ir.cpu_features()}",
+        "",
+        "| store | images | disk | backend | wall | re-rank | pairs/s | peak RSS |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        *(
+            f"| {r['store']} | {r['images']:,} | {r['disk_bytes'] / 2**30:.1f} GiB | "
+            f"{r['backend']} ({r['workers']}) | {r['wall_s'] / 60:.1f} min | "
+            f"{r['rerank_s'] / 60:.1f} min | {r['pairs_per_s']:,.0f} | "
+            f"{r['peak_rss_bytes'] / 2**30:.1f} GiB |"
+            for r in results
+        ),
+    ]
+    write_report(args.out, results, lines)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
