@@ -29,6 +29,9 @@ class RerankConfig:
         makes it absolute.
         ``use_frames``: one hypothesis per correspondence from keypoint frames when both
         sides have them (deterministic); otherwise seeded LO-RANSAC.
+        ``ransac_fallback_below``: with frames, when the frame hypotheses verify fewer
+        inliers than this, seeded LO-RANSAC runs over the same correspondences too and the
+        better model is kept (0: never).
         ``max_hypotheses``, ``ransac_max_iterations``, ``ransac_confidence``,
         ``local_optimisation_rounds``, ``homography_min_inliers``, ``max_scale_change``.
     Scoring
@@ -52,6 +55,7 @@ class RerankConfig:
     reference_side: float = 1024.0
     use_frames: bool = True
     max_hypotheses: int = 512
+    ransac_fallback_below: int = 0
     ransac_max_iterations: int = 1000
     ransac_confidence: float = 0.999
     local_optimisation_rounds: int = 4

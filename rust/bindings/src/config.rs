@@ -25,6 +25,7 @@ pub fn default_config(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     d.set_item("reference_side", decimal(c.reference_side))?;
     d.set_item("use_frames", c.use_frames)?;
     d.set_item("max_hypotheses", c.max_hypotheses)?;
+    d.set_item("ransac_fallback_below", c.ransac_fallback_below)?;
     d.set_item("ransac_max_iterations", c.ransac_max_iterations)?;
     d.set_item("ransac_confidence", c.ransac_confidence)?;
     d.set_item("local_optimisation_rounds", c.local_optimisation_rounds)?;
@@ -82,6 +83,9 @@ pub fn parse(py: Python<'_>, dict: Option<&Bound<'_, PyDict>>) -> PyResult<Reran
                 "reference_side" => c.reference_side = field(&v, &key, "a float")?,
                 "use_frames" => c.use_frames = field(&v, &key, "a bool")?,
                 "max_hypotheses" => c.max_hypotheses = field(&v, &key, "a positive int")?,
+                "ransac_fallback_below" => {
+                    c.ransac_fallback_below = field(&v, &key, "a non-negative int")?
+                }
                 "ransac_max_iterations" => {
                     c.ransac_max_iterations = field(&v, &key, "a positive int")?
                 }

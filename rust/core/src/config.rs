@@ -97,6 +97,10 @@ pub struct RerankConfig {
     /// At most this many correspondences (the closest in descriptor space) propose
     /// a hypothesis each; every hypothesis is scored against all correspondences.
     pub max_hypotheses: usize,
+    /// With frames: when the frame hypotheses verify fewer inliers than this, seeded
+    /// LO-RANSAC runs over the same correspondences too and the better model is kept
+    /// (0: never).
+    pub ransac_fallback_below: u32,
     /// RANSAC: the most minimal samples drawn (adaptive stopping may draw fewer).
     pub ransac_max_iterations: u32,
     /// RANSAC: the confidence of the adaptive stopping rule.
@@ -143,6 +147,7 @@ impl Default for RerankConfig {
             reference_side: 1024.0,
             use_frames: true,
             max_hypotheses: 512,
+            ransac_fallback_below: 0,
             ransac_max_iterations: 1000,
             ransac_confidence: 0.999,
             local_optimisation_rounds: 4,
@@ -222,6 +227,12 @@ impl RerankConfig {
             "local_optimisation_rounds",
             "an int in 0..=32",
             self.local_optimisation_rounds.to_string(),
+        )?;
+        check(
+            self.ransac_fallback_below <= MAX_KEYPOINTS as u32,
+            "ransac_fallback_below",
+            "an int in 0..=1048576",
+            self.ransac_fallback_below.to_string(),
         )?;
         check(
             self.min_inliers <= MAX_KEYPOINTS as u32,

@@ -89,6 +89,31 @@ fn results_do_not_depend_on_the_thread_count() {
 }
 
 #[test]
+fn expansion_and_consensus_do_not_depend_on_the_thread_count() {
+    let (q, c) = shortlist();
+    let global: Vec<f32> = (0..20).map(|j| 1.0 - j as f32 * 0.01).collect();
+    for use_frames in [true, false] {
+        let run = |threads: usize| {
+            let cfg = RerankConfig {
+                expansion: 3,
+                expansion_min_inliers: 4,
+                use_frames,
+                num_threads: threads,
+                ..Default::default()
+            };
+            let expanded = rerank(&q, &c, Some(&global), &cfg).unwrap();
+            let consensus =
+                ilias_rerank_core::rerank_consensus(&c, Some(&global), 4, &cfg).unwrap();
+            format!("{expanded:?} {consensus:?}")
+        };
+        let one = run(1);
+        for threads in [2, 3, 8] {
+            assert_eq!(one, run(threads), "frames {use_frames}, {threads} threads");
+        }
+    }
+}
+
+#[test]
 fn invalid_candidates_are_named() {
     let (q, mut c) = shortlist();
     let bad: &'static [f32] = Box::leak(vec![f32::NAN; 300 * 32].into_boxed_slice());

@@ -64,7 +64,18 @@ pub fn verify(
         return Verification::NONE;
     }
     if cfg.use_frames && corr.has_frames() {
-        frame_hypotheses::verify_with_frames(corr, threshold, cfg, scratch)
+        let v = frame_hypotheses::verify_with_frames(corr, threshold, cfg, scratch);
+        if v.inliers >= cfg.ransac_fallback_below {
+            return v;
+        }
+        // The frame hypotheses found too little: seeded LO-RANSAC over the same
+        // correspondences gets its chance (frames can be wrong where the points are not).
+        let r = ransac::verify_with_ransac(corr, threshold, cfg, rng, scratch);
+        if r.inliers > v.inliers {
+            r
+        } else {
+            v
+        }
     } else {
         ransac::verify_with_ransac(corr, threshold, cfg, rng, scratch)
     }
