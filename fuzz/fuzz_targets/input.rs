@@ -135,6 +135,11 @@ pub fn config(b: &mut Bytes<'_>) -> RerankConfig {
     }
     cfg.max_hypotheses = (b.u8() as usize) * 4;
     cfg.ransac_max_iterations = u32::from(b.u8()) * 8;
+    if flags & 16 != 0 {
+        cfg.expansion = u32::from(b.u8() % 4);
+        cfg.expansion_min_inliers = u32::from(b.u8());
+        cfg.ransac_fallback_below = u32::from(b.u8() % 16);
+    }
     cfg.num_threads = 1;
     cfg
 }
