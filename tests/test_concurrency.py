@@ -1,5 +1,6 @@
 """The GIL is released during re-ranking (another Python thread makes progress), and many
-threads calling ``rerank`` at once get exactly the serial results."""
+threads calling ``rerank`` at once get exactly the serial results (on shortlists with
+verified candidates, in both verification paths)."""
 
 from __future__ import annotations
 
@@ -41,13 +42,26 @@ def test_gil_is_released_while_reranking():
     assert during > 1000
 
 
+def shifted(f: ir.LocalFeatures, dx: float) -> ir.LocalFeatures:
+    """``f`` moved by ``dx`` pixels: a candidate that verifies against ``f``."""
+    return ir.LocalFeatures(f.keypoints + np.float32(dx), f.descriptors, f.frames)
+
+
 def test_concurrent_calls_equal_serial_calls():
     q = scene(0, n=400)
-    shortlists = [[scene(100 * i + j, n=400) for j in range(6)] for i in range(8)]
-    serial = [ir.rerank(q, s) for s in shortlists]
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        parallel = list(pool.map(lambda s: ir.rerank(q, s), shortlists))
-    for a, b in zip(serial, parallel, strict=True):
-        np.testing.assert_array_equal(a.order, b.order)
-        np.testing.assert_array_equal(a.scores, b.scores)
-        np.testing.assert_array_equal(a.inliers, b.inliers)
+    # Each shortlist holds two true matches (verified, with transforms) among unrelated
+    # scenes, in the RANSAC path and the frame path alike.
+    shortlists = [
+        [scene(100 * i + j, n=400) for j in range(4)] + [shifted(q, 3 + i), shifted(q, -5 - i)]
+        for i in range(8)
+    ]
+    for config in ({}, {"use_frames": False}):
+        serial = [ir.rerank(q, s, config=config) for s in shortlists]
+        assert all(r.inliers[4] >= 300 and r.inliers[5] >= 300 for r in serial)
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            parallel = list(pool.map(lambda s, c=config: ir.rerank(q, s, config=c), shortlists))
+        for a, b in zip(serial, parallel, strict=True):
+            np.testing.assert_array_equal(a.order, b.order)
+            np.testing.assert_array_equal(a.scores, b.scores)
+            np.testing.assert_array_equal(a.inliers, b.inliers)
+            np.testing.assert_array_equal(a.transforms, b.transforms)

@@ -27,12 +27,12 @@ SETUP = textwrap.dedent(
             d = np.clip((d + 3) * 40, 0, 255).astype(np.uint8)
         fr = np.c_[g.uniform(2, 9, n), g.uniform(-180, 180, n)]
         return ir.LocalFeatures(g.uniform(0, 900, (n, 2)), d, fr, (800, 1000))
-    def result(dtype):
+    def result(dtype, use_frames=True):
         q = feats(dtype)
         cands = [feats(dtype) for _ in range(6)]
         # Plant the query among the candidates, shifted: a verifiable true match.
         cands[3] = ir.LocalFeatures(q.keypoints + 7, q.descriptors, q.frames, (800, 1000))
-        r = ir.rerank(q, cands)
+        r = ir.rerank(q, cands, config={"use_frames": use_frames})
         order, scores, inliers = r.order.tolist(), r.scores.tolist(), r.inliers.tolist()
         return {"order": order, "scores": scores, "inliers": inliers}
     """
@@ -90,10 +90,13 @@ def test_rerank_works_in_a_multiprocessing_fork_pool():
     assert got["firsts"] == [3, 3, 3, 3]
 
 
-def test_thread_count_from_the_environment_does_not_change_results():
-    one = run('print(json.dumps(result("float32")))', {"ILIAS_RERANK_NUM_THREADS": "1"})
-    many = run('print(json.dumps(result("float32")))', {"ILIAS_RERANK_NUM_THREADS": "5"})
+@pytest.mark.parametrize("use_frames", [True, False])  # frame hypotheses, seeded RANSAC
+def test_thread_count_from_the_environment_does_not_change_results(use_frames):
+    code = f'print(json.dumps(result("float32", use_frames={use_frames})))'
+    one = run(code, {"ILIAS_RERANK_NUM_THREADS": "1"})
+    many = run(code, {"ILIAS_RERANK_NUM_THREADS": "5"})
     assert one == many
+    assert one["order"][0] == 3 and one["inliers"][3] >= 300
 
 
 @pytest.mark.parametrize("dtype", ["uint8", "float32"])
