@@ -292,3 +292,46 @@ def test_a_worker_killed_mid_shard_redoes_it_without_duplicates_or_losses(smvs_j
     )
     assert reference["extracted"] == summary["ids_needed"]
     assert (tmp_path / "out.json").read_bytes() == (tmp_path / "ref.json").read_bytes()
+
+
+def test_the_cli_runs_the_job_and_reports(smvs_job, tmp_path, capsys):
+    from ilias_rerank.cli import main
+
+    base, folder, _tars, _ = smvs_job
+    args = ["rerank-shortlists", "--shortlists", str(base / "knn.json"), "--images"]
+    tail = ["-k", "8", "--features", "256", "--max-side", "512", "--batch-size", "10"]
+    code = main(
+        [
+            *args,
+            str(base / "tars"),
+            "--store",
+            str(tmp_path / "s"),
+            "--out",
+            str(tmp_path / "r.json"),
+            "--json",
+            str(tmp_path / "summary.json"),
+            "--no-progress",
+            *tail,
+        ]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "ids needed 36 / extracted 36 / reused 0 / failed 0" in printed
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["pairs"] == 48 and set(summary["timing"]) >= {"extract_s", "rerank_s"}
+    # A bad setting is a clear error, not a traceback.
+    assert (
+        main(
+            [
+                *args,
+                str(folder),
+                "--store",
+                str(tmp_path / "s2"),
+                "--out",
+                str(tmp_path / "r.txt"),
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
+    assert "expected a .json, .npz or .pkl" in capsys.readouterr().err
