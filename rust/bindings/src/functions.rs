@@ -372,7 +372,10 @@ pub fn fuse<'py>(
     core::rerank::check_global(global, inliers.len()).map_err(|e| to_py(py, e))?;
     let (order, scores) = core::fusion::fuse(inliers, global, &cfg);
     let order: Vec<i64> = order.into_iter().map(|j| j as i64).collect();
-    Ok((PyArray1::from_vec(py, order), PyArray1::from_vec(py, scores)))
+    Ok((
+        PyArray1::from_vec(py, order),
+        PyArray1::from_vec(py, scores),
+    ))
 }
 
 /// The instruction set the similarity kernels use on this CPU.
