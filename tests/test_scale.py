@@ -316,7 +316,7 @@ def test_the_cli_runs_the_job_and_reports(smvs_job, tmp_path, capsys):
     )
     assert code == 0
     printed = capsys.readouterr().out
-    assert "ids needed 36 / extracted 36 / reused 0 / failed 0" in printed
+    assert "ids needed 30 / extracted 30 / reused 0 / failed 0" in printed
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["pairs"] == 48 and set(summary["timing"]) >= {"extract_s", "rerank_s"}
     # A bad setting is a clear error, not a traceback.

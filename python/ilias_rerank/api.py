@@ -157,6 +157,18 @@ def _frames(value: Any, n: int, what: str) -> np.ndarray | None:
     return fr.reshape(n, 6) if fr.ndim == 3 else fr
 
 
+def _given(query_points, candidate_points, query_frames, candidate_frames) -> tuple:
+    """Checked arrays of given correspondences: points of both sides and their frames."""
+    qp = _points(query_points, "query_points")
+    cp = _points(candidate_points, "candidate_points")
+    return (
+        qp,
+        cp,
+        _frames(query_frames, len(qp), "query_frames"),
+        _frames(candidate_frames, len(qp), "candidate_frames"),
+    )
+
+
 def verify_correspondences(
     query_points: Any,
     candidate_points: Any,
@@ -171,17 +183,9 @@ def verify_correspondences(
     With frames on both sides the hypotheses come from them; otherwise seeded LO-RANSAC.
     ``candidate_size`` ``(height, width)`` scales the inlier threshold as in ``rerank``.
     """
-    qp = _points(query_points, "query_points")
-    cp = _points(candidate_points, "candidate_points")
-    out = _core.verify_correspondences(
-        qp,
-        cp,
-        _frames(query_frames, len(qp), "query_frames"),
-        _frames(candidate_frames, len(qp), "candidate_frames"),
-        candidate_size,
-        _config(config),
-    )
-    k = qp.shape[0]
+    given = _given(query_points, candidate_points, query_frames, candidate_frames)
+    out = _core.verify_correspondences(*given, candidate_size, _config(config))
+    k = given[0].shape[0]
     return PairVerification(
         matches=np.stack([np.arange(k), np.arange(k)], axis=1).astype(np.int64),
         distances=np.zeros(k, dtype=np.float32),
@@ -207,14 +211,6 @@ def frame_hypotheses(
     map). Use it to check a frame convention: on a true pair, frames in the convention of
     the data contract give hypotheses that many correspondences support; orientations
     that turn the other way give hypotheses that almost none do."""
-    qp = _points(query_points, "query_points")
-    cp = _points(candidate_points, "candidate_points")
-    support = _core.frame_hypothesis_support(
-        qp,
-        cp,
-        _frames(query_frames, len(qp), "query_frames"),
-        _frames(candidate_frames, len(qp), "candidate_frames"),
-        candidate_size,
-        _config(config),
-    )
+    given = _given(query_points, candidate_points, query_frames, candidate_frames)
+    support = _core.frame_hypothesis_support(*given, candidate_size, _config(config))
     return support.astype(np.int64)

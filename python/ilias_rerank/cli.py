@@ -53,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
         help="global embedding for the shortlist",
     )
     common.add_argument("--features", type=int, default=1024, help="local features per image")
+    common.add_argument(
+        "--method", default="sift", help="local features: sift, aliked, disk or xfeat"
+    )
     common.add_argument("-k", type=int, default=100, help="shortlist length re-ranked")
     common.add_argument(
         "--expansion",
@@ -190,6 +193,7 @@ def _workspace(args) -> Workspace:
         dataset,
         args.workdir or Path("out") / args.dataset,
         num_features=args.features,
+        method=args.method,
         global_model=args.global_model,
         k=args.k,
         config=config,

@@ -29,11 +29,14 @@ from .features import LocalFeatures
 __all__ = ["EfficientNetLite0GeM", "PcaWhitening", "Vlad", "descriptors_as_float"]
 
 
-def descriptors_as_float(features: LocalFeatures) -> np.ndarray:
-    """RootSIFT descriptors as float32 unit-scale rows (uint8 ones are divided by 512)."""
+def descriptors_as_float(
+    features: LocalFeatures, uint8_scale: float = 512.0, uint8_offset: float = 0.0
+) -> np.ndarray:
+    """Descriptors as float32 unit-scale rows; uint8 ones are mapped back by the scale and
+    offset their extractor used (RootSIFT: x 512, no offset)."""
     d = features.descriptors
     if d.dtype == np.uint8:
-        return d.astype(np.float32) / 512.0
+        return (d.astype(np.float32) - uint8_offset) / uint8_scale
     if d.dtype == np.uint64:
         raise ConfigError("VLAD needs real-valued descriptors, got binary (uint64) ones")
     return np.asarray(d, dtype=np.float32)
@@ -47,9 +50,18 @@ def _l2_normalise(x: np.ndarray) -> np.ndarray:
 class Vlad:
     """VLAD encoder; :meth:`fit` learns the codebook (faiss k-means, seeded)."""
 
-    def __init__(self, num_words: int = 64, *, seed: int = 0, centroids: Any = None) -> None:
+    def __init__(
+        self,
+        num_words: int = 64,
+        *,
+        seed: int = 0,
+        centroids: Any = None,
+        uint8_scale: float = 512.0,
+        uint8_offset: float = 0.0,
+    ) -> None:
         self.num_words = num_words
         self.seed = seed
+        self.uint8 = (uint8_scale, uint8_offset)  # how the extractor quantised (RootSIFT)
         self.centroids = None if centroids is None else np.ascontiguousarray(centroids, np.float32)
 
     @property
@@ -61,7 +73,7 @@ class Vlad:
     def fit(self, features: Sequence[LocalFeatures], max_samples: int = 200_000) -> Vlad:
         faiss = require("faiss", "Vlad.fit")
 
-        rows = [descriptors_as_float(f) for f in features if len(f)]
+        rows = [descriptors_as_float(f, *self.uint8) for f in features if len(f)]
         if not rows:
             raise ShapeError("Vlad.fit: expected at least one image with features, got none")
         data = np.concatenate(rows)
@@ -91,7 +103,7 @@ class Vlad:
         for i, f in enumerate(features):
             if not len(f):
                 continue
-            x = descriptors_as_float(f)
+            x = descriptors_as_float(f, *self.uint8)
             if x.shape[1] != d:
                 raise ShapeError(f"Vlad.encode: expected dimension {d}, got {x.shape[1]}")
             _, words = index.search(np.ascontiguousarray(x), 1)

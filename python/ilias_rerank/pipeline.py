@@ -55,6 +55,7 @@ class Workspace:
     dataset: Dataset
     workdir: Path
     num_features: int = 1024
+    method: str = "sift"
     global_model: str = DEFAULT_GLOBAL
     k: int = 100
     global_depth: int = 1000
@@ -75,7 +76,7 @@ class Workspace:
     @property
     def extractor(self):
         """The local feature extractor (built once per setting)."""
-        return make_extractor("sift", self.num_features, max_side=1024)
+        return make_extractor(self.method, self.num_features, max_side=1024)
 
     def _extract(self, images: dict[str, Any], name: str) -> FeatureStore:
         path = self.workdir / name
@@ -109,6 +110,8 @@ class Workspace:
             "vlad-pcaw": f"vlad{VLAD_WORDS}-pcaw512",
             "effnet": "effnet-lite0-gem",
         }[self.global_model]
+        if self.method != "sift" and self.global_model != "effnet":
+            name = f"{name}-{self.method}"  # VLAD over that method's descriptors
         path = self.workdir / f"global-{name}.npz"
         qids, dids = list(ds.queries), list(ds.database)
         if path.is_file():
@@ -120,7 +123,9 @@ class Workspace:
             from .global_features import Vlad
 
             db, queries = self.extract()
-            vlad = Vlad(VLAD_WORDS).fit([db[i] for i in dids])
+            ex = self.extractor
+            vlad = Vlad(VLAD_WORDS, uint8_scale=ex.uint8_scale, uint8_offset=ex.uint8_offset)
+            vlad = vlad.fit([db[i] for i in dids])
             qv, dv = vlad.encode([queries[i] for i in qids]), vlad.encode([db[i] for i in dids])
             if self.global_model == "vlad-pcaw":
                 from .global_features import PcaWhitening

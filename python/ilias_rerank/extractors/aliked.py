@@ -11,7 +11,7 @@ import functools
 import numpy as np
 
 from ..errors import ConfigError
-from .base import Extractor
+from .base import Extractor, rgb_tensor, strongest_first
 from .weights import load_state
 
 __all__ = ["Aliked"]
@@ -56,10 +56,7 @@ class Aliked(Extractor):
         import torch
 
         net = _network(self.variant, self.num_features, self.device)
-        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].to(self.device)
+        x = rgb_tensor(image, self.device)
         with torch.inference_mode():
             f = net(x)[0]
-        order = torch.argsort(f.keypoint_scores, descending=True, stable=True)
-        kp = f.keypoints[order].to("cpu", torch.float32).numpy()
-        desc = f.descriptors[order].to("cpu", torch.float32).numpy()
-        return kp, desc, None
+        return strongest_first(f.keypoints, f.descriptors, f.keypoint_scores)

