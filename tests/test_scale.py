@@ -335,3 +335,47 @@ def test_the_cli_runs_the_job_and_reports(smvs_job, tmp_path, capsys):
         == 2
     )
     assert "expected a .json, .npz or .pkl" in capsys.readouterr().err
+
+
+def test_jobs_in_one_process_see_the_store_grow_and_settings_are_checked(smvs_job, tmp_path):
+    base, folder, tars, knn = smvs_job
+    first = dict(list(knn.items())[:3])
+    save_similarities(tmp_path / "first.json", first)
+    store = tmp_path / "s"
+    settings = {"k": 8, "extractor": SPEC, "batch_size": 10}
+    rerank_shortlists(tmp_path / "first.json", folder, store, tmp_path / "a.json", **settings)
+    # A second job in the same process with new ids: the store it re-ranks is the new one.
+    both = rerank_shortlists(base / "knn.json", folder, store, tmp_path / "b.json", **settings)
+    assert both["extracted"] > 0 and both["queries_reranked"] == 6
+    # The queries' folder and the tars together (an id from the first that has it).
+    chained = rerank_shortlists(
+        base / "knn.json", [folder, *tars], tmp_path / "c", tmp_path / "c.json", **settings
+    )
+    assert chained["failed"] == 0
+    assert (tmp_path / "c.json").read_bytes() == (tmp_path / "b.json").read_bytes()
+    # Another extractor on this store, a lambda with worker processes: clear errors.
+    other = ExtractorSpec("sift", num_features=128, max_side=512)
+    save_similarities(tmp_path / "new.json", {"query/001": {"ref/030": 1.0, "query/002": 0.5}})
+    new_ids = {"query/001": {"nope/1": 1.0}}
+    save_similarities(tmp_path / "new2.json", new_ids)
+    with pytest.raises(ir.ConfigError, match="holds features of"):
+        rerank_shortlists(
+            tmp_path / "new2.json", folder, store, tmp_path / "d.json", extractor=other
+        )
+    with pytest.raises(ir.ConfigError, match="picklable"):
+        rerank_shortlists(
+            tmp_path / "new2.json",
+            lambda i: b"",
+            tmp_path / "e",
+            tmp_path / "e.json",
+            extractor=SPEC,
+            workers=2,
+        )
+
+
+def test_a_failed_image_does_not_shift_the_batches_of_a_later_run():
+    ids = [f"i{k:02d}" for k in range(10)]
+    first = plan_batches(ids, 4)
+    again = plan_batches(ids, 4, skip={"i00", "i01", "i02", "i03", "i05"})
+    assert [b.name for b in again] == [b.name for b in first[1:]]
+    assert again[0].ids == ("i04", "i06", "i07")

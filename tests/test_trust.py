@@ -402,3 +402,14 @@ def test_the_cli_names_the_missing_extra_without_a_traceback(tmp_path):
     )
     assert out.returncode == 2
     assert "ilias-rerank[pipeline]" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_frames_on_one_side_only_and_bad_sizes_are_clear_errors():
+    pts = np.random.default_rng(0).uniform(0, 100, (10, 2)).astype(np.float32)
+    frames = np.ones((10, 2), np.float32)
+    with pytest.raises(ir.ShapeError, match="both sides or for neither"):
+        ir.verify_correspondences(pts, pts, query_frames=frames)
+    with pytest.raises(ir.ShapeError, match="candidate_size"):
+        ir.verify_correspondences(pts, pts, candidate_size=(-5, 10))
+    with pytest.raises(ir.ShapeError, match="candidate_size"):
+        ir.verify_correspondences(pts, pts, candidate_size=(1, 2, 3))

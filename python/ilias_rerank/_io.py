@@ -7,11 +7,15 @@ from __future__ import annotations
 import io
 import json
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
 __all__ = ["atomic_write", "atomic_write_json", "atomic_write_npz", "fsync_dir"]
+
+_UMASK = os.umask(0o022)  # read once (setting it is the only way to read it), restored
+os.umask(_UMASK)
 
 
 def fsync_dir(path: Path) -> None:
@@ -28,9 +32,12 @@ def atomic_write(path: str | os.PathLike, data: bytes | Callable[[BinaryIO], Any
     into a temporary file beside it, flushed to disk, then renamed over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    # A unique temporary name: threads and processes writing one path never collide.
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(name)
     try:
-        with open(tmp, "wb") as fh:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide results from others
+        with os.fdopen(fd, "wb") as fh:
             if callable(data):
                 data(fh)
             else:

@@ -157,8 +157,26 @@ def _frames(value: Any, n: int, what: str) -> np.ndarray | None:
     return fr.reshape(n, 6) if fr.ndim == 3 else fr
 
 
+def _size(size: Any) -> tuple[int, int] | None:
+    """``(height, width)`` of positive ints, or None."""
+    if size is None:
+        return None
+    try:
+        h, w = (int(v) for v in size)
+    except (TypeError, ValueError):
+        raise ShapeError(f"candidate_size: expected (height, width), got {size!r}") from None
+    if not (0 < h < 2**32 and 0 < w < 2**32):
+        raise ShapeError(f"candidate_size: expected (height, width) both > 0, got {(h, w)}")
+    return h, w
+
+
 def _given(query_points, candidate_points, query_frames, candidate_frames) -> tuple:
     """Checked arrays of given correspondences: points of both sides and their frames."""
+    if (query_frames is None) != (candidate_frames is None):
+        raise ShapeError(
+            "frames: expected frames for both sides or for neither, got "
+            f"{'query' if candidate_frames is None else 'candidate'} frames only"
+        )
     qp = _points(query_points, "query_points")
     cp = _points(candidate_points, "candidate_points")
     return (
@@ -184,7 +202,7 @@ def verify_correspondences(
     ``candidate_size`` ``(height, width)`` scales the inlier threshold as in ``rerank``.
     """
     given = _given(query_points, candidate_points, query_frames, candidate_frames)
-    out = _core.verify_correspondences(*given, candidate_size, _config(config))
+    out = _core.verify_correspondences(*given, _size(candidate_size), _config(config))
     k = given[0].shape[0]
     return PairVerification(
         matches=np.stack([np.arange(k), np.arange(k)], axis=1).astype(np.int64),
@@ -212,5 +230,5 @@ def frame_hypotheses(
     the data contract give hypotheses that many correspondences support; orientations
     that turn the other way give hypotheses that almost none do."""
     given = _given(query_points, candidate_points, query_frames, candidate_frames)
-    support = _core.frame_hypothesis_support(*given, candidate_size, _config(config))
+    support = _core.frame_hypothesis_support(*given, _size(candidate_size), _config(config))
     return support.astype(np.int64)

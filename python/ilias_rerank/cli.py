@@ -108,7 +108,9 @@ def _shortlist_parser(sub) -> None:
     p.add_argument(
         "--images",
         required=True,
-        help="a folder, a TSV of id<TAB>path, a .tar, a folder or glob of .tar files",
+        action="append",
+        help="a folder, a TSV of id<TAB>path, a .tar, a folder or glob of .tar files; "
+        "repeat it to look in several (the queries' folder, then the distractors' tars)",
     )
     p.add_argument("--store", type=Path, required=True, help="the (sharded) feature store")
     p.add_argument("--out", type=Path, required=True, help="result file: .json, .npz or .pkl")
@@ -125,6 +127,7 @@ def _shortlist_parser(sub) -> None:
     p.add_argument("--method", default="sift", help="local features: sift, aliked, disk, xfeat")
     p.add_argument("--features", type=int, default=1024, help="local features per image")
     p.add_argument("--max-side", type=int, default=1024, help="longest image side extracted")
+    p.add_argument("--device", default="cpu", help="extraction device: cpu, cuda, cuda:N")
     p.add_argument("--batch-size", type=int, default=256, help="images per extraction batch")
     p.add_argument("--config", type=str, default=None, help="re-ranking settings as JSON")
     p.add_argument("--trust-pickle", action="store_true", help="allow reading a .pkl file")
@@ -150,14 +153,14 @@ def _rerank_shortlists(args) -> dict:
 
     summary = rerank_shortlists(
         args.shortlists,
-        args.images,
+        args.images if len(args.images) > 1 else args.images[0],
         args.store,
         args.out,
         k=args.k,
         workers=args.workers,
         ray=args.ray is not None,
         ray_address=args.ray or None,
-        extractor=ExtractorSpec(args.method, args.features, args.max_side),
+        extractor=ExtractorSpec(args.method, args.features, args.max_side, args.device),
         config=_config(args.config),
         batch_size=args.batch_size,
         trust_pickle=args.trust_pickle,

@@ -231,7 +231,8 @@ def shortlist_metrics(
     - ``ndcg``: scikit-learn's ``ndcg_score`` with tied scores averaged
       (:func:`tie_averaged_ndcg`);
     - ``mrr``: the reciprocal rank of the first positive in the official order,
-      ``np.flip(np.argsort(scores))`` (ties: the later shortlist item first);
+      ``np.flip(np.argsort(scores))`` — the same numpy call, so tied scores fall as they
+      fall there (for short lists: the later shortlist item first);
     - ``top1``, ``p@k``: of the ranking by descending score, ties in shortlist order.
     """
     y = np.asarray(labels, dtype=np.float64)

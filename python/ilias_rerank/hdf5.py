@@ -75,13 +75,16 @@ def export_hloc(store: FeatureStore, path: str | os.PathLike) -> Path:
 
 
 def _write_hloc(f, store: FeatureStore) -> None:
+    from .extractors import uint8_codec
+
+    scale, offset = uint8_codec(store.extractor)
     for image_id in store.ids:
         feats = store[image_id]
         g = f.create_group(image_id)
         g["keypoints"] = np.asarray(feats.keypoints, dtype=np.float32)
         desc = np.asarray(feats.descriptors, dtype=np.float32)
         if feats.descriptors.dtype == np.uint8:
-            desc = desc / 512.0  # back to RootSIFT's scale
+            desc = (desc - offset) / scale  # back to the extractor's float scale
         g["descriptors"] = desc.T
         if feats.image_size is not None:
             h, w = feats.image_size

@@ -123,8 +123,10 @@ class Workspace:
             from .global_features import Vlad
 
             db, queries = self.extract()
-            ex = self.extractor
-            vlad = Vlad(VLAD_WORDS, uint8_scale=ex.uint8_scale, uint8_offset=ex.uint8_offset)
+            from .extractors import uint8_codec
+
+            scale, offset = uint8_codec(db.extractor)
+            vlad = Vlad(VLAD_WORDS, uint8_scale=scale, uint8_offset=offset)
             vlad = vlad.fit([db[i] for i in dids])
             qv, dv = vlad.encode([queries[i] for i in qids]), vlad.encode([db[i] for i in dids])
             if self.global_model == "vlad-pcaw":

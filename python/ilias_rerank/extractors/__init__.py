@@ -20,7 +20,14 @@ from ..errors import ConfigError
 from ..features import LocalFeatures
 from .base import DESCRIPTOR_DTYPES, Extractor, run_batch
 
-__all__ = ["DESCRIPTOR_DTYPES", "METHODS", "Extractor", "extract_local", "make_extractor"]
+__all__ = [
+    "DESCRIPTOR_DTYPES",
+    "METHODS",
+    "Extractor",
+    "extract_local",
+    "make_extractor",
+    "uint8_codec",
+]
 
 METHODS = ("sift", "aliked", "disk", "xfeat")
 
@@ -43,6 +50,18 @@ def _class(method: str) -> type[Extractor]:
 
         return XFeat
     raise ConfigError(f"method: expected one of {METHODS}, got {method!r}")
+
+
+def uint8_codec(extractor: dict | str | None) -> tuple[float, float]:
+    """``(scale, offset)`` with which the extractor named in a store manifest (or by its
+    method) quantised uint8 descriptors: ``float = (uint8 - offset) / scale``. Unknown
+    names (features from elsewhere) are read as RootSIFT x 512."""
+    name = extractor.get("name", "") if isinstance(extractor, dict) else str(extractor or "")
+    for method in METHODS:
+        cls = _class(method)
+        if name in (method, cls.manifest_name):
+            return cls.uint8_scale, cls.uint8_offset
+    return 512.0, 0.0
 
 
 @functools.lru_cache(maxsize=16)

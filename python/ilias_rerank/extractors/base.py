@@ -206,10 +206,11 @@ def run_batch(
     for index, source in enumerate(bar):
         try:
             results.append(extractor(source, index))
-        except IliasRerankError as exc:
+        except (IliasRerankError, RuntimeError, ValueError, MemoryError) as exc:
             from ..images import describe_source
 
-            failures[index] = (describe_source(source, index), str(exc))
+            # Decoding errors name the image; torch / kornia errors on one odd image too.
+            failures[index] = (describe_source(source, index), f"{type(exc).__name__}: {exc}")
             results.append(None)
     if failures:
         listing = "; ".join(reason for _, reason in failures.values())

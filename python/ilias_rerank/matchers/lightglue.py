@@ -13,11 +13,8 @@ from ..features import LocalFeatures
 
 __all__ = ["LightGlueMatcher"]
 
-#: features -> (weights file, uint8 scale, uint8 offset of our extractor for them)
-_WEIGHTS = {
-    "aliked": ("aliked_lightglue.pth", 400.0, 128.0),
-    "disk": ("disk_lightglue.pth", 400.0, 128.0),
-}
+#: features -> LightGlue weights file
+_WEIGHTS = {"aliked": "aliked_lightglue.pth", "disk": "disk_lightglue.pth"}
 
 
 @functools.lru_cache(maxsize=4)
@@ -26,7 +23,7 @@ def _network(features: str, device: str):
 
     conf = {k: v for k, v in KF.LightGlue.features[features].items() if k != "weights"}
     net = KF.LightGlue(features=None, **conf)  # features=None: kornia downloads nothing
-    state = dict(load_state(_WEIGHTS[features][0]))
+    state = dict(load_state(_WEIGHTS[features]))
     for i in range(net.conf.n_layers):  # older checkpoints name the attention layers apart
         for a in ("self_attn", "cross_attn"):
             state = {k.replace(f"{a}.{i}.", f"transformers.{i}.{a}."): v for k, v in state.items()}
@@ -60,7 +57,9 @@ class LightGlueMatcher:
             raise ConfigError("LightGlue needs each image's size (LocalFeatures.image_size)")
         d = f.descriptors
         if d.dtype == np.uint8:
-            _, scale, offset = _WEIGHTS[self.features]
+            from ..extractors import uint8_codec
+
+            scale, offset = uint8_codec(self.features)
             d = (d.astype(np.float32) - offset) / scale
         d = np.asarray(d, np.float32)
         d = d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)

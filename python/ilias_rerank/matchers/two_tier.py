@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .. import _core
-from ..api import _config, _global_scores, rerank, verify_correspondences
+from ..api import _config, _features, _global_scores, rerank, verify_correspondences
 from ..config import RerankConfig
 from ..errors import ConfigError
 from ..features import LocalFeatures
@@ -38,11 +38,14 @@ def rerank_two_tier(
     certain_inliers: int = 30,
 ) -> RerankResult:
     """:func:`~ilias_rerank.rerank`, then ``matcher`` on the uncertain head (module
-    docstring). ``inliers`` of the result hold the final counts."""
+    docstring). ``inliers`` of the result hold the final counts; ``transforms`` and
+    ``models`` stay those of the fast pass."""
     if not isinstance(top, int) or not 0 <= top <= 1000:
         raise ConfigError(f"top: expected an int in 0..=1000, got {top!r}")
     if not isinstance(certain_inliers, int) or certain_inliers < 1:
         raise ConfigError(f"certain_inliers: expected a positive int, got {certain_inliers!r}")
+    query = _features(query, "query")
+    candidates = [_features(c, f"candidate {j}") for j, c in enumerate(candidates)]
     fast = rerank(query, candidates, global_scores, config=config)
     inliers = fast.inliers.copy()
     cfg = _config(config)

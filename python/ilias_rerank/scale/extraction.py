@@ -1,17 +1,18 @@
 """The extraction plan and one batch of it.
 
-The ids a job needs but the store lacks are sorted and cut into batches; each batch is
-named by a hash of its ids (``b-<16 hex>``) and written to the shard of that name. The
-name is a pure function of the batch, so a batch that is redone (its worker died, the job
-was restarted) reopens its own shard and resumes it: images committed before are neither
-extracted again nor duplicated, and nothing committed is lost. A shard becomes visible
-when the driver registers it, after its batch finished.
+The ids a job needs are sorted and cut into batches; each batch is named by a hash of its
+ids (``b-<16 hex>``), carries only those of its ids the store lacks, and is written to the
+shard of that name. The name is a pure function of the job's ids, so a batch that is redone
+(its worker died, the job was restarted, an image failed last time) reopens its own shard
+and resumes it: images committed before are neither extracted again nor duplicated, and
+nothing committed is lost. A shard becomes visible when the driver registers it, after its
+batch finished.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,16 +60,20 @@ class BatchResult:
     seconds: float = 0.0
 
 
-def plan_batches(ids: Sequence[str], batch_size: int) -> list[Batch]:
-    """Deterministic batches of the sorted ``ids`` (see the module docstring)."""
+def plan_batches(ids: Sequence[str], batch_size: int, skip: Collection[str] = ()) -> list[Batch]:
+    """Deterministic batches of the sorted ``ids``, each named by a hash of all its ids;
+    ids in ``skip`` (already in the store) are left out of each batch, and batches left
+    empty are dropped (see the module docstring)."""
     if batch_size < 1:
         raise ValueError(f"batch_size: expected >= 1, got {batch_size}")
     ordered = sorted(set(ids))
     batches = []
     for k in range(0, len(ordered), batch_size):
-        chunk = tuple(ordered[k : k + batch_size])
+        chunk = ordered[k : k + batch_size]
         digest = hashlib.sha1("\n".join(chunk).encode()).hexdigest()[:16]
-        batches.append(Batch(f"b-{digest}", chunk))
+        todo = tuple(i for i in chunk if i not in skip)
+        if todo:
+            batches.append(Batch(f"b-{digest}", todo))
     return batches
 
 
@@ -89,6 +94,9 @@ def extract_batch(batch: Batch, source, extractor, root) -> BatchResult:
                 features = extractor(source.read(image_id), name=f"image {image_id!r}")
             except IliasRerankError as exc:
                 result.failed[image_id] = str(exc)
+                continue
+            except (RuntimeError, ValueError, MemoryError) as exc:  # torch / kornia on it
+                result.failed[image_id] = f"image {image_id!r}: {type(exc).__name__}: {exc}"
                 continue
             w.add(image_id, features)
             result.extracted += 1

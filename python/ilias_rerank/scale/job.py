@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .._io import atomic_write
-from .._progress import progress as progress_bar
+from .._progress import Counter
 from ..config import RerankConfig
 from ..errors import ConfigError, InvalidInputError
 from ..reranker import load_similarities, save_similarities
@@ -42,6 +42,31 @@ def merge_order(head: list[str], reranked: list[str], failed: set[str]) -> list[
     fill the remaining places in ``reranked`` order."""
     fill = iter(reranked)
     return [d if d in failed else next(fill) for d in head]
+
+
+def _check_picklable(source) -> None:
+    """Worker processes and Ray get the source by pickling: say so up front."""
+    import pickle
+
+    try:
+        pickle.dumps(source)
+    except Exception as exc:
+        raise ConfigError(
+            "images: with workers > 1 or --ray the image source must be picklable (a "
+            f"module-level function, not a lambda or closure): {exc}"
+        ) from None
+
+
+def _check_scores(shortlists: dict, path) -> None:
+    """Finite scores everywhere, before any work (the core would refuse them later)."""
+    import math
+
+    for q, v in shortlists.items():
+        bad = next((d for d, x in v.items() if not math.isfinite(x)), None)
+        if bad is not None:
+            raise InvalidInputError(
+                f"{path}: query {q!r}: expected finite scores, got {v[bad]} for {bad!r}"
+            )
 
 
 @dataclass
@@ -73,6 +98,16 @@ class ShortlistJob:
         ):
             if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
                 raise ConfigError(f"{name}: expected an int in {lo}..={hi}, got {value!r}")
+        if isinstance(self.config, dict):
+            self.config = RerankConfig(**self.config)
+        if self.config is not None and not isinstance(self.config, RerankConfig):
+            raise ConfigError(
+                f"config: expected RerankConfig, dict or None, got {type(self.config).__name__}"
+            )
+        if not isinstance(self.extractor, ExtractorSpec):
+            raise ConfigError(
+                f"extractor: expected an ExtractorSpec, got {type(self.extractor).__name__}"
+            )
         self.store = Path(self.store)
         self.out = Path(self.out)
         if self.out.suffix not in (".json", ".npz", ".pkl", ".pickle"):
@@ -87,7 +122,8 @@ class ShortlistJob:
         if self.ray:
             from .ray_backend import RayBackend
 
-            return RayBackend(self.ray_address, workers=self.workers)
+            gpus = 1 if self.extractor.device.startswith("cuda") else 0
+            return RayBackend(self.ray_address, workers=self.workers, num_gpus=gpus)
         from .local import LocalBackend
 
         return LocalBackend(self.workers)
@@ -102,21 +138,40 @@ class ShortlistJob:
         shortlists = load_similarities(self.shortlists, trust_pickle=self.trust_pickle)
         if not shortlists:
             raise InvalidInputError(f"{self.shortlists}: no queries")
+        _check_scores(shortlists, self.shortlists)
         ranked = {q: _ranked(v) for q, v in shortlists.items()}
+        if self.out.suffix != ".json" and len({len(r) for r in ranked.values()}) > 1:
+            raise InvalidInputError(
+                f"--out {self.out}: ILIAS arrays need shortlists of one length, got lengths "
+                f"{sorted({len(r) for r in ranked.values()})[:5]} (write a .json instead)"
+            )
         heads = {q: r[: self.k] for q, r in ranked.items()}
         needed = set(heads) | {d for h in heads.values() for d in h}
         store = self._store()
         have = set(store.ids) if store is not None else set()
         missing = sorted(needed - have)
+        if missing:
+            # The extractor is built here once before any worker: a bad setting is a clear
+            # error now, and a store of other features is refused before any work.
+            params = self.extractor.build().params()
+            if store is not None and len(store) and store.extractor != params:
+                raise ConfigError(
+                    f"{self.store}: holds features of {store.extractor}, this job extracts "
+                    f"{params} (use another --store or the store's settings)"
+                )
         self.timing["plan_s"] = time.perf_counter() - t_start
 
         backend = self.backend()
         try:
-            return self._run(shortlists, ranked, heads, needed, missing, backend, source, t_start)
+            return self._run(
+                shortlists, ranked, heads, needed, missing, have, backend, source, t_start
+            )
         finally:
             backend.close()
 
-    def _run(self, shortlists, ranked, heads, needed, missing, backend, source, t_start) -> dict:
+    def _run(
+        self, shortlists, ranked, heads, needed, missing, have, backend, source, t_start
+    ) -> dict:
         # Extraction of what the store lacks, one shard per batch.
         failed: dict[str, str] = {}
         counts = {"extracted": 0, "reused": 0}
@@ -125,24 +180,25 @@ class ShortlistJob:
             source = open_source(
                 self.images if source is None else source, index_dir=self.store / "tar-index"
             )
+            if self.workers > 1 or self.ray:
+                _check_picklable(source)
             source.prepare(missing)
-            batches = plan_batches(missing, self.batch_size)
-            bar = progress_bar(
-                iter(range(len(batches))),
-                self.progress,
-                total=len(batches),
-                desc=f"extract ({backend.name})",
-                unit="batch",
+            # Batches are cut from every id the job needs, so their names never depend on
+            # what an earlier run managed to extract; each carries only its missing ids.
+            batches = plan_batches(sorted(needed), self.batch_size, skip=have)
+            bar = Counter(
+                len(batches), self.progress, desc=f"extract ({backend.name})", unit="batch"
             )
 
             def done(result) -> None:
-                next(bar, None)
+                bar.update()
                 failed.update(result.failed)
                 counts["extracted"] += result.extracted
                 counts["reused"] += result.reused
                 register_shards(self.store, [result.shard])
 
-            backend.extract(batches, source, self.extractor, self.store, done)
+            with bar:
+                backend.extract(batches, source, self.extractor, self.store, done)
         self.timing["extract_s"] = time.perf_counter() - t0
 
         # Re-ranking, in groups of queries.
@@ -154,27 +210,24 @@ class ShortlistJob:
                 continue
             ids = [d for d in head if d in have]
             work[q] = (ids, [shortlists[q][d] for d in ids])
+        items = list(work.items())
         groups = [
-            dict(list(work.items())[k : k + self.query_group])
-            for k in range(0, len(work), self.query_group)
+            dict(items[k : k + self.query_group]) for k in range(0, len(items), self.query_group)
         ]
         reranked: dict[str, list[str]] = {}
         t0 = time.perf_counter()
         if groups:
-            bar = progress_bar(
-                iter(range(len(groups))),
-                self.progress,
-                total=len(groups),
-                desc=f"re-rank ({backend.name})",
-                unit="group",
+            bar = Counter(
+                len(groups), self.progress, desc=f"re-rank ({backend.name})", unit="group"
             )
 
             def ranked_done(result: dict) -> None:
-                next(bar, None)
+                bar.update()
                 reranked.update(result)
 
             config = None if self.config is None else self.config.to_dict()
-            backend.rerank(self.store, groups, config, ranked_done)
+            with bar:
+                backend.rerank(self.store, groups, config, ranked_done)
         self.timing["rerank_s"] = dt = time.perf_counter() - t0
         pairs = sum(len(ids) for ids, _ in work.values())
         self.timing["rerank_pairs_per_s"] = pairs / dt if dt else 0.0

@@ -37,10 +37,18 @@ def rerank_group(root: str, group: dict, config: dict | None, threads: int) -> d
     from ..reranker import Reranker
     from ..store import FeatureStore
 
-    store = _STATE.get(("store", root))
+    # One open store per worker process, reopened when the shard list changes (a later
+    # job in the same process may have registered shards, or rebuilt the store).
+    stamp = os.stat(os.path.join(root, "shards.json"))
+    key = ("store", root, stamp.st_mtime_ns, stamp.st_size, stamp.st_ino)
+    store = _STATE.get(key)
     if store is None:
-        store = _STATE[("store", root)] = FeatureStore(root)
-    cfg = RerankConfig(**{**(config or {}), "num_threads": threads})
+        _STATE.pop(next((k for k in _STATE if k[:2] == ("store", root)), None), None)
+        store = _STATE[key] = FeatureStore(root)
+    settings = dict(config or {})
+    if not settings.get("num_threads"):  # the user's own thread count wins
+        settings["num_threads"] = threads
+    cfg = RerankConfig(**settings)
     shortlists = {q: dict(zip(ids, scores, strict=True)) for q, (ids, scores) in group.items()}
     found = Reranker(store, cfg, workers=1).rerank_results(store, shortlists, progress=False)
     return {q: result.ranked_ids(ids) for q, (ids, result) in found.items()}

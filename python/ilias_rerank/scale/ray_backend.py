@@ -19,6 +19,7 @@ import os
 from collections.abc import Sequence
 
 from .._extras import require
+from ..errors import IliasRerankError
 from .extraction import Batch, BatchResult, ExtractorSpec, extract_batch
 from .local import rerank_group
 
@@ -91,6 +92,7 @@ class RayBackend:
     name = "ray"
 
     def __init__(self, address: str | None = None, workers: int = 1, num_gpus: float = 0) -> None:
+        """``num_gpus``: GPUs per extraction actor (1 for GPU extraction)."""
         self.ray = require("ray", "--ray")
         require("ray.data", "--ray")
         self.address = address
@@ -120,7 +122,10 @@ class RayBackend:
 
     def extract(self, batches: Sequence[Batch], source, spec: ExtractorSpec, root, on_done) -> None:
         import json
+        from dataclasses import replace
 
+        if not spec.torch_threads:  # one CPU an actor: one torch thread, as locally
+            spec = replace(spec, torch_threads=1)
         ray = self.ray
         self._init()
         ctx = ray.data.DataContext.get_current()
@@ -138,8 +143,11 @@ class RayBackend:
             num_cpus=1,
             num_gpus=self.num_gpus,
         )
-        for row in ds.iter_rows():
-            on_done(BatchResult(**json.loads(row["result"])))
+        try:
+            for row in ds.iter_rows():
+                on_done(BatchResult(**json.loads(row["result"])))
+        except ray.exceptions.RayError as exc:
+            raise IliasRerankError(f"Ray extraction failed: {exc}") from None
 
     def rerank(self, root, groups: Sequence[dict], config: dict | None, on_done) -> None:
         ray = self.ray
@@ -149,7 +157,10 @@ class RayBackend:
         pending = [task.remote(str(root), g, config, 1) for g in groups]
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
-            on_done(ray.get(done[0]))
+            try:
+                on_done(ray.get(done[0]))
+            except ray.exceptions.RayError as exc:  # a task failed past its retries
+                raise IliasRerankError(f"Ray re-ranking task failed: {exc}") from None
 
     def close(self) -> None:
         if self._started and self.ray.is_initialized():

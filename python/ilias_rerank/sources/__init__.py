@@ -5,7 +5,8 @@
 - :class:`TarSource`: tar shards read in place (the ILIAS / YFCC100M layout: ``*.tar``
   files of images named by id), members found through an index built once per tar and
   cached (no unpacking);
-- :class:`CallableSource`: any ``id -> bytes`` function (a key-value store, a database).
+- :class:`CallableSource`: any ``id -> bytes`` function (a key-value store, a database);
+- :class:`ChainSource`: several of them, looked up in order.
 
 Every source answers ``id in source``, ``source.read(id) -> bytes`` (an
 :class:`~ilias_rerank.errors.ImageReadError` naming the id and where it was looked for when
@@ -17,7 +18,15 @@ from __future__ import annotations
 
 from .base import ImageSource, open_source
 from .callable import CallableSource
+from .chain import ChainSource
 from .folder import FolderSource
 from .tar import TarSource
 
-__all__ = ["CallableSource", "FolderSource", "ImageSource", "TarSource", "open_source"]
+__all__ = [
+    "CallableSource",
+    "ChainSource",
+    "FolderSource",
+    "ImageSource",
+    "TarSource",
+    "open_source",
+]

@@ -42,9 +42,11 @@ class ImageSource:
 def open_source(spec: Any, *, index_dir: str | os.PathLike | None = None) -> ImageSource:
     """A source from ``spec``: an :class:`ImageSource` (returned as is); a callable
     (``id -> bytes``); a folder; a ``.tsv`` file of ``id<TAB>path``; a ``.tar`` file, a
-    folder or glob of ``.tar`` files, or a list of them (tar indexes are cached under
-    ``index_dir``, default next to each tar)."""
+    folder or glob of ``.tar`` files (tar indexes are cached under ``index_dir``, default
+    next to each tar); or a list of any of these, looked up in order (the ILIAS queries in
+    a folder, the distractors in tars)."""
     from .callable import CallableSource
+    from .chain import ChainSource
     from .folder import FolderSource
     from .tar import TarSource
 
@@ -53,7 +55,11 @@ def open_source(spec: Any, *, index_dir: str | os.PathLike | None = None) -> Ima
     if callable(spec):
         return CallableSource(spec)
     if isinstance(spec, (list, tuple)):
-        return TarSource(spec, index_dir=index_dir)
+        if len(spec) == 1:
+            return open_source(spec[0], index_dir=index_dir)
+        if spec and all(str(s).lower().endswith(".tar") for s in spec):
+            return TarSource(spec, index_dir=index_dir)
+        return ChainSource([open_source(s, index_dir=index_dir) for s in spec])
     text = str(spec)
     path = Path(text)
     if any(ch in text for ch in "*?["):

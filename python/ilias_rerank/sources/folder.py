@@ -21,6 +21,8 @@ class FolderSource(ImageSource):
         if not self.root.is_dir():
             raise ImageReadError(f"images: no folder {self.root}")
         self._paths = self._read_tsv() if self.tsv else self._scan()
+        if not self._paths:
+            raise InvalidInputError(f"images: no images in {self.describe()}")
 
     def _scan(self) -> dict[str, Path]:
         paths: dict[str, Path] = {}

@@ -15,9 +15,11 @@ is there but not an image fails when decoded, naming the id the same way.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import tarfile
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -30,6 +32,8 @@ from .base import IMAGE_SUFFIXES, ImageSource
 __all__ = ["TarSource", "tar_index"]
 
 INDEX_VERSION = 1
+#: Tar files a source keeps open at once (per process).
+MAX_OPEN = 64
 
 
 def _index_path(tar: Path, index_dir: Path | None) -> Path:
@@ -76,8 +80,8 @@ def tar_index(tar: str | os.PathLike, index_dir: str | os.PathLike | None = None
             with np.load(path, allow_pickle=False) as z:
                 if np.array_equal(z["stamp"], stamp):
                     return z["ids"], z["offsets"], z["sizes"]
-        except (OSError, ValueError, KeyError):
-            pass  # a damaged cache is rebuilt
+        except Exception:
+            pass
     ids, offsets, sizes = _scan(tar)
     with contextlib.suppress(OSError):  # a read-only place: the index stays in memory
         atomic_write_npz(path, stamp=stamp, ids=ids, offsets=offsets, sizes=sizes)
@@ -99,7 +103,8 @@ class TarSource(ImageSource):
         self.index_dir = None if index_dir is None else Path(index_dir)
         self._indexes = [tar_index(t, self.index_dir) for t in self.tars]
         self._located: dict[str, tuple[int, int, int]] = {}
-        self._fds: dict[int, tuple[int, int]] = {}  # tar -> (pid, fd)
+        # tar -> (pid, fd), most recently used last; at most MAX_OPEN open at once.
+        self._fds: OrderedDict[int, tuple[int, int]] = OrderedDict()
 
     def _find(self, image_id: str) -> tuple[int, int, int] | None:
         hit = self._located.get(image_id)
@@ -130,17 +135,33 @@ class TarSource(ImageSource):
     def _fd(self, t: int) -> int:
         pid = os.getpid()
         held = self._fds.get(t)
-        if held is None or held[0] != pid:  # not opened yet, or inherited through fork
-            self._fds[t] = held = (pid, os.open(self.tars[t], os.O_RDONLY))
-        return held[1]
+        if held is not None and held[0] == pid:
+            self._fds.move_to_end(t)
+            return held[1]
+        # Not open yet, or inherited through fork. Keep few open: thousands of tars
+        # would exhaust the process's file descriptors.
+        while len(self._fds) >= MAX_OPEN:
+            owner, fd = self._fds.popitem(last=False)[1]
+            if owner == pid:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        try:
+            fd = os.open(self.tars[t], os.O_RDONLY)
+        except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE):
+                raise  # the process is out of file descriptors: not this image's fault
+            raise ImageReadError(f"images: cannot open the tar {self.tars[t]} ({exc})") from exc
+        self._fds[t] = (pid, fd)
+        return fd
 
     def read(self, image_id: str) -> bytes:
         where = self._find(image_id)
         if where is None:
             raise self.missing(image_id, self.describe())
         t, offset, size = where
+        fd = self._fd(t)
         try:
-            data = os.pread(self._fd(t), size, offset)
+            data = os.pread(fd, size, offset)
         except OSError as exc:
             raise ImageReadError(f"image {image_id!r}: cannot read {self.tars[t]} ({exc})") from exc
         if len(data) != size:
@@ -161,7 +182,7 @@ class TarSource(ImageSource):
 
     def __getstate__(self) -> dict:  # picklable for worker processes: no open files
         state = self.__dict__.copy()
-        state["_fds"] = {}
+        state["_fds"] = OrderedDict()
         return state
 
     def __del__(self) -> None:

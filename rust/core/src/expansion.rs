@@ -35,46 +35,58 @@ pub(crate) fn counted(inliers: u32, cfg: &RerankConfig) -> u32 {
     }
 }
 
-/// Verify every candidate against each candidate in `sources` (never against itself);
-/// returns each candidate's inliers with every source, `sources.len() x candidates`.
+/// What the sources verified, per candidate: the summed counted inliers (`support`) and
+/// the verification with the source that found the most inliers (`best`).
+struct Verified {
+    support: Vec<u32>,
+    best: Vec<CandidateOutcome>,
+}
+
+/// Verify every candidate against each candidate in `sources` (never against itself),
+/// one source at a time (each pass parallel over the candidates), so that memory stays
+/// O(candidates) whatever the number of sources.
 fn verify_against(
     candidates: &[LocalFeaturesRef<'_>],
     sources: &[usize],
     cfg: &RerankConfig,
     stream: u64,
-) -> Result<Vec<Vec<CandidateOutcome>>> {
-    let m = candidates.len();
-    let packed: Vec<_> = sources
-        .iter()
-        .map(|&e| prepare_query(&candidates[e]))
-        .collect();
-    let flat: Vec<Option<CandidateOutcome>> = threads::install(cfg.num_threads, || {
-        (0..sources.len() * m)
-            .into_par_iter()
-            .map_init(Worker::default, |w, k| {
-                let (s, j) = (k / m, k % m);
-                let e = sources[s];
-                (j != e).then(|| {
-                    w.process(
-                        &packed[s],
-                        &candidates[e],
-                        &candidates[j],
-                        (stream ^ e as u64, j as u64),
-                        cfg,
-                    )
-                })
-            })
-            .collect()
-    })?;
+) -> Result<Verified> {
     let none = CandidateOutcome {
         matches: 0,
         verification: crate::verify::Verification::NONE,
     };
-    Ok(flat
-        .chunks(m.max(1))
-        .take(sources.len())
-        .map(|row| row.iter().map(|o| o.unwrap_or(none)).collect())
-        .collect())
+    let mut acc = Verified {
+        support: vec![0; candidates.len()],
+        best: vec![none; candidates.len()],
+    };
+    for &e in sources {
+        let packed = prepare_query(&candidates[e]);
+        let row: Vec<CandidateOutcome> = threads::install(cfg.num_threads, || {
+            candidates
+                .par_iter()
+                .enumerate()
+                .map_init(Worker::default, |w, (j, cand)| {
+                    if j == e {
+                        return none;
+                    }
+                    w.process(
+                        &packed,
+                        &candidates[e],
+                        cand,
+                        (stream ^ e as u64, j as u64),
+                        cfg,
+                    )
+                })
+                .collect()
+        })?;
+        for (j, o) in row.into_iter().enumerate() {
+            acc.support[j] = acc.support[j].saturating_add(counted(o.verification.inliers, cfg));
+            if o.verification.inliers > acc.best[j].verification.inliers {
+                acc.best[j] = o;
+            }
+        }
+    }
+    Ok(acc)
 }
 
 /// Per candidate: the counted inliers it verifies with each expansion image, summed.
@@ -84,19 +96,8 @@ pub(crate) fn expansion_support(
     cfg: &RerankConfig,
     query_index: u64,
 ) -> Result<Vec<u32>> {
-    let rows = verify_against(
-        candidates,
-        chosen,
-        cfg,
-        EXPANSION_STREAM ^ (query_index << 20),
-    )?;
-    let mut support = vec![0u32; candidates.len()];
-    for row in &rows {
-        for (total, o) in support.iter_mut().zip(row) {
-            *total = total.saturating_add(counted(o.verification.inliers, cfg));
-        }
-    }
-    Ok(support)
+    let stream = EXPANSION_STREAM ^ query_index.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    Ok(verify_against(candidates, chosen, cfg, stream)?.support)
 }
 
 /// Re-rank a shortlist that has no query image (a text query: ILIAS text-to-image,
@@ -141,23 +142,8 @@ pub fn rerank_consensus(
         ranking.sort_by(|&a, &b| g[b].total_cmp(&g[a]).then(a.cmp(&b)));
     }
     let sources: Vec<usize> = ranking.into_iter().take(pseudo_queries).collect();
-    let rows = verify_against(candidates, &sources, cfg, EXPANSION_STREAM - 1)?;
-    let mut support = vec![0u32; m];
-    let mut best: Vec<CandidateOutcome> = vec![
-        CandidateOutcome {
-            matches: 0,
-            verification: crate::verify::Verification::NONE,
-        };
-        m
-    ];
-    for row in &rows {
-        for (j, o) in row.iter().enumerate() {
-            support[j] = support[j].saturating_add(counted(o.verification.inliers, cfg));
-            if o.verification.inliers > best[j].verification.inliers {
-                best[j] = *o;
-            }
-        }
-    }
+    let Verified { support, best } =
+        verify_against(candidates, &sources, cfg, EXPANSION_STREAM - 1)?;
     let (order, scores) = fuse(&support, global, cfg);
     Ok(RerankOutput {
         order,
