@@ -73,7 +73,7 @@ ROWS = [
     Row("sift-1024 float32", dtype="float32"),
     Row("sift-1024 ratio 0.8", config={"ratio": 0.8}),
     Row("sift-1024 no ratio", config={"ratio": None}),
-    Row("sift-1024 16 px", config={"inlier_threshold": 16.0}),
+    Row("sift-1024 8 px (the old default)", config={"inlier_threshold": 8.0}),
     Row("sift-1024 + expansion 3", config={"expansion": 3, "expansion_min_inliers": 15}),
     Row(
         "sift-4096 upsample 16 px",
