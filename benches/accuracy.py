@@ -398,8 +398,9 @@ def main(argv=None) -> int:
         old = json.loads(earlier.read_text())
         done = {r["name"] for r in results}
         order = [r.name for r in ROWS]
+        known = {r.name for r in ROWS}  # rows since renamed or removed are dropped
         results = sorted(
-            [*(r for r in old["rows"] if r["name"] not in done), *results],
+            [*(r for r in old["rows"] if r["name"] not in done and r["name"] in known), *results],
             key=lambda r: order.index(r["name"]) if r["name"] in order else len(order),
         )
         peer_rows = peer_rows or old.get("peers", [])
@@ -416,6 +417,12 @@ def main(argv=None) -> int:
         "rows": results,
         "peers": peer_rows,
     }
+    write_report(args.out, summary, render(summary))
+    return 0
+
+
+def render(summary: dict) -> list[str]:
+    results, peer_rows = summary["rows"], summary["peers"]
     lines = [
         "| extractor x configuration | rOxf/rPar mAP (5 shuffles) | SMVS top-1 | SMVS mAP "
         "| homogr <= 5 px | extract ms/img | re-rank pairs/s |",
@@ -442,8 +449,7 @@ def main(argv=None) -> int:
                 for r in cons
             ),
         ]
-    write_report(args.out, summary, lines)
-    return 0
+    return lines
 
 
 if __name__ == "__main__":
