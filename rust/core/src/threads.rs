@@ -63,7 +63,7 @@ fn pool(threads: usize) -> Result<Arc<ThreadPool>> {
 
 fn build(threads: usize) -> std::result::Result<Arc<ThreadPool>, String> {
     #[cfg(test)]
-    if tests::FAIL_BUILDS.load(std::sync::atomic::Ordering::SeqCst) {
+    if tests::FAIL_BUILDS_OF.load(std::sync::atomic::Ordering::SeqCst) == threads {
         return Err("simulated failure".into());
     }
     ThreadPoolBuilder::new()
@@ -84,11 +84,13 @@ pub fn install<R: Send>(requested: usize, work: impl FnOnce() -> R + Send) -> Re
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
 
-    pub(super) static FAIL_BUILDS: AtomicBool = AtomicBool::new(false);
+    /// Pools of this size fail to build (0: none). Only that size, so that tests running
+    /// beside this one in other threads are not affected.
+    pub(super) static FAIL_BUILDS_OF: AtomicUsize = AtomicUsize::new(0);
 
     #[test]
     fn work_runs_on_a_pool_of_the_requested_size() {
@@ -105,10 +107,10 @@ mod tests {
 
     #[test]
     fn a_pool_that_cannot_start_is_an_error_not_the_global_pool() {
-        FAIL_BUILDS.store(true, Ordering::SeqCst);
         // A size no other test uses, so that no cached pool answers.
+        FAIL_BUILDS_OF.store(977, Ordering::SeqCst);
         let got = install(977, rayon::current_num_threads);
-        FAIL_BUILDS.store(false, Ordering::SeqCst);
+        FAIL_BUILDS_OF.store(0, Ordering::SeqCst);
         match got {
             Err(RerankError::Threads { threads: 977, .. }) => {}
             other => panic!("expected RerankError::Threads, got {other:?}"),
