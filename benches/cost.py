@@ -82,8 +82,14 @@ def main() -> int:
     def add(stage, worker, seconds_per_item, items, note):
         hours = None if seconds_per_item is None else seconds_per_item * items / 3600
         rows.append(
-            {"stage": stage, "worker": worker, "s_per_item": seconds_per_item, "items": items,
-             "worker_hours": hours, "note": note}
+            {
+                "stage": stage,
+                "worker": worker,
+                "s_per_item": seconds_per_item,
+                "items": items,
+                "worker_hours": hours,
+                "note": note,
+            }
         )
 
     add(
@@ -98,11 +104,21 @@ def main() -> int:
             continue
         name = f"{rec['method']}-{rec['features']}"
         if rec["device"] == "cuda":
-            add(f"extract {name}", "1 H200 GPU", rec["ms_per_image"] / 1e3, IMAGES,
-                "device_rates.py, images decoded beforehand")
+            add(
+                f"extract {name}",
+                "1 H200 GPU",
+                rec["ms_per_image"] / 1e3,
+                IMAGES,
+                "device_rates.py, images decoded beforehand",
+            )
         else:
-            add(f"extract {name}", "16-core H200 host (CPU)", rec["ms_per_image"] / 1e3,
-                IMAGES, "all 16 cores on one image at a time")
+            add(
+                f"extract {name}",
+                "16-core H200 host (CPU)",
+                rec["ms_per_image"] / 1e3,
+                IMAGES,
+                "all 16 cores on one image at a time",
+            )
     uint8 = next((r for r in scale if r["store"] == "uint8" and r["backend"] == "local"), None)
     pairs = QUERIES * TOP
     add(
@@ -121,18 +137,32 @@ def main() -> int:
     )
     for r in acc["rows"]:
         if r["name"] in ("aliked-2048", "xfeat-2048", "disk-2048"):
-            add(f"re-rank top 1,000, {r['name']} uint8", "1 CPU core (this machine)",
-                2 / r["smvs"]["pairs_per_s"], pairs, "accuracy.py SMVS pairs/s, both cores / 2")
+            add(
+                f"re-rank top 1,000, {r['name']} uint8",
+                "1 CPU core (this machine)",
+                2 / r["smvs"]["pairs_per_s"],
+                pairs,
+                "accuracy.py SMVS pairs/s, both cores / 2",
+            )
     rate = tar_scan_rate()
     for name, members in (("mini-ILIAS", 5_000_000), ("ILIAS", 100_000_000)):
-        add(f"index the tars of {name} (once)", "1 CPU core + disk", 1 / rate, members,
-            "synthetic tar, page-cached: a cold disk is slower")
+        add(
+            f"index the tars of {name} (once)",
+            "1 CPU core + disk",
+            1 / rate,
+            members,
+            "synthetic tar, page-cached: a cold disk is slower",
+        )
     storage = {k: v * IMAGES for k, v in STORE_BYTES.items()}
     compact = next((r for r in scale if r["store"] == "compact"), None)
     if compact:
         storage["compact (360 binary)"] = compact["disk_bytes"] / compact["images"] * IMAGES
-    summary = {"images_to_extract": IMAGES, "rows": rows, "storage_bytes": storage,
-               "tar_members_per_s": rate}
+    summary = {
+        "images_to_extract": IMAGES,
+        "rows": rows,
+        "storage_bytes": storage,
+        "tar_members_per_s": rate,
+    }
     lines = [
         f"Both mini-ILIAS (5M) and ILIAS (100M): at most {IMAGES:,} images to extract "
         f"(1,232 queries + the union of their top 1,000; shortlists overlap, so fewer) and "
