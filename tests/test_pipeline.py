@@ -106,9 +106,11 @@ def test_cli_run_on_the_demo_dataset(tmp_path, capsys):
     assert len(list((tmp_path / "w" / "pictures").glob("*.png"))) == 2
     assert "re-ranked" in capsys.readouterr().out
     # A step alone reuses the work directory: the same metrics from the saved files.
-    assert main(["evaluate", *args[1:], "--no-progress"]) == 0
+    again_path = tmp_path / "again.json"
+    assert main(["evaluate", *args[1:], "--no-progress", "--json", str(again_path)]) == 0
     again = json.loads(capsys.readouterr().out)
     assert again["reranked"]["map"] == pytest.approx(report["reranked"]["map"])
+    assert json.loads(again_path.read_text()) == again  # evaluate writes --json too
 
 
 def test_cli_reports_missing_images_and_bad_tsv(tmp_path, capsys):

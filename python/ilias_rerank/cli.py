@@ -69,7 +69,9 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="re-ranking settings as JSON, e.g. '{\"ratio\": 0.8}'",
     )
-    common.add_argument("--json", type=Path, help="write the metrics report here as well")
+    common.add_argument(
+        "--json", type=Path, help="run, evaluate: write the metrics report here as well"
+    )
     common.add_argument("--no-progress", action="store_true")
 
     parser = argparse.ArgumentParser(prog="ilias-rerank", description=__doc__.split("\n\n")[0])
@@ -305,11 +307,13 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "evaluate":
             if args.similarities:
                 result = ws.evaluate(load_similarities(args.similarities))
-                print(json.dumps(result, indent=2))
             else:
                 g = ws.evaluate(load_similarities(ws.workdir / "global.json"))
                 r = ws.evaluate(load_similarities(ws.workdir / "reranked.json"))
-                print(json.dumps({"global": g, "reranked": r}, indent=2))
+                result = {"global": g, "reranked": r}
+            print(json.dumps(result, indent=2))
+            if args.json:
+                atomic_write_json(args.json, result)
         elif args.command == "show":
             for p in show(ws, args.query, args.top):
                 print(f"wrote {p}")

@@ -44,7 +44,8 @@ class RerankConfig:
         (``fusion_weight * global + (1 - fusion_weight) * n / (n + inlier_saturation)``).
     Execution
         ``seed``: seeds every random choice per (query, candidate) pair;
-        ``num_threads``: 0 = all cores (or ``ILIAS_RERANK_NUM_THREADS``).
+        ``num_threads``: 0 = all cores (or ``ILIAS_RERANK_NUM_THREADS``, then
+        ``RAYON_NUM_THREADS``).
     """
 
     mutual: bool = True

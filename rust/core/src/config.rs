@@ -94,7 +94,7 @@ pub struct RerankConfig {
     /// Use keypoint frames (one hypothesis per correspondence) when both sides have them;
     /// otherwise seeded RANSAC.
     pub use_frames: bool,
-    /// At most this many correspondences (the closest in descriptor space) propose
+    /// At most this many correspondences (the most distinctive by Lowe's ratio) propose
     /// a hypothesis each; every hypothesis is scored against all correspondences.
     pub max_hypotheses: usize,
     /// With frames: when the frame hypotheses verify fewer inliers than this, seeded
