@@ -1,7 +1,8 @@
 """Features of the shared images for the benchmarks, extracted once per machine and kept in
 ``.cache/bench/<method>-<settings hash>/`` (one ``.npz`` per image, written atomically, with
 the seconds its extraction took, so that a cached row still reports its extraction speed).
-The key holds the image's path, size and modification time and every extraction setting."""
+The key holds the image's path and a digest of its bytes (not its modification time: a fresh
+copy of the same data keeps its cache) and every extraction setting."""
 
 from __future__ import annotations
 
@@ -25,6 +26,12 @@ def _folder(method: str, params: dict) -> Path:
     return CACHE / f"{method}-{hashlib.sha1(text.encode()).hexdigest()[:12]}"
 
 
+def _key(path) -> "hashlib._Hash":
+    with open(path, "rb") as fh:
+        digest = hashlib.file_digest(fh, "sha1").hexdigest()
+    return hashlib.sha1(f"{os.path.abspath(path)}|{digest}".encode())
+
+
 def features(paths, method: str = "sift", **params) -> tuple[list[ir.LocalFeatures], float]:
     """(features of every path, mean extraction seconds per image)."""
     folder = _folder(method, params)
@@ -32,8 +39,7 @@ def features(paths, method: str = "sift", **params) -> tuple[list[ir.LocalFeatur
     extractor = None
     out, seconds = [], []
     for p in paths:
-        st = os.stat(p)
-        key = hashlib.sha1(f"{os.path.abspath(p)}|{st.st_size}|{st.st_mtime_ns}".encode())
+        key = _key(p)
         f = folder / f"{key.hexdigest()}.npz"
         if f.exists():
             with np.load(f, allow_pickle=False) as z:
