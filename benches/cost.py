@@ -93,7 +93,7 @@ def main() -> int:
         )
 
     add(
-        "extract SIFT-1024",
+        "extract sift-1024",
         "1 CPU core (this machine)",
         cpu["ms_per_image"] / 1e3 if cpu else None,
         IMAGES,
@@ -122,21 +122,23 @@ def main() -> int:
     uint8 = next((r for r in scale if r["store"] == "uint8" and r["backend"] == "local"), None)
     pairs = QUERIES * TOP
     add(
-        "re-rank top 1,000, SIFT-1024 uint8",
+        "re-rank top 1,000, sift-1024 uint8",
         "1 CPU core (this machine)",
         2 / uint8["pairs_per_s"] if uint8 else None,  # both cores ran the job
         pairs,
         "scale.py, local, both cores / 2",
     )
     add(
-        "re-rank top 100, SIFT-1024 uint8",
+        "re-rank top 100, sift-1024 uint8",
         "1 CPU core (this machine)",
         2 / uint8["pairs_per_s"] if uint8 else None,
         QUERIES * 100,
         "as above",
     )
     for r in acc["rows"]:
-        if r["name"] in ("aliked-2048", "xfeat-2048", "disk-2048"):
+        if r["name"].split(" ")[0] in ("aliked-2048", "xfeat-2048", "disk-2048") and (
+            r["name"].split(" ")[1:] in ([], ["(8", "px)"])
+        ):
             add(
                 f"re-rank top 1,000, {r['name']} uint8",
                 "1 CPU core (this machine)",
@@ -174,7 +176,7 @@ def main() -> int:
     ]
     for r in rows:
         per = "unmeasured" if r["s_per_item"] is None else _per(r["s_per_item"])
-        hours = "unmeasured" if r["worker_hours"] is None else f"{r['worker_hours']:,.1f}"
+        hours = "unmeasured" if r["worker_hours"] is None else f"{r['worker_hours']:,.2f}"
         lines.append(
             f"| {r['stage']} | {r['worker']} | {per} | {r['items']:,} | {hours} | {r['note']} |"
         )
