@@ -26,10 +26,10 @@ def _folder(method: str, params: dict) -> Path:
     return CACHE / f"{method}-{hashlib.sha1(text.encode()).hexdigest()[:12]}"
 
 
-def _key(path) -> "hashlib._Hash":
+def _key(path):
     with open(path, "rb") as fh:
         digest = hashlib.file_digest(fh, "sha1").hexdigest()
-    return hashlib.sha1(f"{os.path.abspath(path)}|{digest}".encode())
+    return hashlib.sha1(f"{os.path.abspath(path)}|{digest}".encode())  # a hash object
 
 
 def features(paths, method: str = "sift", **params) -> tuple[list[ir.LocalFeatures], float]:
