@@ -73,7 +73,7 @@ ROWS = [
     Row("sift-1024 float32", dtype="float32"),
     Row("sift-1024 ratio 0.8", config={"ratio": 0.8}),
     Row("sift-1024 no ratio", config={"ratio": None}),
-    Row("sift-1024 8 px (the old default)", config={"inlier_threshold": 8.0}),
+    Row("sift-1024 16 px", config={"inlier_threshold": 16.0}),
     Row("sift-1024 + expansion 3", config={"expansion": 3, "expansion_min_inliers": 15}),
     Row(
         "sift-4096 upsample 16 px",
@@ -90,17 +90,14 @@ ROWS = [
         config={"expansion": 3, "expansion_min_inliers": 15},
     ),
     Row(
-        # Measured with the fast pass at the old 8 px (a re-run costs ~40 min of LightGlue).
-        "aliked-2048 + LightGlue tier (top 20, fast pass 8 px)",
+        "aliked-2048 + LightGlue tier (top 20)",
         "aliked",
         2048,
-        config={"inlier_threshold": 8.0},
         two_tier={"top": 20, "certain_inliers": 30},
         slow=True,
         smvs_queries=20,
     ),
-    # Measured at the old 8 px: a re-run re-extracts DISK at ~5 s an image on this CPU.
-    Row("disk-2048 (8 px)", "disk", 2048, config={"inlier_threshold": 8.0}),
+    Row("disk-2048", "disk", 2048),
     Row("xfeat-2048", "xfeat", 2048),
 ]
 

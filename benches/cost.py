@@ -136,9 +136,7 @@ def main() -> int:
         "as above",
     )
     for r in acc["rows"]:
-        if r["name"].split(" ")[0] in ("aliked-2048", "xfeat-2048", "disk-2048") and (
-            r["name"].split(" ")[1:] in ([], ["(8", "px)"])
-        ):
+        if r["name"] in ("aliked-2048", "xfeat-2048", "disk-2048"):
             add(
                 f"re-rank top 1,000, {r['name']} uint8",
                 "1 CPU core (this machine)",

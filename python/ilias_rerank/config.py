@@ -52,7 +52,7 @@ class RerankConfig:
     ratio: float | None = 0.9
     min_similarity: float | None = None
     model: Literal["homography", "affine", "similarity"] = "homography"
-    inlier_threshold: float = 16.0
+    inlier_threshold: float = 8.0
     reference_side: float = 1024.0
     use_frames: bool = True
     max_hypotheses: int = 512
