@@ -142,7 +142,7 @@ def main() -> int:
                 "1 CPU core (this machine)",
                 2 / r["smvs"]["pairs_per_s"],
                 pairs,
-                "accuracy.py SMVS pairs/s, both cores / 2",
+                "accuracy.py SMVS pairs/s (measured beside other work), both cores / 2",
             )
     rate = tar_scan_rate()
     for name, members in (("mini-ILIAS", 5_000_000), ("ILIAS", 100_000_000)):
