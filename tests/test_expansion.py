@@ -129,3 +129,17 @@ def test_pca_whitening_keeps_neighbours_in_a_fraction_of_the_bytes():
     assert PcaWhitening(512).fit(db[:10]).projection.shape[1] == 9  # at most n - 1
     with pytest.raises(ir.ShapeError):
         pca.transform(np.zeros((2, 7), np.float32))
+
+
+@pytest.mark.parametrize("n, dim", [(200, 32), (20, 64)])  # covariance / Gram branch
+def test_pca_whitening_matches_an_svd_of_the_sample(n, dim):
+    from ilias_rerank.global_features import PcaWhitening
+
+    x = np.random.default_rng(1).normal(size=(n, dim)).astype(np.float32)
+    pca = PcaWhitening(16, shrinkage=0.1).fit(x)
+    xc = (x - x.mean(axis=0)).astype(np.float64)
+    _, s, vt = np.linalg.svd(xc, full_matrices=False)
+    var = s[:16] ** 2 / n
+    want = vt[:16].T / np.sqrt(var + 0.1 * var[0])
+    # Principal directions are defined up to sign.
+    np.testing.assert_allclose(np.abs(pca.projection), np.abs(want), rtol=1e-3, atol=1e-5)

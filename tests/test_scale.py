@@ -15,6 +15,7 @@ import io
 import json
 import os
 import tarfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -379,3 +380,15 @@ def test_a_failed_image_does_not_shift_the_batches_of_a_later_run():
     again = plan_batches(ids, 4, skip={"i00", "i01", "i02", "i03", "i05"})
     assert [b.name for b in again] == [b.name for b in first[1:]]
     assert again[0].ids == ("i04", "i06", "i07")
+
+
+def test_tar_reads_from_many_threads_with_few_descriptors(smvs_job, monkeypatch):
+    import ilias_rerank.sources.tar as tar_module
+
+    _, folder, tars, _ = smvs_job
+    monkeypatch.setattr(tar_module, "MAX_OPEN", 1)  # every read across tars evicts one
+    src = TarSource(tars)
+    ids = [f"ref/{i:03d}" for i in range(1, 31)] * 4
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(src.read, ids))
+    assert all(g == (folder / f"{i}.jpg").read_bytes() for g, i in zip(got, ids, strict=True))

@@ -160,6 +160,11 @@ class Extractor:
         return LocalFeatures(kp, desc, frames=frames, image_size=(height, width))
 
 
+#: What torch / kornia raise on one odd image (beside our own errors): that image fails,
+#: the others are kept.
+IMAGE_ERRORS = (RuntimeError, ValueError, MemoryError)
+
+
 def rgb_tensor(image: np.ndarray, device: str):
     """``(H, W, 3)`` float32 in [0, 1] as a ``(1, 3, H, W)`` tensor on ``device``."""
     import torch
@@ -206,7 +211,7 @@ def run_batch(
     for index, source in enumerate(bar):
         try:
             results.append(extractor(source, index))
-        except (IliasRerankError, RuntimeError, ValueError, MemoryError) as exc:
+        except (IliasRerankError, *IMAGE_ERRORS) as exc:
             from ..images import describe_source
 
             # Decoding errors name the image; torch / kornia errors on one odd image too.

@@ -18,6 +18,7 @@ from typing import Any
 
 from ..errors import IliasRerankError
 from ..extractors import make_extractor
+from ..extractors.base import IMAGE_ERRORS
 from ..store import StoreWriter, shard_path
 
 __all__ = ["Batch", "BatchResult", "ExtractorSpec", "extract_batch", "plan_batches"]
@@ -95,7 +96,7 @@ def extract_batch(batch: Batch, source, extractor, root) -> BatchResult:
             except IliasRerankError as exc:
                 result.failed[image_id] = str(exc)
                 continue
-            except (RuntimeError, ValueError, MemoryError) as exc:  # torch / kornia on it
+            except IMAGE_ERRORS as exc:
                 result.failed[image_id] = f"image {image_id!r}: {type(exc).__name__}: {exc}"
                 continue
             w.add(image_id, features)

@@ -19,6 +19,7 @@ import errno
 import hashlib
 import os
 import tarfile
+import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -80,7 +81,7 @@ def tar_index(tar: str | os.PathLike, index_dir: str | os.PathLike | None = None
             with np.load(path, allow_pickle=False) as z:
                 if np.array_equal(z["stamp"], stamp):
                     return z["ids"], z["offsets"], z["sizes"]
-        except Exception:
+        except Exception:  # a damaged cache (bad zip, missing keys, ...) is rebuilt
             pass
     ids, offsets, sizes = _scan(tar)
     with contextlib.suppress(OSError):  # a read-only place: the index stays in memory
@@ -103,8 +104,12 @@ class TarSource(ImageSource):
         self.index_dir = None if index_dir is None else Path(index_dir)
         self._indexes = [tar_index(t, self.index_dir) for t in self.tars]
         self._located: dict[str, tuple[int, int, int]] = {}
-        # tar -> (pid, fd), most recently used last; at most MAX_OPEN open at once.
+        # tar -> (pid, fd), most recently used last; at most MAX_OPEN open at once. The
+        # lock makes "find the descriptor, read through it" one step: another thread may
+        # otherwise evict (close) it in between, and a reused number would read another
+        # file. It belongs to the process that made it (a forked child makes its own).
         self._fds: OrderedDict[int, tuple[int, int]] = OrderedDict()
+        self._lock, self._lock_pid = threading.Lock(), os.getpid()
 
     def _find(self, image_id: str) -> tuple[int, int, int] | None:
         hit = self._located.get(image_id)
@@ -159,11 +164,16 @@ class TarSource(ImageSource):
         if where is None:
             raise self.missing(image_id, self.describe())
         t, offset, size = where
-        fd = self._fd(t)
-        try:
-            data = os.pread(fd, size, offset)
-        except OSError as exc:
-            raise ImageReadError(f"image {image_id!r}: cannot read {self.tars[t]} ({exc})") from exc
+        if self._lock_pid != os.getpid():
+            self._lock, self._lock_pid = threading.Lock(), os.getpid()
+        with self._lock:
+            fd = self._fd(t)
+            try:
+                data = os.pread(fd, size, offset)
+            except OSError as exc:
+                raise ImageReadError(
+                    f"image {image_id!r}: cannot read {self.tars[t]} ({exc})"
+                ) from exc
         if len(data) != size:
             raise ImageReadError(
                 f"image {image_id!r}: {self.tars[t]} is truncated (expected {size} bytes at "
@@ -183,6 +193,7 @@ class TarSource(ImageSource):
     def __getstate__(self) -> dict:  # picklable for worker processes: no open files
         state = self.__dict__.copy()
         state["_fds"] = OrderedDict()
+        state["_lock"], state["_lock_pid"] = None, None  # made anew on the first read
         return state
 
     def __del__(self) -> None:
