@@ -56,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--method", default="sift", help="local features: sift, aliked, disk or xfeat"
     )
+    _extraction_arguments(common)
     common.add_argument("-k", type=int, default=100, help="shortlist length re-ranked")
     common.add_argument(
         "--expansion",
@@ -99,6 +100,23 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _extraction_arguments(p, workers: bool = True) -> None:
+    p.add_argument(
+        "--backend",
+        default=None,
+        help="how SIFT is computed: opencv (the CPU default), kornia (the GPU default; "
+        "batched there) or kornia-rs",
+    )
+    p.add_argument("--device", default="cpu", help="extraction device: cpu, cuda, cuda:N")
+    if workers:
+        p.add_argument(
+            "--workers",
+            type=int,
+            default=None,
+            help="extraction worker processes, one thread each (default: every core)",
+        )
+
+
 def _shortlist_parser(sub) -> None:
     p = sub.add_parser(
         "rerank-shortlists",
@@ -125,11 +143,16 @@ def _shortlist_parser(sub) -> None:
         metavar="ADDRESS",
         help="run on Ray: alone, a local Ray; with an address, join that cluster",
     )
-    p.add_argument("--workers", type=int, default=1, help="worker processes or Ray actors")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes or Ray actors (default: every core here; with --ray: 1)",
+    )
     p.add_argument("--method", default="sift", help="local features: sift, aliked, disk, xfeat")
+    _extraction_arguments(p, workers=False)
     p.add_argument("--features", type=int, default=1024, help="local features per image")
     p.add_argument("--max-side", type=int, default=1024, help="longest image side extracted")
-    p.add_argument("--device", default="cpu", help="extraction device: cpu, cuda, cuda:N")
     p.add_argument("--batch-size", type=int, default=256, help="images per extraction batch")
     p.add_argument("--config", type=str, default=None, help="re-ranking settings as JSON")
     p.add_argument("--trust-pickle", action="store_true", help="allow reading a .pkl file")
@@ -150,19 +173,25 @@ def _config(text: str | None) -> RerankConfig | None:
 
 
 def _rerank_shortlists(args) -> dict:
+    from .extractors.pool import usable_cores
     from .scale import rerank_shortlists
     from .scale.extraction import ExtractorSpec
 
+    workers = args.workers
+    if workers is None:  # every core here; one Ray actor or one GPU process unless asked
+        workers = 1 if args.ray is not None or args.device != "cpu" else usable_cores()
     summary = rerank_shortlists(
         args.shortlists,
         args.images if len(args.images) > 1 else args.images[0],
         args.store,
         args.out,
         k=args.k,
-        workers=args.workers,
+        workers=workers,
         ray=args.ray is not None,
         ray_address=args.ray or None,
-        extractor=ExtractorSpec(args.method, args.features, args.max_side, args.device),
+        extractor=ExtractorSpec(
+            args.method, args.features, args.max_side, args.device, backend=args.backend
+        ),
         config=_config(args.config),
         batch_size=args.batch_size,
         trust_pickle=args.trust_pickle,
@@ -199,6 +228,9 @@ def _workspace(args) -> Workspace:
         args.workdir or Path("out") / args.dataset,
         num_features=args.features,
         method=args.method,
+        backend=args.backend,
+        device=args.device,
+        workers=args.workers,
         global_model=args.global_model,
         k=args.k,
         config=config,

@@ -34,16 +34,28 @@ class ExtractorSpec:
     max_side: int = 1024
     device: str = "cpu"
     options: tuple[tuple[str, Any], ...] = ()
-    torch_threads: int = 0  # 0: torch's default
+    torch_threads: int = 0  # 0: the library's default (threads of torch / OpenCV)
+    backend: str | None = None  # None: the method's default for the device
 
     def build(self):
-        if self.torch_threads:
-            import torch
-
-            torch.set_num_threads(self.torch_threads)
-        return make_extractor(
-            self.method, self.num_features, self.max_side, self.device, **dict(self.options)
+        extractor = make_extractor(
+            self.method,
+            self.num_features,
+            self.max_side,
+            self.device,
+            backend=self.backend,
+            **dict(self.options),
         )
+        if self.torch_threads:
+            if extractor.requires[0] == "torch":
+                import torch
+
+                torch.set_num_threads(self.torch_threads)
+            if extractor.backend == "opencv":
+                import cv2
+
+                cv2.setNumThreads(self.torch_threads)
+        return extractor
 
 
 @dataclass(frozen=True)
