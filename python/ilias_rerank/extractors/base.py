@@ -83,9 +83,6 @@ class Extractor:
     requires: ClassVar[tuple[str, ...]] = ("torch", "kornia", "PIL")
     #: What :meth:`_detect` reads: float32 in [0, 1] or uint8 in [0, 255].
     pixel_dtype: ClassVar[str] = "float32"
-    #: Decode JPEGs at a reduced DCT scale when much larger than the working size (see
-    #: :func:`~ilias_rerank.images.load_scaled`; measured in ``benches/extract.py``).
-    draft: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -95,6 +92,7 @@ class Extractor:
         *,
         upsample: bool = False,
         descriptor_dtype: str | None = None,
+        draft: bool = True,
     ) -> None:
         if not isinstance(num_features, int) or not 1 <= num_features <= MAX_FEATURES:
             raise ConfigError(
@@ -112,6 +110,10 @@ class Extractor:
         self.device = check_device(device, self.devices)
         self.upsample = bool(upsample)
         self.descriptor_dtype = dtype
+        #: Decode JPEGs straight to the detector's mode and, when much larger than the
+        #: working size, at a reduced DCT scale (:func:`~ilias_rerank.images.load_scaled`;
+        #: measured by ``benches/extract.py`` and ``benches/accuracy.py``).
+        self.draft = bool(draft)
 
     #: ``(method, backend, args, kwargs)`` that :func:`~ilias_rerank.make_extractor` built
     #: this from: how a worker process builds the same extractor.
@@ -125,6 +127,7 @@ class Extractor:
             "max_side": self.max_side,
             "descriptor_dtype": self.descriptor_dtype,
             **({"upsample": True} if self.upsample else {}),
+            **({} if self.draft else {"draft": False}),
             **self.extra_params(),
         }
 
