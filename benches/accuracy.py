@@ -71,6 +71,13 @@ class Row:
 ROWS = [
     Row("sift-1024 (default)", consensus=True),
     Row("sift-1024 opencv 768 px", extract={"backend": "opencv", "max_side": 768}),
+    Row("sift-1024 opencv 512 px", extract={"backend": "opencv", "max_side": 512}),
+    Row(
+        "sift-1024 opencv contrast 0.02", extract={"backend": "opencv", "contrast_threshold": 0.02}
+    ),
+    Row(
+        "sift-1024 opencv contrast 0.01", extract={"backend": "opencv", "contrast_threshold": 0.01}
+    ),
     Row("sift-2048 opencv", num_features=2048, extract={"backend": "opencv"}),
     Row("sift-4096 opencv", num_features=4096, extract={"backend": "opencv"}),
     Row("sift-1024 opencv no draft", extract={"backend": "opencv", "draft": False}),

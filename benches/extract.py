@@ -43,6 +43,7 @@ ROWS = [
     ("opencv SIFT-1024 (default)", {"backend": "opencv", "num_features": 1024}),
     ("opencv SIFT-1024, full decode", {"backend": "opencv", "num_features": 1024, "draft": False}),
     ("opencv SIFT-1024 at 768 px", {"backend": "opencv", "num_features": 1024, "max_side": 768}),
+    ("opencv SIFT-1024 at 512 px", {"backend": "opencv", "num_features": 1024, "max_side": 512}),
     ("opencv SIFT-2048", {"backend": "opencv", "num_features": 2048}),
     ("opencv SIFT-4096", {"backend": "opencv", "num_features": 4096}),
     ("kornia-rs SIFT-1024", {"backend": "kornia-rs", "num_features": 1024}),
