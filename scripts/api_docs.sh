@@ -10,6 +10,7 @@ PYTHON="${PYTHON:-.venv/bin/python}"
 rm -rf site
 "$PYTHON" - <<'PY'
 import importlib
+import importlib.util
 import inspect
 import pkgutil
 import re
@@ -41,7 +42,13 @@ def public_modules() -> list[str]:
 
 def resolves(target: str, module, owner) -> bool:
     """Whether a docstring reference names something: from the object's class, its
-    module's namespace, the package, or as a full dotted path."""
+    module's namespace, the package, or as a dotted path (relative to the module's
+    package when it starts with a dot)."""
+    if target.startswith("."):
+        try:
+            target = importlib.util.resolve_name(target, module.__package__)
+        except (ImportError, ValueError):
+            return False
     first, *rest = target.split(".")
     scopes = [vars(owner)] if inspect.isclass(owner) else []
     scopes += [vars(module), vars(ilias_rerank)]
