@@ -95,7 +95,7 @@ def test_kornia_lafs_and_their_scale_orientation_give_the_same_hypotheses(rotate
     assert from_so == pytest.approx(from_lafs, abs=0.05)
     assert turned < 0.1 * from_so
     # The orientations themselves: a counter-clockwise turn of the image by ANGLE adds
-    # ANGLE to kornia's orientation on true pairs (the README's statement).
+    # ANGLE to kornia's orientation on true pairs (docs/usage.md's statement).
     true = _true_rows(qp, cp, truth)
     diff = (so_c[true, 1] - so_q[true, 1] - ANGLE + 180) % 360 - 180
     assert abs(np.median(diff)) < 3

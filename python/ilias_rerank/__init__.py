@@ -81,5 +81,17 @@ __all__ = [
 
 
 def cpu_features() -> str:
-    """The instruction set the similarity kernels use here (``avx512``, ``avx2``, ``portable``)."""
+    """The instruction set the similarity kernels use on this CPU.
+
+    Returns
+    -------
+    str
+        ``"avx512"``, ``"avx2"`` or ``"portable"`` (``ILIAS_RERANK_FORCE_PORTABLE=1``
+        forces the last).
+
+    Raises
+    ------
+    Nothing
+        It only reads what the CPU detection found at import.
+    """
     return _core.cpu_features()

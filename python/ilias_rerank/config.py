@@ -17,6 +17,11 @@ __all__ = ["RerankConfig"]
 class RerankConfig:
     """Settings of :func:`ilias_rerank.rerank` and :func:`ilias_rerank.verify_pair`.
 
+    Keyword-only and frozen (:meth:`replace` makes a changed copy); the defaults are the
+    Rust core's.
+
+    Parameters
+    ----------
     Matching
         ``mutual``: keep only mutual nearest neighbours (squared L2).
         ``ratio``: Lowe's test on L2 distances (best <= ratio * second best), or ``None``.
@@ -46,6 +51,12 @@ class RerankConfig:
         ``seed``: seeds every random choice per (query, candidate) pair;
         ``num_threads``: 0 = all cores (or ``ILIAS_RERANK_NUM_THREADS``, then
         ``RAYON_NUM_THREADS``).
+
+    Raises
+    ------
+    ConfigError
+        A field of the wrong type or out of its range ("config.<field>: expected ...,
+        got ..."), checked when the config is built.
     """
 
     mutual: bool = True

@@ -76,8 +76,9 @@ class ImageReadError(IliasRerankError, OSError):
 
 
 class ExtractionError(IliasRerankError):
-    """Some images of a batch failed. ``results`` holds every image's features (``None``
-    for the failed ones), ``failures`` maps batch index -> (source, reason)."""
+    """Some images of a batch failed. ``message`` names them, ``results`` holds every
+    image's features (``None`` for the failed ones), ``failures`` maps batch index ->
+    (source, reason)."""
 
     def __init__(self, message: str, results: list, failures: dict[int, tuple[str, str]]):
         super().__init__(message)

@@ -10,7 +10,7 @@
   database) for large databases.
 
 The pipeline's default is VLAD: it measured far better than EfficientNet-Lite0 + GeM on
-the shared data (README, "Global embeddings"). Both return float32 ``(n, dim)`` unit
+the shared data (docs/accuracy.md, "Global embeddings"). Both return float32 ``(n, dim)`` unit
 rows: inner product = cosine.
 """
 

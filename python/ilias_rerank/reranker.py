@@ -48,9 +48,25 @@ def _as_ranked_ids(shortlist: Any) -> tuple[list[str], np.ndarray | None]:
 
 
 class Reranker:
-    """Re-rank shortlists of a store's images (a :class:`FeatureStore`, or any mapping of
-    id -> :class:`LocalFeatures`). ``workers`` queries run at once (default:
-    2; each also uses every core of the Rust pool over its shortlist)."""
+    """Re-rank shortlists of a store's images, query after query.
+
+    Parameters
+    ----------
+    store : FeatureStore or mapping
+        A :class:`FeatureStore`, or any mapping of id -> :class:`LocalFeatures`.
+    config : RerankConfig, mapping or None
+        The settings of every re-ranking (``None``: the defaults).
+    workers : int
+        Queries run at once (default 2; each also uses every core of the Rust pool over
+        its shortlist).
+
+    Raises
+    ------
+    MissingIdError
+        (from :meth:`rerank_many`) a shortlist id that is not in the store.
+    ShapeError
+        (from :meth:`rerank_many`) a shortlist that repeats an id.
+    """
 
     def __init__(
         self,

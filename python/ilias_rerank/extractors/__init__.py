@@ -180,6 +180,40 @@ def extract_local(
     ``results`` hold all features, ``None`` for the failures, its message names them) and
     ``on_error="skip"`` warns and returns ``None`` in their places. Needs the ``extract``
     extra (OpenCV, Pillow; torch and kornia for the kornia backend and the GPU).
+
+    Parameters
+    ----------
+    images : path, bytes, image or sequence of them
+        Paths, encoded bytes, PIL images, numpy arrays or tensors.
+    method : str
+        One of :data:`METHODS` (``"sift"`` by default).
+    num_features : int
+        At most this many features an image, strongest first.
+    max_side : int
+        Images are shrunk so that their longest side is at most this.
+    device : str
+        ``"cpu"`` or a torch device such as ``"cuda"``.
+    backend, workers, upsample, descriptor_dtype, options
+        As described above.
+    progress : bool or None
+        Show a progress bar (``None``: when stderr is a terminal and there is more than
+        one image).
+    on_error : str
+        ``"raise"`` or ``"skip"``, for images that cannot be read.
+
+    Returns
+    -------
+    list of LocalFeatures
+        One per image, in input order (``None`` for failures with ``on_error="skip"``).
+
+    Raises
+    ------
+    ExtractionError
+        Some images could not be read (``on_error="raise"``).
+    MissingExtraError
+        The method or backend needs an extra that is not installed.
+    ConfigError
+        An unknown method or backend, a bad setting or worker count.
     """
     from .pool import check_workers
 
