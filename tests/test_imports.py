@@ -15,7 +15,6 @@ PACKAGE = Path(__file__).resolve().parents[1] / "python" / "ilias_rerank"
 #: extractors/base.py <-> extractors/pool.py (the extraction backends).
 KNOWN = {
     frozenset({"ilias_rerank.store.single", "ilias_rerank.store.sharded"}),
-    frozenset({"ilias_rerank.extractors.base", "ilias_rerank.extractors.pool"}),
 }
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..features import LocalFeatures
-from .base import DESCRIPTOR_DTYPES, Extractor, run_batch
+from .base import DESCRIPTOR_DTYPES, Extractor
 
 __all__ = [
     "BACKENDS",
@@ -215,7 +215,7 @@ def extract_local(
     ConfigError
         An unknown method or backend, a bad setting or worker count.
     """
-    from .pool import check_workers
+    from .pool import check_workers, run_batch
 
     workers = check_workers(workers)
     extractor = make_extractor(

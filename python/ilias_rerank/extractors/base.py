@@ -11,16 +11,14 @@ quantisation, the manifest entry — happens here, once.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 
-from .._progress import progress as progress_bar
-from ..errors import ConfigError, ExtractionError
+from ..errors import ConfigError
 from ..features import LocalFeatures
 
-__all__ = ["DESCRIPTOR_DTYPES", "Extractor", "check_device", "run_batch"]
+__all__ = ["DESCRIPTOR_DTYPES", "IMAGE_ERRORS", "Extractor", "check_device"]
 
 DESCRIPTOR_DTYPES = ("uint8", "float32")
 #: Largest accepted ``num_features`` and ``max_side``: bounds on the work one image can ask for.
@@ -246,47 +244,3 @@ def strongest_first(keypoints, descriptors, scores) -> tuple[np.ndarray, np.ndar
         descriptors[order].to("cpu", torch.float32).numpy(),
         None,
     )
-
-
-def run_batch(
-    extractor: Extractor,
-    images: Any,
-    *,
-    progress: bool | None,
-    on_error: str,
-    workers: int = 1,
-) -> list[LocalFeatures | None]:
-    """Every image through ``extractor`` (over ``workers`` processes on a CPU, in batches
-    on a GPU: :mod:`~ilias_rerank.extractors.pool`); failures are collected, never stop
-    the batch. ``on_error="raise"``: :class:`ExtractionError` with every result;
-    ``"skip"``: a warning and ``None`` in their places."""
-    import warnings
-
-    from .pool import run_images
-
-    if on_error not in ("raise", "skip"):
-        raise ConfigError(f"on_error: expected 'raise' or 'skip', got {on_error!r}")
-    items = (
-        list(images)
-        if isinstance(images, Sequence) and not isinstance(images, (str, bytes, bytearray))
-        else [images]
-    )
-    if progress is None and len(items) <= 1:
-        progress = False  # None: a bar when stderr is a terminal
-    results: list[LocalFeatures | None] = []
-    failures: dict[int, tuple[str, str]] = {}
-    outcomes = run_images(extractor, items, workers)
-    bar = progress_bar(
-        outcomes, progress, desc=f"extract ({extractor.method})", unit="img", total=len(items)
-    )
-    for index, features, failure in bar:
-        results.append(features)
-        if failure is not None:
-            failures[index] = failure
-    if failures:
-        listing = "; ".join(reason for _, reason in failures.values())
-        message = f"{len(failures)} of {len(items)} images failed: {listing}"
-        if on_error == "raise":
-            raise ExtractionError(message, results, failures)
-        warnings.warn(message, stacklevel=3)
-    return results

@@ -11,14 +11,23 @@ fails the images it had not returned, with that reason; the rest are kept.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ..errors import ConfigError, IliasRerankError
+from .._progress import progress as progress_bar
+from ..errors import ConfigError, ExtractionError, IliasRerankError
 from ..features import LocalFeatures
+from .base import IMAGE_ERRORS, Extractor
 
-__all__ = ["GPU_BATCH", "MAX_WORKERS", "check_workers", "run_images", "usable_cores"]
+__all__ = [
+    "GPU_BATCH",
+    "MAX_WORKERS",
+    "check_workers",
+    "run_batch",
+    "run_images",
+    "usable_cores",
+]
 
 #: Largest ``workers`` accepted (a bound on the processes one call may start).
 MAX_WORKERS = 256
@@ -55,8 +64,6 @@ def _failure(source: Any, index: int, exc: BaseException) -> tuple[str, str]:
 
 
 def _one(extractor, index: int, source: Any) -> Outcome:
-    from .base import IMAGE_ERRORS
-
     try:
         return index, extractor(source, index), None
     except (IliasRerankError, *IMAGE_ERRORS) as exc:
@@ -134,8 +141,6 @@ def _run_processes(extractor, items: list, processes: int) -> Iterator[Outcome]:
 def _run_gpu(extractor, items: list, workers: int) -> Iterator[Outcome]:
     """Decode in ``workers`` threads while the GPU detects: images are taken a window at a
     time, grouped by working shape, detected ``GPU_BATCH`` at a time, returned in order."""
-    from .base import IMAGE_ERRORS
-
     window = 4 * GPU_BATCH
 
     def prepare(index: int):
@@ -170,8 +175,6 @@ def _run_gpu(extractor, items: list, workers: int) -> Iterator[Outcome]:
 
 
 def _detect_group(extractor, items: list, indices: list[int], prepared: list, outcomes) -> None:
-    from .base import IMAGE_ERRORS
-
     arrays = [arr for arr, _ in prepared]
     try:
         detected = extractor._detect_many(arrays) if len(arrays) > 1 else [None]
@@ -190,3 +193,45 @@ def _detect_group(extractor, items: list, indices: list[int], prepared: list, ou
             )
         except (IliasRerankError, *IMAGE_ERRORS) as exc:
             outcomes[index] = (index, None, _failure(items[index], index, exc))
+
+
+def run_batch(
+    extractor: Extractor,
+    images: Any,
+    *,
+    progress: bool | None,
+    on_error: str,
+    workers: int = 1,
+) -> list[LocalFeatures | None]:
+    """Every image through ``extractor`` (over ``workers`` processes on a CPU, in batches
+    on a GPU: :mod:`~ilias_rerank.extractors.pool`); failures are collected, never stop
+    the batch. ``on_error="raise"``: :class:`ExtractionError` with every result;
+    ``"skip"``: a warning and ``None`` in their places."""
+    import warnings
+
+    if on_error not in ("raise", "skip"):
+        raise ConfigError(f"on_error: expected 'raise' or 'skip', got {on_error!r}")
+    items = (
+        list(images)
+        if isinstance(images, Sequence) and not isinstance(images, (str, bytes, bytearray))
+        else [images]
+    )
+    if progress is None and len(items) <= 1:
+        progress = False  # None: a bar when stderr is a terminal
+    results: list[LocalFeatures | None] = []
+    failures: dict[int, tuple[str, str]] = {}
+    outcomes = run_images(extractor, items, workers)
+    bar = progress_bar(
+        outcomes, progress, desc=f"extract ({extractor.method})", unit="img", total=len(items)
+    )
+    for index, features, failure in bar:
+        results.append(features)
+        if failure is not None:
+            failures[index] = failure
+    if failures:
+        listing = "; ".join(reason for _, reason in failures.values())
+        message = f"{len(failures)} of {len(items)} images failed: {listing}"
+        if on_error == "raise":
+            raise ExtractionError(message, results, failures)
+        warnings.warn(message, stacklevel=3)
+    return results
