@@ -176,9 +176,15 @@ def test_a_damaged_shard_is_named_and_the_others_stay_readable(tmp_path, damage)
         data = bytearray((b / "index.bin").read_bytes())
         data[3] ^= 0xFF
         (b / "index.bin").write_bytes(bytes(data))
-    else:  # appended to after it was registered
-        with StoreWriter(b, {"name": "t"}) as w:
+    else:  # changed behind the store's back (StoreWriter refuses a registered shard)
+        import shutil
+
+        copy = tmp_path / "copy"
+        shutil.copytree(b, copy)
+        with StoreWriter(copy, {"name": "t"}) as w:
             w.add("y3", _features(5))
+        shutil.rmtree(b)
+        shutil.copytree(copy, b)
     with pytest.raises(ir.FormatError, match=r"shard b: "):
         FeatureStore(tmp_path / "s")
     store = FeatureStore(tmp_path / "s", on_broken_shard="skip")
