@@ -8,6 +8,8 @@
     ilias-rerank rerank-shortlists --shortlists knn.json --images tars/ --store feats/ \\
         --out reranked.json [-k 100] [--ray [ADDRESS]] [--workers N]
 
+    ilias-rerank store check|repair|merge STORE        # a sharded store's health
+
 Steps one at a time (same options): ``extract``, ``index``, ``search``, ``rerank``,
 ``evaluate [--similarities FILE]``, ``show --query ID``. Every step keeps its outputs in
 ``--workdir`` (default ``out/<dataset>``) and resumes from them.
@@ -90,6 +92,7 @@ def _parser() -> argparse.ArgumentParser:
                 "--similarities", type=Path, help="a .json/.npz similarity file to score instead"
             )
     _shortlist_parser(sub)
+    _store_parser(sub)
     show = sub.add_parser("show", parents=[common], help="PNG pictures of one query")
     show.add_argument("--query", help="query id (default: the first)")
     show.add_argument("--top", type=int, default=8)
@@ -135,6 +138,60 @@ def _shortlist_parser(sub) -> None:
     p.add_argument("--trust-pickle", action="store_true", help="allow reading a .pkl file")
     p.add_argument("--json", type=Path, help="write the summary with timings here")
     p.add_argument("--no-progress", action="store_true")
+
+
+def _size(text: str) -> int:
+    """``123``, ``64K``, ``512M``, ``2G`` -> bytes."""
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    unit = t[-1:] if t[-1:] in units else ""
+    number = t[: len(t) - len(unit)]
+    try:
+        return int(float(number) * units[unit])
+    except (ValueError, OverflowError):
+        raise argparse.ArgumentTypeError(
+            f"expected a size such as 512M or 2G, got {text!r}"
+        ) from None
+
+
+def _store_parser(sub) -> None:
+    p = sub.add_parser(
+        "store",
+        help="check, repair or merge a sharded feature store",
+        description="check: list orphan, duplicate, damaged and changed shards, changing "
+        "nothing (exit 1 if any); repair: make the store openable again without losing an "
+        "image an intact shard holds, and say what was done; merge: rewrite small shards "
+        "into few large ones, atomically.",
+    )
+    p.add_argument("action", choices=("check", "repair", "merge"))
+    p.add_argument("path", type=Path, help="the sharded store directory")
+    p.add_argument(
+        "--target-size", type=_size, default="1G", help="merge: bytes per merged shard (1G)"
+    )
+    p.add_argument("--quick", action="store_true", help="check: skip the per-image checksums")
+    p.add_argument(
+        "--lock-timeout",
+        type=float,
+        default=0.0,
+        help="repair, merge: seconds to wait for another writer (default: fail at once)",
+    )
+
+
+def _store(args) -> int:
+    from .store import check_store, merge_store, repair_store
+
+    if args.action == "check":
+        report = check_store(args.path, verify_images=not args.quick)
+        print(report)
+        return 0 if report.ok else 1
+    if args.action == "repair":
+        report = repair_store(args.path, lock_timeout=args.lock_timeout)
+    else:
+        report = merge_store(
+            args.path, target_bytes=args.target_size, lock_timeout=args.lock_timeout
+        )
+    print(report)
+    return 0
 
 
 def _config(text: str | None) -> RerankConfig | None:
@@ -291,6 +348,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "rerank-shortlists":
             _rerank_shortlists(args)
             return 0
+        if args.command == "store":
+            return _store(args)
         ws = _workspace(args)
         if args.command == "extract":
             db, queries = ws.extract()

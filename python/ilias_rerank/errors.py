@@ -8,6 +8,7 @@ __all__ = [
     "DTypeError",
     "DimensionMismatchError",
     "ExtractionError",
+    "FailureBudgetError",
     "FormatError",
     "IliasRerankError",
     "ImageReadError",
@@ -18,7 +19,6 @@ __all__ = [
     "NonFiniteError",
     "ResourceLimitError",
     "ShapeError",
-    "FailureBudgetError",
     "StoreLockedError",
     "StoreWriteError",
 ]

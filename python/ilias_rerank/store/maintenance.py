@@ -142,7 +142,7 @@ class _Scan:
                     self.locked.add(name)
                     continue
             try:
-                store = FeatureStore(path, verify="none")
+                store = FeatureStore(path, verify="access")
             except (FormatError, FileNotFoundError, NotADirectoryError) as exc:
                 self.unreadable[name] = str(exc)
                 continue
