@@ -25,7 +25,7 @@ from pathlib import Path
 from ._io import atomic_write_json
 from .config import RerankConfig
 from .datasets import DATASETS, load_dataset
-from .errors import ConfigError, IliasRerankError
+from .errors import ConfigError, FailureBudgetError, IliasRerankError
 from .pipeline import DEFAULT_GLOBAL, GLOBAL_MODELS, Workspace
 from .reranker import load_similarities
 
@@ -136,8 +136,44 @@ def _shortlist_parser(sub) -> None:
     p.add_argument("--batch-size", type=int, default=256, help="images per extraction batch")
     p.add_argument("--config", type=str, default=None, help="re-ranking settings as JSON")
     p.add_argument("--trust-pickle", action="store_true", help="allow reading a .pkl file")
+    p.add_argument(
+        "--max-failed",
+        type=_failure_budget,
+        default=0.01,
+        help="failed images allowed: a count (10), a percentage (1%%) or a fraction (0.01, "
+        "the default) of the images extracted; beyond it the job exits with status 3",
+    )
+    p.add_argument(
+        "--no-merge", action="store_true", help="leave the store's small shards unmerged"
+    )
+    p.add_argument("--merge-size", type=_size, default="1G", help="bytes per merged shard (1G)")
+    p.add_argument(
+        "--lock-timeout",
+        type=float,
+        default=0.0,
+        help="seconds to wait when another job writes the store (default: fail at once)",
+    )
     p.add_argument("--json", type=Path, help="write the summary with timings here")
     p.add_argument("--no-progress", action="store_true")
+
+
+def _failure_budget(text: str) -> int | float:
+    try:
+        if text.endswith("%"):
+            value: int | float = float(text[:-1]) / 100.0
+        elif "." in text or "e" in text.lower():
+            value = float(text)
+        else:
+            value = int(text)
+    except ValueError:
+        value = -1
+    if (isinstance(value, float) and not 0.0 <= value <= 1.0) or (
+        isinstance(value, int) and value < 0
+    ):
+        raise argparse.ArgumentTypeError(
+            f"expected a count >= 0, a percentage or a fraction in [0, 1], got {text!r}"
+        )
+    return value
 
 
 def _size(text: str) -> int:
@@ -224,7 +260,16 @@ def _rerank_shortlists(args) -> dict:
         batch_size=args.batch_size,
         trust_pickle=args.trust_pickle,
         progress=False if args.no_progress else None,
+        max_failed=args.max_failed,
+        merge=not args.no_merge,
+        merge_target_bytes=args.merge_size,
+        lock_timeout=args.lock_timeout,
     )
+    _print_summary(summary, args)
+    return summary
+
+
+def _print_summary(summary: dict, args) -> None:
     print(
         f"rerank-shortlists: {summary['queries']} queries ({summary['queries_reranked']} "
         f"re-ranked); ids needed {summary['ids_needed']} / extracted {summary['extracted']} / "
@@ -236,7 +281,6 @@ def _rerank_shortlists(args) -> dict:
         print(f"failed images: {summary['failures']}")
     if args.json:
         atomic_write_json(args.json, summary)
-    return summary
 
 
 def _workspace(args) -> Workspace:
@@ -346,7 +390,12 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "rerank-shortlists":
-            _rerank_shortlists(args)
+            try:
+                _rerank_shortlists(args)
+            except FailureBudgetError as exc:
+                _print_summary(exc.summary, args)
+                print(f"ilias-rerank: error: {exc}", file=sys.stderr)
+                return 3
             return 0
         if args.command == "store":
             return _store(args)

@@ -47,7 +47,7 @@ from .sharded import (
 )
 from .single import FeatureStore, StoreWriter
 
-__all__ = ["StoreReport", "check_store", "merge_store", "repair_store"]
+__all__ = ["StoreReport", "adopt_orphans", "check_store", "merge_store", "repair_store"]
 
 #: Default size of a merged shard (bytes of feature files).
 MERGE_TARGET_BYTES = 1 << 30
@@ -83,7 +83,13 @@ def _tmp_files(root: Path) -> list[Path]:
     the root and in the shards no one is writing."""
     found = [p for p in root.glob(".*.tmp") if p.is_file()]
     for name in shard_dirs(root):
-        found += [p for p in shard_path(root, name).glob(".*.tmp") if p.is_file()]
+        tmp = [p for p in shard_path(root, name).glob(".*.tmp") if p.is_file()]
+        if tmp:
+            try:
+                with writer_lock(shard_path(root, name)):
+                    found += tmp
+            except StoreLockedError:
+                pass  # its writer's own temporary file
     return found
 
 
@@ -304,6 +310,41 @@ def repair_store(root: str | os.PathLike, *, lock_timeout: float = 0.0) -> Store
         report.shards = len(entries)
         report.images = sum(e["images"] for e in entries)
     return report
+
+
+def adopt_orphans(root: str | os.PathLike, *, lock_timeout: float = 0.0) -> list[str]:
+    """Resolve the orphan shards of ``root`` (committed, never registered: a job that was
+    killed or failed): register the ids they add (:func:`register_shards`), remove those
+    that add none or never committed anything, set aside the unreadable ones; and remove
+    the temporary files killed writers left. Shards being written are left alone. Returns
+    what was done. The job runs this first."""
+    from .sharded import orphan_shards, register_shards
+
+    root = Path(root)
+    actions: list[str] = []
+    with writer_lock(root, timeout=lock_timeout, reentrant=True):
+        good = []
+        for name in orphan_shards(root):
+            path = shard_path(root, name)
+            try:
+                with writer_lock(path):
+                    FeatureStore(path, verify="none")
+                good.append(name)
+            except StoreLockedError:
+                actions.append(f"left orphan shard {name} alone: it is being written")
+            except (FormatError, FileNotFoundError) as exc:
+                if (path / "manifest.json").exists():
+                    _set_aside(root, path)
+                    actions.append(f"moved unreadable orphan shard {name} to damaged/ ({exc})")
+                else:
+                    _remove(path)
+                    actions.append(f"removed orphan shard {name}: nothing was committed")
+        if good:
+            register_shards(root, good)
+            actions.append(f"registered the new ids of {len(good)} orphan shards")
+        for tmp in _tmp_files(root):
+            tmp.unlink(missing_ok=True)
+    return actions
 
 
 def _set_aside(root: Path, path: Path) -> None:

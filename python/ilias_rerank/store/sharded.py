@@ -383,27 +383,27 @@ class ShardedStore(FeatureStore):
             hint = f" (damaged shards left out: {sorted(self.broken)})" if self.broken else ""
             raise MissingIdError(f"{image_id!r} is not in the store {self.path}{hint}") from None
 
-    def _touch(self, s: int) -> FeatureStore:
-        """Shard ``s``, counted as mapped; the least recently used beyond ``max_open``
-        are unmapped."""
+    def _maps_of(self, s: int) -> tuple:
+        """Shard ``s``'s maps, opened if needed; the least recently used shards beyond
+        ``max_open`` are unmapped (under one lock: no shard is mapped outside the LRU)."""
         with self._lru_lock:
             self._mapped_lru[s] = None
             self._mapped_lru.move_to_end(s)
             while len(self._mapped_lru) > self.max_open:
                 old, _ = self._mapped_lru.popitem(last=False)
                 self.shards[old].release()
-        return self.shards[s]
+            try:
+                return self.shards[s]._mapped()
+            except FileNotFoundError:
+                del self._mapped_lru[s]
+                raise FormatError(
+                    f"{self.path}: shard {self.shards[s].path.name} was removed since the store "
+                    "was opened (merged or repaired by another process): open the store again"
+                ) from None
 
     def __getitem__(self, image_id: str) -> LocalFeatures:
         s, i = self._locate(image_id)
-        shard = self._touch(s)
-        try:
-            return shard._features_at(i)
-        except FileNotFoundError:
-            raise FormatError(
-                f"{self.path}: shard {shard.path.name} was removed since the store was opened "
-                "(merged or repaired by another process): open the store again"
-            ) from None
+        return self.shards[s]._features_at(i, self._maps_of(s))
 
     def position(self, image_id: str) -> int:
         """Row of ``image_id`` in ``ids`` (and ``global_vectors``)."""

@@ -311,10 +311,11 @@ class FeatureStore(Mapping):
             self._global_verified = True
         return self._global
 
-    def _features_at(self, i: int) -> LocalFeatures:
+    def _features_at(self, i: int, maps: tuple | None = None) -> LocalFeatures:
+        """Image ``i``, read from ``maps`` (what :meth:`_mapped` returned) or this store's."""
         rec = self._index[i]
         lo, hi = int(rec["offset"]), int(rec["offset"]) + int(rec["count"])
-        keypoints, frames_map, descriptors = self._mapped()
+        keypoints, frames_map, descriptors = maps if maps is not None else self._mapped()
         kp = keypoints[lo:hi]
         fr = frames_map[lo:hi] if frames_map is not None else np.zeros((hi - lo, 0), "<f4")
         desc = descriptors[lo:hi]
