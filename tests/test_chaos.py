@@ -138,6 +138,41 @@ def test_an_interrupted_run_then_other_plans_never_duplicate_an_id(images, tmp_p
     assert (tmp_path / "f.json").read_bytes() == (tmp_path / "6-3.json").read_bytes()
 
 
+class FailOnce(ImageSource):
+    """Reads the folder; the first read of ``victim`` fails (a transient read error)."""
+
+    def __init__(self, folder: Path, victim: str) -> None:
+        self.folder, self.victim, self.failed = folder, victim, False
+
+    def __contains__(self, image_id) -> bool:
+        return True
+
+    def prepare(self, ids) -> None:
+        pass
+
+    def read(self, image_id: str) -> bytes:
+        if image_id == self.victim and not self.failed:
+            self.failed = True
+            raise ir.ImageReadError(f"{image_id}: transient")
+        return (self.folder / f"{image_id}.png").read_bytes()
+
+
+def test_retrying_a_failed_image_never_writes_a_registered_shard(images, tmp_path):
+    knn = _shortlists(tmp_path / "knn.json", 3)
+    store = tmp_path / "s"
+    victim = sorted(json.loads(knn.read_text()))[0]
+    source = FailOnce(images, victim)
+    settings = {"k": 8, "batch_size": 50, "extractor": SPEC, "merge": False, "max_failed": 1}
+    first = rerank_shortlists(knn, source, store, tmp_path / "1.json", **settings)
+    assert first["failed"] == 1
+    shards = {p.name: (p / "manifest.json").read_bytes() for p in (store / "shards").iterdir()}
+    second = rerank_shortlists(knn, source, store, tmp_path / "2.json", **settings)
+    assert second["extracted"] == 1 and second["failed"] == 0
+    for name, manifest in shards.items():  # untouched: the retry wrote a new shard
+        assert (store / "shards" / name / "manifest.json").read_bytes() == manifest
+    assert victim in _no_duplicates(store) and check_store(store).ok
+
+
 class Broken(ImageSource):
     def __init__(self, error: BaseException | None) -> None:
         self.error = error

@@ -108,7 +108,12 @@ def test_a_tar_with_a_missing_or_corrupt_member_names_it_and_keeps_the_rest(smvs
     knn = {"ref/001": {"ref/002": 0.9, "ref/005": 0.8, "ref/006": 0.7, "ref/003": 0.6}}
     save_similarities(tmp_path / "knn.json", knn)
     summary = rerank_shortlists(
-        tmp_path / "knn.json", tar, tmp_path / "store", tmp_path / "out.json", extractor=SPEC
+        tmp_path / "knn.json",
+        tar,
+        tmp_path / "store",
+        tmp_path / "out.json",
+        extractor=SPEC,
+        max_failed=2,
     )
     assert summary["failed"] == 2 and summary["extracted"] == 3
     failures = (tmp_path / "out.json.failures.tsv").read_text()
