@@ -317,3 +317,20 @@ def test_a_version_1_compact_record_is_decoded_with_its_frames_the_right_way():
     fields[1], fields[-1] = 1, zlib.crc32(bytes(payload))
     old = header.pack(*fields) + bytes(payload)
     np.testing.assert_allclose(compact.decode(old).frames, compact.decode(now).frames)
+
+
+@pytest.mark.parametrize(
+    "entry", [None, {"name": "a"}, {"name": "a", "images": None, "features": 1, "manifest_crc": 1}]
+)
+def test_a_malformed_shard_list_entry_is_a_format_error(tmp_path, entry):
+    from ilias_rerank.store.sharded import _crc
+
+    root = tmp_path / "s"
+    _shard(root, "a", ["x1"])
+    register_shards(root, ["a"])
+    listing = json.loads((root / "shards.json").read_text())
+    listing["shards"] = [entry]
+    listing["checksum"] = _crc(listing)
+    (root / "shards.json").write_text(json.dumps(listing))
+    with pytest.raises(ir.FormatError, match="shard entry 0: expected name, images"):
+        FeatureStore(root)
