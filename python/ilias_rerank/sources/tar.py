@@ -187,7 +187,7 @@ class TarSource(ImageSource):
         if size < 0:
             raise ImageReadError(
                 f"image {image_id!r}: its member in {self.tars[t]} declares more bytes than "
-                "the tar holds (a corrupt or cut header)"
+                "the tar holds (the tar is truncated, or the header corrupt)"
             )
         if self._lock_pid != os.getpid():
             self._lock, self._lock_pid = threading.Lock(), os.getpid()
