@@ -108,7 +108,12 @@ def test_a_tar_with_a_missing_or_corrupt_member_names_it_and_keeps_the_rest(smvs
     knn = {"ref/001": {"ref/002": 0.9, "ref/005": 0.8, "ref/006": 0.7, "ref/003": 0.6}}
     save_similarities(tmp_path / "knn.json", knn)
     summary = rerank_shortlists(
-        tmp_path / "knn.json", tar, tmp_path / "store", tmp_path / "out.json", extractor=SPEC
+        tmp_path / "knn.json",
+        tar,
+        tmp_path / "store",
+        tmp_path / "out.json",
+        extractor=SPEC,
+        max_failed=2,
     )
     assert summary["failed"] == 2 and summary["extracted"] == 3
     failures = (tmp_path / "out.json.failures.tsv").read_text()
@@ -176,9 +181,15 @@ def test_a_damaged_shard_is_named_and_the_others_stay_readable(tmp_path, damage)
         data = bytearray((b / "index.bin").read_bytes())
         data[3] ^= 0xFF
         (b / "index.bin").write_bytes(bytes(data))
-    else:  # appended to after it was registered
-        with StoreWriter(b, {"name": "t"}) as w:
+    else:  # changed behind the store's back (StoreWriter refuses a registered shard)
+        import shutil
+
+        copy = tmp_path / "copy"
+        shutil.copytree(b, copy)
+        with StoreWriter(copy, {"name": "t"}) as w:
             w.add("y3", _features(5))
+        shutil.rmtree(b)
+        shutil.copytree(copy, b)
     with pytest.raises(ir.FormatError, match=r"shard b: "):
         FeatureStore(tmp_path / "s")
     store = FeatureStore(tmp_path / "s", on_broken_shard="skip")

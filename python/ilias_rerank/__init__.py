@@ -25,6 +25,7 @@ from .errors import (
     DimensionMismatchError,
     DTypeError,
     ExtractionError,
+    FailureBudgetError,
     FormatError,
     IliasRerankError,
     ImageReadError,
@@ -35,6 +36,7 @@ from .errors import (
     NonFiniteError,
     ResourceLimitError,
     ShapeError,
+    StoreLockedError,
     StoreWriteError,
 )
 from .extractors import extract_local
@@ -50,6 +52,7 @@ __all__ = [
     "DTypeError",
     "DimensionMismatchError",
     "ExtractionError",
+    "FailureBudgetError",
     "FeatureStore",
     "FormatError",
     "IliasRerankError",
@@ -66,6 +69,7 @@ __all__ = [
     "Reranker",
     "ResourceLimitError",
     "ShapeError",
+    "StoreLockedError",
     "StoreWriteError",
     "StoreWriter",
     "__version__",

@@ -1,12 +1,17 @@
 """The extraction plan and one batch of it.
 
 The ids a job needs are sorted and cut into batches; each batch is named by a hash of its
-ids (``b-<16 hex>``), carries only those of its ids the store lacks, and is written to the
-shard of that name. The name is a pure function of the job's ids, so a batch that is redone
-(its worker died, the job was restarted, an image failed last time) reopens its own shard
-and resumes it: images committed before are neither extracted again nor duplicated, and
-nothing committed is lost. A shard becomes visible when the driver registers it, after its
-batch finished.
+ids and the run's tag (``b-<16 hex>-<run>``), carries only those of its ids the store
+lacks, and is written to the shard of that name. Within a run, a batch that is redone (its
+worker died) reopens its own unregistered shard and resumes it. A later run has another
+tag, so it never writes a shard an earlier run left: a registered shard is never written
+again, and what a killed run committed but never registered (an orphan) is adopted by the
+next run before it plans (``store.adopt_orphans``), so it is neither extracted again nor
+duplicated. A shard becomes visible when the driver registers it, after its batch finished.
+
+A per-image failure is an error about that image (unreadable, undecodable, refused as
+input: :class:`~ilias_rerank.errors.IliasRerankError` or ``ValueError``); anything else
+(``RuntimeError`` such as CUDA out of memory, a bug) stops the job.
 """
 
 from __future__ import annotations
@@ -18,7 +23,6 @@ from typing import Any
 
 from ..errors import IliasRerankError
 from ..extractors import make_extractor
-from ..extractors.base import IMAGE_ERRORS
 from ..store import StoreWriter, shard_path
 
 __all__ = ["Batch", "BatchResult", "ExtractorSpec", "extract_batch", "plan_batches"]
@@ -73,10 +77,16 @@ class BatchResult:
     seconds: float = 0.0
 
 
-def plan_batches(ids: Sequence[str], batch_size: int, skip: Collection[str] = ()) -> list[Batch]:
-    """Deterministic batches of the sorted ``ids``, each named by a hash of all its ids;
-    ids in ``skip`` (already in the store) are left out of each batch, and batches left
-    empty are dropped (see the module docstring)."""
+#: What counts as one image's failure (module docstring).
+IMAGE_FAILURES = (IliasRerankError, ValueError)
+
+
+def plan_batches(
+    ids: Sequence[str], batch_size: int, skip: Collection[str] = (), tag: str = ""
+) -> list[Batch]:
+    """Deterministic batches of the sorted ``ids``, each named by a hash of all its ids
+    (and ``tag``, the run's); ids in ``skip`` (already in the store) are left out of each
+    batch, and batches left empty are dropped (see the module docstring)."""
     if batch_size < 1:
         raise ValueError(f"batch_size: expected >= 1, got {batch_size}")
     ordered = sorted(set(ids))
@@ -86,7 +96,7 @@ def plan_batches(ids: Sequence[str], batch_size: int, skip: Collection[str] = ()
         digest = hashlib.sha1("\n".join(chunk).encode()).hexdigest()[:16]
         todo = tuple(i for i in chunk if i not in skip)
         if todo:
-            batches.append(Batch(f"b-{digest}", todo))
+            batches.append(Batch(f"b-{digest}-{tag}" if tag else f"b-{digest}", todo))
     return batches
 
 
@@ -108,7 +118,7 @@ def extract_batch(batch: Batch, source, extractor, root) -> BatchResult:
             except IliasRerankError as exc:
                 result.failed[image_id] = str(exc)
                 continue
-            except IMAGE_ERRORS as exc:
+            except IMAGE_FAILURES as exc:
                 result.failed[image_id] = f"image {image_id!r}: {type(exc).__name__}: {exc}"
                 continue
             w.add(image_id, features)
