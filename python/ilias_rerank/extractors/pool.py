@@ -109,30 +109,64 @@ def _work(index: int, source: Any) -> Outcome:
     return _one(_WORKER["extractor"], index, source)
 
 
-def _run_processes(extractor, items: list, processes: int) -> Iterator[Outcome]:
+#: Pool restarts one call allows after dead workers before failing what is left.
+MAX_RESTARTS = 16
+
+
+def _pool(extractor, processes: int):
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(
+        processes,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(extractor.spec,),
+    )
+
+
+def _mapped(extractor, items: list, start: int, processes: int) -> Iterator[Outcome]:
+    """Outcomes of ``items[start:]`` from one pool, in order; a dead worker raises
+    ``BrokenProcessPool`` at the first image not yet returned."""
+    rest = len(items) - start
+    chunk = max(1, min(8, rest // (4 * processes)))
+    pool = _pool(extractor, min(processes, rest))
+    try:
+        yield from pool.map(_work, range(start, len(items)), items[start:], chunksize=chunk)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _run_processes(extractor, items: list, processes: int) -> Iterator[Outcome]:
+    """Over worker processes, in order. When a worker dies, the first image not returned
+    is run again alone: if it kills that worker too it fails ("the worker process
+    extracting it stopped"), else it was another image's fault; then a fresh pool goes on
+    from the next image. Nothing returned before is lost or redone."""
     from concurrent.futures.process import BrokenProcessPool
 
-    context = multiprocessing.get_context("spawn")
-    chunk = max(1, min(8, len(items) // (4 * processes)))
-    with ProcessPoolExecutor(
-        processes, mp_context=context, initializer=_init_worker, initargs=(extractor.spec,)
-    ) as pool:
-        done = 0
+    from ..images import describe_source
+
+    start, restarts = 0, 0
+    while start < len(items):
         try:
-            for outcome in pool.map(_work, range(len(items)), items, chunksize=chunk):
-                done += 1
+            for outcome in _mapped(extractor, items, start, processes):
+                start += 1
                 yield outcome
         except BrokenProcessPool as exc:
+            restarts += 1
             reason = (
                 "the worker process extracting it stopped (killed, out of memory, or it "
                 f"could not start: {exc})"
             )
-            for index in range(done, len(items)):
-                from ..images import describe_source
-
-                yield index, None, (describe_source(items[index], index), reason)
+            if restarts > MAX_RESTARTS:
+                for index in range(start, len(items)):
+                    yield index, None, (describe_source(items[index], index), reason)
+                return
+            try:
+                yield next(_mapped(extractor, items[: start + 1], start, 1))
+            except BrokenProcessPool:
+                yield start, None, (describe_source(items[start], start), reason)
+            start += 1
 
 
 # --- GPU batches -----------------------------------------------------------------------------
