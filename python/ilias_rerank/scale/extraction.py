@@ -77,6 +77,10 @@ class BatchResult:
     seconds: float = 0.0
 
 
+#: Images between two commits of a batch's shard: a batch redone after its worker died
+#: resumes after the last commit.
+COMMIT_EVERY = 16
+
 #: What counts as one image's failure (module docstring).
 IMAGE_FAILURES = (IliasRerankError, ValueError)
 
@@ -108,7 +112,9 @@ def extract_batch(batch: Batch, source, extractor, root) -> BatchResult:
 
     t0 = time.perf_counter()
     result = BatchResult(batch.name)
-    with StoreWriter(shard_path(root, batch.name), extractor.params(), commit_every=16) as w:
+    with StoreWriter(
+        shard_path(root, batch.name), extractor.params(), commit_every=COMMIT_EVERY
+    ) as w:
         for image_id in batch.ids:
             if image_id in w:
                 result.reused += 1
