@@ -41,6 +41,14 @@ class ExtractorSpec:
     torch_threads: int = 0  # 0: the library's default (threads of torch / OpenCV)
     backend: str | None = None  # None: the method's default for the device
 
+    def manifest_name(self) -> str:
+        """The ``name`` its features carry in a store's manifest (method and backend),
+        known without building the extractor (nothing is imported or loaded)."""
+        from ..extractors import _class, resolve_backend
+
+        backend = resolve_backend(self.method, self.backend, self.device)
+        return _class(self.method, backend).manifest_name
+
     def build(self):
         extractor = make_extractor(
             self.method,
