@@ -306,8 +306,9 @@ def verify_correspondences(
     Raises
     ------
     ShapeError
-        Point arrays that are not ``(K, 2)`` or differ in K, frames on one side only, or a
-        ``candidate_size`` that is not two positive ints.
+        Point arrays that are not ``(K, 2)`` or differ in K, more than 32768
+        correspondences (every one's hypothesis is scored against all: O(K²) work), frames
+        on one side only, or a ``candidate_size`` that is not two positive ints.
     InvalidInputError
         Another invalid array (dtype, NaN / infinity).
     ConfigError
@@ -365,8 +366,9 @@ def frame_hypotheses(
     Raises
     ------
     ShapeError
-        Point arrays that are not ``(K, 2)`` or differ in K, frames on one side only, or a
-        ``candidate_size`` that is not two positive ints.
+        Point arrays that are not ``(K, 2)`` or differ in K, more than 32768
+        correspondences (every one's hypothesis is scored against all: O(K²) work), frames
+        on one side only, or a ``candidate_size`` that is not two positive ints.
     InvalidInputError
         Another invalid array (dtype, NaN / infinity).
     ConfigError

@@ -7,6 +7,7 @@ a test checks that both sides agree. Field meanings are documented there and bel
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from typing import Literal
 
@@ -86,6 +87,13 @@ class RerankConfig:
         # Every field's type and range, checked by the core once, here: a bad value is a
         # ConfigError ("config.<field>: expected ..., got ...") before anything runs.
         from . import _core
+        from .errors import ConfigError
+
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            # A bool is an int to Python, never a count or a seed here.
+            if f.type == "int" and isinstance(value, bool):
+                raise ConfigError(f"config.{f.name}: expected an int, got {value!r}")
 
         _core.validate_config(self.to_dict())
 
@@ -96,3 +104,23 @@ class RerankConfig:
     def replace(self, **changes) -> RerankConfig:
         """A copy with some fields changed."""
         return dataclasses.replace(self, **changes)
+
+
+_FIELDS = frozenset(f.name for f in dataclasses.fields(RerankConfig))
+_dataclass_init = RerankConfig.__init__
+
+
+@functools.wraps(_dataclass_init)
+def _init(self, *args, **kwargs) -> None:
+    # An unknown setting is a ConfigError naming it, not Python's TypeError.
+    unknown = sorted(set(kwargs) - _FIELDS)
+    if unknown:
+        from .errors import ConfigError
+
+        raise ConfigError(
+            f"config: unknown setting {unknown[0]!r}: expected one of {sorted(_FIELDS)}"
+        )
+    _dataclass_init(self, *args, **kwargs)
+
+
+RerankConfig.__init__ = _init  # type: ignore[method-assign]

@@ -33,7 +33,7 @@ from .datasets import Dataset
 from .errors import ExtractionError, InvalidInputError
 from .evaluation import ilias_map, shortlist_metrics
 from .extractors import make_extractor
-from .reranker import Reranker, load_similarities, save_similarities
+from .reranker import Reranker, by_score, load_similarities, save_similarities
 from .store import FeatureStore, StoreWriter
 
 __all__ = ["DEFAULT_GLOBAL", "GLOBAL_MODELS", "Workspace"]
@@ -206,7 +206,9 @@ class Workspace:
         if global_sims is None:
             global_sims = load_similarities(self.workdir / "global.json")
         db, queries = self.extract()
-        heads = {q: dict(list(ranking.items())[: self.k]) for q, ranking in global_sims.items()}
+        # The head by score, not by the mapping's order (the shortlist job does the same).
+        ranked = {q: by_score(ranking) for q, ranking in global_sims.items()}
+        heads = {q: {d: global_sims[q][d] for d in r[: self.k]} for q, r in ranked.items()}
         t0 = time.perf_counter()
         found = Reranker(db, self.config).rerank_results(
             queries, heads, progress=self.progress and len(heads) > 1
@@ -214,7 +216,7 @@ class Workspace:
         dt = time.perf_counter() - t0
         reranked, details = {}, {}
         for q, (ids, result) in found.items():
-            order = result.ranked_ids(ids) + list(global_sims[q])[self.k :]
+            order = result.ranked_ids(ids) + ranked[q][self.k :]
             n = len(order)
             reranked[q] = {d: (n - r) / n for r, d in enumerate(order)}
             details[q] = {

@@ -41,6 +41,14 @@ class ExtractorSpec:
     torch_threads: int = 0  # 0: the library's default (threads of torch / OpenCV)
     backend: str | None = None  # None: the method's default for the device
 
+    def manifest_name(self) -> str:
+        """The ``name`` its features carry in a store's manifest (method and backend),
+        known without building the extractor (nothing is imported or loaded)."""
+        from ..extractors import _class, resolve_backend
+
+        backend = resolve_backend(self.method, self.backend, self.device)
+        return _class(self.method, backend).manifest_name
+
     def build(self):
         extractor = make_extractor(
             self.method,
@@ -77,6 +85,10 @@ class BatchResult:
     seconds: float = 0.0
 
 
+#: Images between two commits of a batch's shard: a batch redone after its worker died
+#: resumes after the last commit.
+COMMIT_EVERY = 16
+
 #: What counts as one image's failure (module docstring).
 IMAGE_FAILURES = (IliasRerankError, ValueError)
 
@@ -108,7 +120,9 @@ def extract_batch(batch: Batch, source, extractor, root) -> BatchResult:
 
     t0 = time.perf_counter()
     result = BatchResult(batch.name)
-    with StoreWriter(shard_path(root, batch.name), extractor.params(), commit_every=16) as w:
+    with StoreWriter(
+        shard_path(root, batch.name), extractor.params(), commit_every=COMMIT_EVERY
+    ) as w:
         for image_id in batch.ids:
             if image_id in w:
                 result.reused += 1

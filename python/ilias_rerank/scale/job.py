@@ -33,7 +33,7 @@ from .._io import atomic_write
 from .._progress import Counter
 from ..config import RerankConfig
 from ..errors import ConfigError, FailureBudgetError, InvalidInputError
-from ..reranker import load_similarities, save_similarities
+from ..reranker import by_score, load_similarities, save_similarities
 from ..sources import ImageSource, open_source
 from ..store import SHARDS_FILE, FeatureStore, register_shards, writer_lock
 from ..store.maintenance import MERGE_TARGET_BYTES, adopt_orphans, merge_store
@@ -43,7 +43,7 @@ __all__ = ["ShortlistJob", "rerank_shortlists"]
 
 
 def _ranked(shortlist: dict[str, float]) -> list[str]:
-    return sorted(shortlist, key=lambda d: -shortlist[d])  # stable: ties keep file order
+    return by_score(shortlist)  # the pipeline's order too
 
 
 def merge_order(head: list[str], reranked: list[str], failed: set[str]) -> list[str]:
@@ -205,6 +205,16 @@ class ShortlistJob:
         have = set(store.ids) if store is not None else set()
         if store is not None:
             store.close()
+        # Features of another method or backend are refused even when nothing is missing
+        # (re-ranking them would silently answer for another extractor).
+        held = store.extractor.get("name") if store is not None and len(store) else None
+        if held is not None and held != self.extractor.manifest_name():
+            raise ConfigError(
+                f"{self.store}: expected features of {self.extractor.manifest_name()!r} "
+                f"(--method {self.extractor.method}, backend "
+                f"{self.extractor.backend or 'default'}), got a store of {held!r} (use "
+                "another --store or the store's method)"
+            )
         missing = sorted(needed - have)
         if missing:
             # The extractor is built here once before any worker: a bad setting is a clear

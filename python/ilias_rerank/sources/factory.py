@@ -33,16 +33,17 @@ def open_source(spec: Any, *, index_dir: str | os.PathLike | None = None) -> Ima
     if isinstance(spec, (list, tuple)):
         if len(spec) == 1:
             return open_source(spec[0], index_dir=index_dir)
-        if spec and all(str(s).lower().endswith(".tar") for s in spec):
-            return TarSource(spec, index_dir=index_dir)
+        # Globs expanded first: a list of tar globs (or tars and globs) is one TarSource.
+        tars = [t for s in spec for t in (_expand(s) if _is_glob(s) else [s])]
+        if tars and all(
+            isinstance(t, (str, os.PathLike)) and str(t).lower().endswith(".tar") for t in tars
+        ):
+            return TarSource(tars, index_dir=index_dir)
         return ChainSource([open_source(s, index_dir=index_dir) for s in spec])
     text = str(spec)
     path = Path(text)
-    if any(ch in text for ch in "*?["):
-        tars = sorted(glob.glob(text))
-        if not tars:
-            raise ImageReadError(f"images: no file matches {text!r}")
-        return TarSource(tars, index_dir=index_dir)
+    if _is_glob(spec):
+        return TarSource(_expand(spec), index_dir=index_dir)
     if path.is_file() and path.suffix.lower() == ".tar":
         return TarSource([path], index_dir=index_dir)
     if path.is_file() and path.suffix.lower() in (".tsv", ".txt"):
@@ -57,3 +58,15 @@ def open_source(spec: Any, *, index_dir: str | os.PathLike | None = None) -> Ima
         f"images: expected a folder, a .tsv of id<TAB>path, .tar files or a callable, "
         f"got {text!r} (not found)"
     )
+
+
+def _is_glob(spec: Any) -> bool:
+    return isinstance(spec, (str, os.PathLike)) and any(ch in str(spec) for ch in "*?[")
+
+
+def _expand(pattern: Any) -> list[str]:
+    """The files a glob matches, sorted; none is an error naming the pattern."""
+    found = sorted(glob.glob(str(pattern)))
+    if not found:
+        raise ImageReadError(f"images: no file matches {str(pattern)!r}")
+    return found
