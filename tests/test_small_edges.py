@@ -191,3 +191,24 @@ def test_the_pipeline_reranks_the_head_by_score_not_by_the_mapping_order(tmp_pat
     sims = {"q": {"x0": 0.9, "x1": 0.1, "good": 0.8, "x2": 0.5}}
     reranked, _ = p.rerank(sims)
     assert list(reranked["q"]) == ["good", "x0", "x2", "x1"]
+
+
+def test_a_gpu_job_on_ray_is_checked_in_the_driver_without_a_gpu():
+    """Issue 15 item 7: a driver without a GPU plans a `--device cuda --ray ADDRESS` job
+    (its workers have the GPU): the device's spelling is checked here, its presence where
+    the extractor runs; a local GPU job still needs a GPU here."""
+    pytest.importorskip("torch")
+    import torch
+
+    from ilias_rerank.errors import ConfigError
+    from ilias_rerank.scale.extraction import ExtractorSpec
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: the driver-side check would pass anyway")
+    spec = ExtractorSpec(device="cuda", num_features=256)
+    params = spec.params(remote=True)
+    assert params["name"] == "kornia-sift-rootsift"  # the GPU default backend
+    with pytest.raises(ConfigError, match="no CUDA device here"):
+        spec.params(remote=False)
+    with pytest.raises(ConfigError, match="device: expected 'cpu', 'cuda'"):
+        ExtractorSpec(device="gpu0").params(remote=True)

@@ -26,6 +26,18 @@ MAX_FEATURES = 1 << 16
 MAX_SIDE = 1 << 14
 
 
+def check_device_name(device: str):
+    """``device`` parsed as a torch device (its spelling alone: it need not exist here)."""
+    import torch
+
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(
+            f"device: expected 'cpu', 'cuda', 'cuda:N' or 'mps', got {device!r}"
+        ) from exc
+
+
 def check_device(device: str, devices: tuple[str, ...] = ("cpu", "cuda", "mps")) -> str:
     """``device`` if it names a device the backend runs on and that exists here, else a
     :class:`ConfigError`. Backends that run on the CPU only are checked without torch."""
@@ -37,12 +49,7 @@ def check_device(device: str, devices: tuple[str, ...] = ("cpu", "cuda", "mps"))
         return device
     import torch
 
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ConfigError(
-            f"device: expected 'cpu', 'cuda', 'cuda:N' or 'mps', got {device!r}"
-        ) from exc
+    dev = check_device_name(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(
             f"device: expected an available device, got {device!r} (no CUDA device here)"

@@ -49,6 +49,22 @@ class ExtractorSpec:
         backend = resolve_backend(self.method, self.backend, self.device)
         return _class(self.method, backend).manifest_name
 
+    def params(self, remote: bool = False) -> dict:
+        """The manifest entry of the features this spec extracts, checking every setting.
+        ``remote``: the extractor runs elsewhere (Ray workers), so the device is checked
+        for its spelling only, not for being present here (a driver without a GPU can run
+        a job whose workers have one); the extractor is built on this CPU for the check."""
+        if remote and self.device != "cpu":
+            from dataclasses import replace
+
+            from ..extractors import resolve_backend
+            from ..extractors.base import check_device_name
+
+            check_device_name(self.device)
+            backend = resolve_backend(self.method, self.backend, self.device)
+            return replace(self, device="cpu", backend=backend, torch_threads=0).build().params()
+        return self.build().params()
+
     def build(self):
         extractor = make_extractor(
             self.method,

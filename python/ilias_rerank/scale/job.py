@@ -219,7 +219,7 @@ class ShortlistJob:
         if missing:
             # The extractor is built here once before any worker: a bad setting is a clear
             # error now, and a store of other features is refused before any work.
-            params = self.extractor.build().params()
+            params = self.extractor.params(remote=self.ray)
             if store is not None and len(store) and store.extractor != params:
                 raise ConfigError(
                     f"{self.store}: holds features of {store.extractor}, this job extracts "
