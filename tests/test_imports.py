@@ -13,9 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "python" / "ilias_rerank"
 
 #: Loops that other work removes: store/single.py <-> store/sharded.py (the store rewrite),
 #: extractors/base.py <-> extractors/pool.py (the extraction backends).
-KNOWN = {
-    frozenset({"ilias_rerank.store.single", "ilias_rerank.store.sharded"}),
-}
+KNOWN = {}
 
 
 def module_names() -> dict[str, Path]:

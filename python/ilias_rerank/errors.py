@@ -82,7 +82,8 @@ class StoreLockedError(StoreWriteError):
 
 class FailureBudgetError(IliasRerankError):
     """More images failed than the job's failure budget (``max_failed``) allows. The
-    result file and the failure list were written; ``summary`` holds the job's summary."""
+    result file and the failure list were written; ``summary`` holds the job's summary
+    (the ``message`` says how many failed against which budget)."""
 
     def __init__(self, message: str, summary: dict) -> None:
         super().__init__(message)

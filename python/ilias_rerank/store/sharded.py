@@ -52,7 +52,7 @@ from .._io import atomic_write_json
 from ..errors import FormatError, InvalidInputError, MissingIdError, StoreLockedError
 from ..features import LocalFeatures
 from .lock import writer_lock
-from .single import FeatureStore, StoreWriter
+from .single import SHARDS_FILE, FeatureStore, StoreWriter
 
 __all__ = [
     "SHARDS_FILE",
@@ -63,7 +63,6 @@ __all__ = [
     "shard_path",
 ]
 
-SHARDS_FILE = "shards.json"
 SHARDED_FORMAT = "ilias-rerank-sharded-store"
 #: Version 2: an id is registered in one shard at most, a registered shard is never
 #: written again. Version 1 lists (the previous release) are read as they are (``store
@@ -459,3 +458,7 @@ class ShardedStore(FeatureStore):
             f"ShardedStore({str(self.path)!r}, shards={len(self.shards)}, images={len(self)}, "
             f"descriptors={self.descriptor_dtype}x{self.dim}{broken})"
         )
+
+
+# FeatureStore(path) opens a sharded store through this (single.py never imports us).
+FeatureStore.sharded_class = ShardedStore

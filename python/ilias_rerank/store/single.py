@@ -54,6 +54,9 @@ from ..errors import (
 from ..features import LocalFeatures
 from .lock import writer_lock
 
+#: The file that makes a directory a sharded store (``store/sharded.py``).
+SHARDS_FILE = "shards.json"
+
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "FeatureStore", "StoreWriter"]
 
 FORMAT_NAME = "ilias-rerank-store"
@@ -146,19 +149,46 @@ def _read_manifest(root: Path) -> dict:
 
 
 class FeatureStore(Mapping):
-    """A committed store, read-only and memory-mapped. ``store[image_id]`` is that image's
-    :class:`LocalFeatures` (views of the mapped files); ``store.ids`` lists the ids in
-    insertion order; ``store.global_vectors`` is ``(images, G)`` float32 or ``None``.
+    """A committed store, read-only and memory-mapped: a mapping of image id to that
+    image's :class:`LocalFeatures` (views of the mapped files).
 
     A directory with a ``shards.json`` is a sharded store: ``FeatureStore(path)`` then
-    returns a :class:`~ilias_rerank.store.sharded.ShardedStore`, which reads the same way."""
+    returns a :class:`~ilias_rerank.store.sharded.ShardedStore`, which reads the same way.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The store directory (as :class:`StoreWriter` or ``rerank-shortlists`` wrote it).
+    verify : {"access", "full", "none"}
+        When checksums are checked: each image's on first access (default), every file
+        now, or never.
+
+    Attributes
+    ----------
+    ids : list of str
+        The image ids, in insertion order.
+    extractor : dict
+        The manifest's extractor entry (name and parameters).
+    global_vectors : numpy.ndarray or None
+        ``(images, G)`` float32 global vectors, if the store holds them.
+
+    Raises
+    ------
+    FormatError
+        A missing, truncated or corrupt file, an unknown format version, a sharded store
+        that holds an id twice (``ilias-rerank store repair`` mends it).
+    MissingIdError
+        ``store[image_id]`` of an id the store does not hold.
+    """
+
+    #: The class that opens a directory with a ``shards.json`` (``store/sharded.py`` sets
+    #: it when the package is imported; this module never imports that one).
+    sharded_class: type | None = None
 
     def __new__(cls, path: str | os.PathLike, *args: Any, **kwargs: Any) -> FeatureStore:
-        if cls is FeatureStore:
-            from .sharded import SHARDS_FILE, ShardedStore
-
-            if (Path(path) / SHARDS_FILE).is_file():
-                return super().__new__(ShardedStore)
+        sharded = FeatureStore.sharded_class
+        if cls is FeatureStore and sharded is not None and (Path(path) / SHARDS_FILE).is_file():
+            return super().__new__(sharded)
         return super().__new__(cls)
 
     def __init__(self, path: str | os.PathLike, verify: str = "access") -> None:
@@ -366,7 +396,30 @@ class StoreWriter:
     a second writer of the same directory gets a
     :class:`~ilias_rerank.errors.StoreLockedError` at once, or after waiting up to
     ``lock_timeout`` seconds. A shard that a sharded store has registered is never written
-    again (:class:`~ilias_rerank.errors.StoreWriteError`): write a new shard instead."""
+    again (:class:`~ilias_rerank.errors.StoreWriteError`): write a new shard instead.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The store directory; made if absent, resumed if it holds a store.
+    extractor : Mapping or None
+        The extractor's manifest entry (``Extractor.params()``); must equal the one of a
+        store being resumed (a store never mixes extractors).
+    commit_every : int
+        Images between commits (>= 1); a crash loses at most the uncommitted ones.
+    lock_timeout : float
+        Seconds to wait for another writer's lock (0: fail at once).
+
+    Raises
+    ------
+    StoreLockedError
+        Another writer holds the directory.
+    StoreWriteError
+        The directory is a registered shard, is unwritable, or the disk is full (the last
+        commit stays intact).
+    FormatError
+        The directory holds a damaged store, or one of another extractor.
+    """
 
     def __init__(
         self,
