@@ -22,7 +22,13 @@ import numpy as np
 from ..errors import ConfigError
 from .base import Extractor
 
-__all__ = ["OpenCvSift"]
+__all__ = ["DEFAULT_CONTRAST", "OpenCvSift"]
+
+#: Contrast threshold of the detector (OpenCV's default is 0.04). 0.02 was measured better
+#: or equal on every shared set at 1,024 features (rOxf/rPar 0.516 vs 0.511, SMVS top-1
+#: 1.00 both, homogr 11/16 both; at 8,000 features homogr 14 vs 13 of 16): low-contrast
+#: candidates only enter when an image has fewer than ``num_features`` strong ones.
+DEFAULT_CONTRAST = 0.02
 
 
 @functools.lru_cache(maxsize=8)
@@ -48,7 +54,7 @@ class OpenCvSift(Extractor):
     requires = ("cv2", "PIL")
     pixel_dtype = "uint8"
 
-    def __init__(self, *args, contrast_threshold: float = 0.04, **kwargs) -> None:
+    def __init__(self, *args, contrast_threshold: float = DEFAULT_CONTRAST, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if not isinstance(contrast_threshold, (int, float)) or not (
             0.0 < float(contrast_threshold) <= 1.0
@@ -59,10 +65,7 @@ class OpenCvSift(Extractor):
         self.contrast_threshold = float(contrast_threshold)
 
     def extra_params(self) -> dict:
-        params: dict = {"backend": self.backend}
-        if self.contrast_threshold != 0.04:
-            params["contrast_threshold"] = self.contrast_threshold
-        return params
+        return {"backend": self.backend, "contrast_threshold": self.contrast_threshold}
 
     def _detect(self, image: np.ndarray):
         sift = _detector(self.num_features, self.contrast_threshold)
