@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import json
 import os
 import pickle
 from pathlib import Path
@@ -28,15 +29,27 @@ def shared_dataset(name: str) -> Path:
     return path
 
 
+def _extractor_params(params: dict) -> str:
+    from ilias_rerank.extractors import make_extractor
+
+    settings = {k: v for k, v in params.items() if k not in ("workers", "progress", "on_error")}
+    return json.dumps(make_extractor(**settings).params(), sort_keys=True)
+
+
 def cached_features(paths, **params) -> list[ir.LocalFeatures]:
     """``extract_local`` with an on-disk cache (atomic writes)."""
     CACHE.mkdir(parents=True, exist_ok=True)
     out = []
     for p in paths:
         st = os.stat(p)
-        # The extractor's signature (with its defaults) is part of the key.
+        # The extractor's signature (with its defaults) and its manifest entry (backend and
+        # every setting that changes the features, defaults included) are part of the key.
         sig = inspect.signature(ir.extract_local)
-        key = f"{os.path.abspath(p)}|{st.st_size}|{st.st_mtime_ns}|{sorted(params.items())}|{sig}"
+        made = _extractor_params(params)
+        key = (
+            f"{os.path.abspath(p)}|{st.st_size}|{st.st_mtime_ns}|{sorted(params.items())}|{sig}"
+            f"|{made}"
+        )
         f = CACHE / (hashlib.sha1(key.encode()).hexdigest() + ".pkl")
         if f.exists():
             with open(f, "rb") as fh:

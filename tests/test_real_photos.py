@@ -55,12 +55,17 @@ def _transfer(h, xy):
     return p[:, :2] / p[:, 2:]
 
 
-def test_homogr_extracted_features_locate_the_plane():
+@pytest.mark.parametrize(("backend", "at_least"), [("kornia", 14), ("opencv", 13)])
+def test_homogr_extracted_features_locate_the_plane(backend, at_least):
+    """8,000 features, default verification: kornia's SIFT locates 14 of the 16 planes
+    (also at ratio 0.8), OpenCV's 13 (measured; LePoint1-3 fail for both)."""
     root = shared_dataset("homogr_evd")
-    cfg = ir.RerankConfig()  # default verification settings (measured 14/16 also at ratio 0.8)
+    cfg = ir.RerankConfig()
     good = []
     for name, a, b, _, pts in _homogr_pairs(root):
-        fa, fb = cached_features([a, b], num_features=8000, max_side=4096, upsample=True)
+        fa, fb = cached_features(
+            [a, b], num_features=8000, max_side=4096, upsample=True, backend=backend
+        )
         v = ir.verify_pair(fa, fb, config=cfg)
         gt = pts[pts[:, 6] == 1]
         err = (
@@ -70,8 +75,8 @@ def test_homogr_extracted_features_locate_the_plane():
         )
         print(f"{name}: {v.num_inliers} inliers, median GT error {err:.2f} px")
         good.append(err <= 5.0)
-    print(f"homogr pairs within 5 px: {sum(good)}/16")
-    assert sum(good) >= 14
+    print(f"homogr pairs within 5 px ({backend}): {sum(good)}/16")
+    assert sum(good) >= at_least
 
 
 def test_homogr_given_correspondences_keep_the_true_ones():
