@@ -26,8 +26,8 @@ __all__ = ["DEFAULT_CONTRAST", "OpenCvSift"]
 
 #: Contrast threshold of the detector (OpenCV's default is 0.04). 0.02 was measured better
 #: or equal on every shared set at 1,024 features (rOxf/rPar 0.516 vs 0.511, SMVS top-1
-#: 1.00 both, homogr 11/16 both; at 8,000 features homogr 14 vs 13 of 16): low-contrast
-#: candidates only enter when an image has fewer than ``num_features`` strong ones.
+#: 1.00 both, homogr 11/16 both; docs/decisions.md): low-contrast candidates only enter
+#: when an image has fewer than ``num_features`` strong ones.
 DEFAULT_CONTRAST = 0.02
 
 
