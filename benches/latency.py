@@ -8,8 +8,9 @@ extraction and re-ranking parts reported apart. The stores are built once per ba
 (``out/latency/<backend>``, every core) and reused.
 
 Queries and shortlists (latency does not depend on labels; the shortlists are fixed draws):
-the 17 roxford/rparis query crops, each against 100 database photos of the subset drawn
-with seed 0, and the 100 SMVS E63 phone photos (1600 x 1200) against the 100 references.
+the 17 roxford/rparis query crops, each against the same 100 database photos of the
+subset drawn with seed 0 (in a per-query shuffled order), and the first ``--smvs`` (40)
+SMVS E63 phone photos (1600 x 1200) against the 100 references.
 
 Writes ``out/latency.{json,md}``. Run with both cores idle:
 ``.venv/bin/python benches/latency.py [--backends opencv kornia-rs kornia]``
@@ -33,22 +34,23 @@ SMVS = DATA / "smvs_dvd_covers"
 TOP = 100
 
 
-def workload() -> tuple[dict[str, Path], list[tuple[Path, list[str]]]]:
+def workload(smvs: int) -> tuple[dict[str, Path], list[tuple[Path, list[str]]]]:
     """(database id -> path, [(query path, its 100 candidate ids)])."""
     rox_db = sorted(p for p in ROX.glob("*/*/*.jpg"))
     refs = sorted((SMVS / "Reference").glob("*.jpg"))
     if not rox_db or not refs:
         sys.exit(f"no photos under {DATA}: this bench needs ../shared/data")
-    db = {f"rox/{p.relative_to(ROX)}": p for p in rox_db}
-    db.update({f"smvs/{p.name}": p for p in refs})
-    rox_ids = [i for i in db if i.startswith("rox/")]
     rng = np.random.default_rng(0)
+    drawn = [rox_db[i] for i in sorted(rng.choice(len(rox_db), TOP, replace=False))]
+    db = {f"rox/{p.relative_to(ROX)}": p for p in drawn}
+    db.update({f"smvs/{p.name}": p for p in refs[:TOP]})
+    rox_ids = [i for i in db if i.startswith("rox/")]
     queries = [
-        (q, [rox_ids[i] for i in rng.choice(len(rox_ids), TOP, replace=False)])
+        (q, [rox_ids[i] for i in rng.permutation(len(rox_ids))])
         for q in sorted(ROX.glob("*/query.jpg"))
     ]
-    smvs_ids = [f"smvs/{p.name}" for p in refs][:TOP]
-    queries += [(q, smvs_ids) for q in sorted((SMVS / "E63").glob("*.jpg"))]
+    smvs_ids = [f"smvs/{p.name}" for p in refs[:TOP]]
+    queries += [(q, smvs_ids) for q in sorted((SMVS / "E63").glob("*.jpg"))[:smvs]]
     return db, queries
 
 
@@ -109,16 +111,17 @@ def measure(backend: str, db, queries) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--backends", nargs="*", default=["opencv", "kornia-rs", "kornia"])
+    ap.add_argument("--smvs", type=int, default=40, help="SMVS phone photos used as queries")
     ap.add_argument("--out", type=Path, default=REPO / "out" / "latency")
     args = ap.parse_args(argv)
     import ilias_rerank as ir
 
-    db, queries = workload()
+    db, queries = workload(args.smvs)
     rows = [measure(b, db, queries) for b in args.backends]
     summary = {
         "machine": f"{platform.machine()}, kernels {ir.cpu_features()}",
         "date": time.strftime("%Y-%m-%d"),
-        "workload": f"{len(queries)} queries (17 roxford crops, 100 SMVS phone photos), "
+        "workload": f"{len(queries)} queries (17 roxford crops, {args.smvs} SMVS phone photos), "
         f"top {TOP} each, SIFT-1024, default re-ranking, 2 cores",
         "rows": rows,
     }
