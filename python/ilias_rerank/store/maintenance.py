@@ -314,7 +314,8 @@ def repair_store(root: str | os.PathLike, *, lock_timeout: float = 0.0) -> Store
 
 def adopt_orphans(root: str | os.PathLike, *, lock_timeout: float = 0.0) -> list[str]:
     """Resolve the orphan shards of ``root`` (committed, never registered: a job that was
-    killed or failed): register the ids they add (:func:`register_shards`), remove those
+    killed or failed): register the ids they add
+    (:func:`~ilias_rerank.store.sharded.register_shards`), remove those
     that add none or never committed anything, set aside the unreadable ones; and remove
     the temporary files killed writers left. Shards being written are left alone. Returns
     what was done. The job runs this first."""
