@@ -70,13 +70,21 @@ class Row:
 
 ROWS = [
     Row("sift-1024 (default)", consensus=True),
-    Row("sift-1024 opencv 768 px", extract={"backend": "opencv", "max_side": 768}),
+    Row("sift-1024 opencv 1024 px", extract={"backend": "opencv", "max_side": 1024}),
     Row(
-        "sift-1024 opencv contrast 0.04 (OpenCV's)",
-        extract={"backend": "opencv", "contrast_threshold": 0.04},
+        "sift-1024 opencv 1024 px contrast 0.04 (OpenCV's)",
+        extract={"backend": "opencv", "max_side": 1024, "contrast_threshold": 0.04},
     ),
-    Row("sift-2048 opencv", num_features=2048, extract={"backend": "opencv"}),
-    Row("sift-4096 opencv", num_features=4096, extract={"backend": "opencv"}),
+    Row(
+        "sift-2048 opencv 1024 px",
+        num_features=2048,
+        extract={"backend": "opencv", "max_side": 1024},
+    ),
+    Row(
+        "sift-4096 opencv 1024 px",
+        num_features=4096,
+        extract={"backend": "opencv", "max_side": 1024},
+    ),
     Row("sift-1024 kornia (previous default)", extract={"backend": "kornia"}),
     Row("sift-1024 kornia-rs", extract={"backend": "kornia-rs"}),
     Row("sift-2048 kornia-rs", num_features=2048, extract={"backend": "kornia-rs"}),
@@ -117,10 +125,10 @@ ROWS = [
 #: kornia rows are slow to extract: the previous default's numbers are the main table's).
 BACKEND_ROWS = [
     "sift-1024 (default)",
-    "sift-1024 opencv contrast 0.04 (OpenCV's)",
-    "sift-1024 opencv 768 px",
-    "sift-2048 opencv",
-    "sift-4096 opencv",
+    "sift-1024 opencv 1024 px",
+    "sift-1024 opencv 1024 px contrast 0.04 (OpenCV's)",
+    "sift-2048 opencv 1024 px",
+    "sift-4096 opencv 1024 px",
 ]
 
 

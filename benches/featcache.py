@@ -22,7 +22,12 @@ CACHE = REPO / ".cache" / "bench"
 
 
 def _folder(method: str, params: dict) -> Path:
-    text = json.dumps({"method": method, **params, "version": ir.__version__}, sort_keys=True)
+    """Keyed by the extractor's manifest entry: its backend and every setting that changes
+    the features, the defaults it resolved included (a changed default is a new key)."""
+    from ilias_rerank.extractors import make_extractor
+
+    manifest = make_extractor(method, **params).params()
+    text = json.dumps({"method": method, **manifest, "version": ir.__version__}, sort_keys=True)
     return CACHE / f"{method}-{hashlib.sha1(text.encode()).hexdigest()[:12]}"
 
 

@@ -155,7 +155,13 @@ def _shortlist_parser(sub) -> None:
     p.add_argument("--method", default="sift", help="local features: sift, aliked, disk, xfeat")
     _extraction_arguments(p, workers=False)
     p.add_argument("--features", type=int, default=1024, help="local features per image")
-    p.add_argument("--max-side", type=int, default=1024, help="longest image side extracted")
+    p.add_argument(
+        "--max-side",
+        type=int,
+        default=None,
+        help="longest image side extracted (default: the backend's, 768 for OpenCV SIFT, "
+        "1024 for the others)",
+    )
     p.add_argument("--batch-size", type=int, default=256, help="images per extraction batch")
     p.add_argument("--config", type=str, default=None, help="re-ranking settings as JSON")
     p.add_argument("--trust-pickle", action="store_true", help="allow reading a .pkl file")

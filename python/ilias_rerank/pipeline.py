@@ -82,7 +82,7 @@ class Workspace:
     def extractor(self):
         """The local feature extractor (built once per setting)."""
         return make_extractor(
-            self.method, self.num_features, 1024, self.device, backend=self.backend
+            self.method, self.num_features, None, self.device, backend=self.backend
         )
 
     def _extract(self, images: dict[str, Any], name: str) -> FeatureStore:

@@ -113,7 +113,7 @@ def _cached(method: str, backend: str, args: tuple, kwargs: tuple) -> Extractor:
 def make_extractor(
     method: str = "sift",
     num_features: int = 1024,
-    max_side: int = 1024,
+    max_side: int | None = None,
     device: str = "cpu",
     *,
     backend: str | None = None,
@@ -146,7 +146,7 @@ def extract_local(
     images: Any,
     method: str = "sift",
     num_features: int = 1024,
-    max_side: int = 1024,
+    max_side: int | None = None,
     device: str = "cpu",
     *,
     backend: str | None = None,
@@ -189,8 +189,9 @@ def extract_local(
         One of :data:`METHODS` (``"sift"`` by default).
     num_features : int
         At most this many features an image, strongest first.
-    max_side : int
-        Images are shrunk so that their longest side is at most this.
+    max_side : int or None
+        Images are shrunk so that their longest side is at most this (``None``: the
+        backend's default, 768 for OpenCV SIFT, 1024 for the others).
     device : str
         ``"cpu"`` or a torch device such as ``"cuda"``.
     backend, workers, upsample, descriptor_dtype, options

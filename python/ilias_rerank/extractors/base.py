@@ -76,6 +76,8 @@ class Extractor:
     #: offset keeps signed descriptors' L2 distances (it cancels in every difference).
     uint8_scale: ClassVar[float] = 512.0
     uint8_offset: ClassVar[float] = 0.0
+    #: Longest side the detector sees when ``max_side`` is not given.
+    default_max_side: ClassVar[int] = 1024
     #: Working sizes are rounded down to a multiple of this (networks with strides).
     size_multiple: ClassVar[int] = 1
     #: The implementation (one module each): ``"kornia"`` (torch; CPU and GPU), ``"opencv"``,
@@ -92,7 +94,7 @@ class Extractor:
     def __init__(
         self,
         num_features: int = 1024,
-        max_side: int = 1024,
+        max_side: int | None = None,
         device: str = "cpu",
         *,
         upsample: bool = False,
@@ -103,6 +105,8 @@ class Extractor:
             raise ConfigError(
                 f"num_features: expected an int in 1..={MAX_FEATURES}, got {num_features!r}"
             )
+        if max_side is None:
+            max_side = self.default_max_side
         if not isinstance(max_side, int) or not 16 <= max_side <= MAX_SIDE:
             raise ConfigError(f"max_side: expected an int in 16..={MAX_SIDE}, got {max_side!r}")
         dtype = descriptor_dtype or self.default_dtype

@@ -35,7 +35,7 @@ class ExtractorSpec:
 
     method: str = "sift"
     num_features: int = 1024
-    max_side: int = 1024
+    max_side: int | None = None  # None: the backend's default
     device: str = "cpu"
     options: tuple[tuple[str, Any], ...] = ()
     torch_threads: int = 0  # 0: the library's default (threads of torch / OpenCV)
