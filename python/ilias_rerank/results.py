@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +25,9 @@ class RerankResult:
     acted as pseudo-queries (:func:`~ilias_rerank.rerank_consensus`), empty otherwise.
     For :func:`~ilias_rerank.rerank_consensus`, ``inliers``, ``transforms`` and ``models``
     are each candidate's verification with the pseudo-query that supports it most.
+    ``refined``: indices of the candidates the cascade's second pass re-verified (their
+    ``inliers``, ``num_matches``, ``transforms`` and ``models`` are the second pass's), in
+    the order the first pass chose them; empty without the cascade.
     """
 
     order: np.ndarray
@@ -34,6 +38,7 @@ class RerankResult:
     models: tuple[str | None, ...]
     support: np.ndarray
     expansion: np.ndarray
+    refined: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))
 
     def ranked_ids(self, ids) -> list:
         """``ids`` (one per candidate, input order) in the new order."""
