@@ -70,6 +70,21 @@ class Row:
 
 ROWS = [
     Row("sift-1024 (default)", consensus=True),
+    Row("sift-1024 opencv 768 px", extract={"backend": "opencv", "max_side": 768}),
+    Row("sift-1024 opencv 512 px", extract={"backend": "opencv", "max_side": 512}),
+    Row(
+        "sift-1024 opencv contrast 0.02", extract={"backend": "opencv", "contrast_threshold": 0.02}
+    ),
+    Row(
+        "sift-1024 opencv contrast 0.01", extract={"backend": "opencv", "contrast_threshold": 0.01}
+    ),
+    Row("sift-2048 opencv", num_features=2048, extract={"backend": "opencv"}),
+    Row("sift-4096 opencv", num_features=4096, extract={"backend": "opencv"}),
+    Row("sift-1024 opencv no draft", extract={"backend": "opencv", "draft": False}),
+    Row("sift-1024 kornia (previous default)", extract={"backend": "kornia"}),
+    Row("sift-1024 kornia-rs", extract={"backend": "kornia-rs"}),
+    Row("sift-2048 kornia-rs", num_features=2048, extract={"backend": "kornia-rs"}),
+    Row("sift-4096 kornia-rs", num_features=4096, extract={"backend": "kornia-rs"}),
     Row("sift-1024 float32", dtype="float32"),
     Row("sift-1024 ratio 0.8", config={"ratio": 0.8}),
     Row("sift-1024 no ratio", config={"ratio": None}),
@@ -78,7 +93,7 @@ ROWS = [
     Row(
         "sift-4096 upsample 16 px",
         num_features=4096,
-        extract={"upsample": True},
+        extract={"upsample": True, "backend": "kornia"},
         config={"inlier_threshold": 16.0},
     ),
     Row("aliked-2048", "aliked", 2048, consensus=True),
@@ -107,7 +122,7 @@ def quantise(fs: list[ir.LocalFeatures], row: Row) -> list[ir.LocalFeatures]:
         return fs
     from ilias_rerank.extractors import _class
 
-    cls = _class(row.method)
+    cls = _class(row.method, row.extract.get("backend"))
     out = []
     for f in fs:
         d = np.clip(np.rint(f.descriptors * cls.uint8_scale + cls.uint8_offset), 0, 255)

@@ -3,8 +3,8 @@ and storage computed from measured per-worker rates, never from guesses.
 
 Inputs (each written by its own command; a missing one leaves its rows marked unmeasured):
 
-- ``out/extract_rate.json``: SIFT-1024 extraction on one CPU core of this machine (decode
-  included);
+- ``out/extract.json``: ``benches/extract.py`` (SIFT-1024 extraction on one CPU core of this
+  machine, decode included, for the default backend and the previous default);
 - ``docs/measured/gpu_h200_2026-11-30.jsonl``: ``benches/device_rates.py`` on an H200 machine
   (per-image extraction on the GPU, and on that machine's 16 CPU cores together);
 - ``out/scale.json``: ``benches/scale.py`` (re-rank pairs/s of the ILIAS-shaped job, both
@@ -39,7 +39,8 @@ GPU = REPO / "docs" / "measured" / "gpu_h200_2026-11-30.jsonl"
 #: Bytes an image in the store (index entry included): keypoints 8 B + frames + descriptor
 #: per feature; SIFT frames are 2x3 affine (24 B); the learned methods have none.
 STORE_BYTES = {
-    "sift-1024 uint8": 1024 * (8 + 24 + 128) + 24,
+    "sift-1024 uint8 (opencv, scale + orientation frames)": 1024 * (8 + 8 + 128) + 24,
+    "sift-1024 uint8 (kornia, 2x3 affine frames)": 1024 * (8 + 24 + 128) + 24,
     "aliked-2048 uint8": 2048 * (8 + 128) + 24,
     "disk-2048 uint8": 2048 * (8 + 128) + 24,
     "xfeat-2048 uint8": 2048 * (8 + 64) + 24,
@@ -73,7 +74,7 @@ def tar_scan_rate(members: int = 20_000) -> float:
 
 
 def main() -> int:
-    cpu = _load(REPO / "out" / "extract_rate.json")
+    cpu = _load(REPO / "out" / "extract.json") or {"rows": []}
     gpu = _load(GPU) or []
     scale = _load(REPO / "out" / "scale.json") or []
     acc = _load(REPO / "out" / "accuracy.json") or {"rows": []}
@@ -92,22 +93,36 @@ def main() -> int:
             }
         )
 
+    for wanted, note in (
+        ("opencv SIFT-1024 (default)", "OpenCV SIFT, 1 thread, decode included (extract.py)"),
+        ("kornia SIFT-1024 (previous default)", "kornia SIFT, 1 thread, decode included"),
+    ):
+        row = next((r for r in cpu["rows"] if r["name"] == wanted), None)
+        add(
+            f"extract {wanted}",
+            "1 CPU core (this machine)",
+            row["ms_per_image"] / 1e3 if row else None,
+            IMAGES,
+            note,
+        )
+    # The 2026-11-30 kornia SIFT GPU figure timed an unbatched per-image path over images of
+    # every shape: withdrawn. The batched path has not been measured on a GPU yet.
     add(
-        "extract sift-1024",
-        "1 CPU core (this machine)",
-        cpu["ms_per_image"] / 1e3 if cpu else None,
+        "extract sift-1024 (kornia, batched)",
+        "1 H200 GPU",
+        None,
         IMAGES,
-        "kornia SIFT, 1 torch thread, decode included",
+        "device_rates.py sift_batched: no GPU was lent since the batched path",
     )
     for rec in gpu:
-        if "method" not in rec:
+        if "method" not in rec or rec["method"] == "sift":
             continue
         name = f"{rec['method']}-{rec['features']}"
         if rec["device"] == "cuda":
             add(
                 f"extract {name}",
                 "1 H200 GPU",
-                rec["ms_per_image"] / 1e3,
+                rec.get("ms_per_image", rec.get("end_to_end_ms_per_image")) / 1e3,
                 IMAGES,
                 "device_rates.py, images decoded beforehand",
             )

@@ -1,6 +1,6 @@
 """Side-by-side peer benchmark: the same SIFT features re-ranked by ilias-rerank and by
 the usual Python pipelines, in one process, interleaved, with quality next to speed. This
-one command produces every peer number the README quotes.
+one command produces every peer number docs/speed.md quotes.
 
 The pipelines, their settings and the timing rules are in ``peers.py``: each converts and
 lays out the query once per shortlist, candidates are float32 copies made before timing,

@@ -34,7 +34,7 @@ import ilias_rerank as ir  # noqa: E402
 #: Every RANSAC gets the iteration cap ilias-rerank uses by default.
 MAX_ITERATIONS = 1000
 THRESHOLD = 8.0
-RATIO = 0.9  # our default Lowe ratio (README "Settings and defaults")
+RATIO = 0.9  # our default Lowe ratio (docs/usage.md, "Settings and defaults")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ Images are drawn from a pool of 1,000 synthetic feature sets (random descriptors
 keypoints); each query's shortlist of 1,000 ids is drawn from the store, and holds five
 shifted copies of the query's own set (pairs that verify), the rest unrelated. The job is
 ``rerank-shortlists`` itself on a store that already holds every id (extraction is costed
-separately, from the accuracy bench's measured rates, in the README's cost table).
+separately, from the accuracy bench's measured rates, in the cost table of docs/scale.md).
 
 Run: ``.venv/bin/python benches/scale.py [--backends local ray] [--stores uint8 compact]``
 with both cores idle. Writes ``out/scale.{json,md}``.

@@ -84,7 +84,7 @@ assert shortlist_metrics([0, 1], [0.2, 0.9])["ap"] == 1.0
 # What needs an extra says which.
 try:
     ir.extract_local(np.zeros((64, 64), np.uint8))
-    raise AssertionError("extraction worked without torch")
+    raise AssertionError("extraction worked without OpenCV and Pillow")
 except ir.MissingExtraError as exc:
     assert exc.extra == "extract" and "ilias-rerank[extract]" in str(exc), exc
     assert isinstance(exc, ImportError)

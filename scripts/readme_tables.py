@@ -1,12 +1,13 @@
-"""Put the benchmarks' tables into the README: every block
+"""Put the benchmarks' tables into the README and the docs pages: every block
 
     <!-- table: out/NAME.md -->
     ...
     <!-- /table -->
 
-is replaced by the current contents of ``out/NAME.md`` (written by the bench that owns it),
-so the README quotes only what one command produced. Run after the benches:
-``python scripts/readme_tables.py`` (``--check`` exits 1 when the README is out of date).
+in ``README.md`` or ``docs/*.md`` is replaced by the current contents of ``out/NAME.md``
+(written by the bench that owns it), so the pages quote only what one command produced.
+Run after the benches: ``python scripts/readme_tables.py`` (``--check`` exits 1 and names
+the pages that are out of date).
 """
 
 from __future__ import annotations
@@ -19,9 +20,14 @@ REPO = Path(__file__).resolve().parents[1]
 BLOCK = re.compile(r"(<!-- table: (?P<src>[^ ]+) -->\n)(?P<body>.*?)(<!-- /table -->)", re.S)
 
 
-def render(text: str) -> str:
+def pages(root: Path = REPO) -> list[Path]:
+    """The pages whose table blocks are filled: ``README.md`` and ``docs/*.md``."""
+    return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+
+
+def render(text: str, root: Path = REPO) -> str:
     def fill(m: re.Match) -> str:
-        src = REPO / m["src"]
+        src = root / m["src"]
         if not src.is_file():
             print(f"readme_tables: {m['src']} missing (run its bench); block kept", file=sys.stderr)
             return m.group(0)
@@ -31,15 +37,21 @@ def render(text: str) -> str:
 
 
 def main(argv: list[str]) -> int:
-    readme = REPO / "README.md"
-    old = readme.read_text()
-    new = render(old)
+    stale = []
+    for page in pages():
+        old = page.read_text()
+        new = render(old)
+        if new == old:
+            continue
+        stale.append(page.relative_to(REPO))
+        if "--check" not in argv:
+            tmp = page.with_name(page.name + ".tmp")
+            tmp.write_text(new)
+            tmp.replace(page)
     if "--check" in argv:
-        return int(new != old)
-    if new != old:
-        tmp = readme.with_name("README.md.tmp")
-        tmp.write_text(new)
-        tmp.replace(readme)
+        for page in stale:
+            print(f"readme_tables: {page} is out of date", file=sys.stderr)
+        return int(bool(stale))
     return 0
 
 

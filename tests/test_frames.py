@@ -68,7 +68,7 @@ def test_kornia_lafs_and_their_scale_orientation_give_the_same_hypotheses(rotate
     from kornia.feature import get_laf_orientation, get_laf_scale, laf_from_center_scale_ori
 
     a, b, truth = rotated_pair
-    qa, qb = ir.extract_local([a, b], num_features=1024)
+    qa, qb = ir.extract_local([a, b], num_features=1024, backend="kornia")
     m = ir.verify_pair(qa, qb).matches
     qp, cp = qa.keypoints[m[:, 0]], qb.keypoints[m[:, 1]]
     lafs_q, lafs_c = qa.frames[m[:, 0]], qb.frames[m[:, 1]]
@@ -95,7 +95,7 @@ def test_kornia_lafs_and_their_scale_orientation_give_the_same_hypotheses(rotate
     assert from_so == pytest.approx(from_lafs, abs=0.05)
     assert turned < 0.1 * from_so
     # The orientations themselves: a counter-clockwise turn of the image by ANGLE adds
-    # ANGLE to kornia's orientation on true pairs (the README's statement).
+    # ANGLE to kornia's orientation on true pairs (docs/usage.md's statement).
     true = _true_rows(qp, cp, truth)
     diff = (so_c[true, 1] - so_q[true, 1] - ANGLE + 180) % 360 - 180
     assert abs(np.median(diff)) < 3
@@ -119,3 +119,26 @@ def test_opencv_keypoints_enter_as_size_and_negated_angle(rotated_pair):
     raw_angle = _support_share(qp, cp, frames(kq, m[:, 0], 1), frames(kc, m[:, 1], 1), truth)
     assert documented > 0.5
     assert raw_angle < 0.1 * documented
+
+
+@pytest.mark.parametrize("backend", ["opencv", "kornia-rs"])
+def test_every_scale_orientation_backend_gives_frames_in_the_documented_convention(
+    rotated_pair, backend
+):
+    """The OpenCV and kornia-rs backends write ``(size, -angle)``: on the rotated photo the
+    frames' own hypotheses are supported by most true correspondences, by almost none with
+    the orientation turned the other way, and the orientation grows by the angle of the
+    counter-clockwise turn, as kornia's does."""
+    a, b, truth = rotated_pair
+    qa, qb = ir.extract_local([a, b], num_features=1024, backend=backend, workers=1)
+    assert qa.frames.shape == (len(qa.keypoints), 2)
+    m = ir.verify_pair(qa, qb).matches
+    qp, cp = qa.keypoints[m[:, 0]], qb.keypoints[m[:, 1]]
+    fq, fc = qa.frames[m[:, 0]], qb.frames[m[:, 1]]
+    documented = _support_share(qp, cp, fq, fc, truth)
+    turned = _support_share(qp, cp, fq * [1, -1], fc * [1, -1], truth)
+    assert documented > 0.5
+    assert turned < 0.1 * documented
+    true = _true_rows(qp, cp, truth)
+    diff = (fc[true, 1] - fq[true, 1] - ANGLE + 180) % 360 - 180
+    assert abs(np.median(diff)) < 3

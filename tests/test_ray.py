@@ -2,21 +2,23 @@
 two-node cluster on this machine (``ray.cluster_utils.Cluster``) give byte-identical
 result files to the local workers; Ray extraction writes the same features as local
 extraction at the same torch thread count; an extraction actor killed mid-shard (SIGKILL)
-is restarted by Ray and its batch resumes its own shard: nothing duplicated or lost.
-Without Ray installed, ``--ray`` names the extra to install."""
+is restarted by Ray and its batch resumes its own shard after its last commit: nothing
+duplicated or lost. Without Ray installed, ``--ray`` names the extra to install."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
-from test_scale import SPEC, smvs_job  # noqa: F401  (the fixture)
+from test_scale import COMMIT_EVERY, SPEC, smvs_job  # noqa: F401  (the fixture)
 
 from ilias_rerank.scale import rerank_shortlists
 from ilias_rerank.store import FeatureStore
@@ -91,21 +93,35 @@ def _actor_pids() -> list[int]:
     return [int(line.split()[0]) for line in out.splitlines() if "_ExtractActor" in line]
 
 
-def test_an_actor_killed_mid_shard_loses_and_duplicates_nothing(smvs_job, local_result, tmp_path):  # noqa: F811
+def _committed(shard: Path) -> int:
+    """Images committed to a shard (its manifest, the commit record); 0 if none yet."""
+    try:
+        return json.loads((shard / "manifest.json").read_text())["images"]
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def test_an_actor_killed_mid_shard_resumes_after_its_last_commit(smvs_job, local_result, tmp_path):  # noqa: F811
+    """One actor, batches larger than the commit interval; the actor is SIGKILLed while its
+    batch's shard holds a commit but not the whole batch (so it was busy on that batch).
+    Ray restarts it, the batch resumes after its last commit (those images are reused, not
+    extracted again): nothing duplicated or lost."""
     base, _, _, _ = smvs_job
     store = tmp_path / "store"
-    killed: list[int] = []
+    batch_size = 24
+    killed: list[tuple[int, str, int]] = []
 
     def killer() -> None:
-        deadline = time.time() + 120
+        deadline = time.time() + 180
         while time.time() < deadline and not killed:
-            shards = list((store / "shards").glob("b-*/manifest.json"))
-            pids = _actor_pids()
-            if shards and pids:
-                time.sleep(0.5)  # a few images into a batch
-                os.kill(pids[0], signal.SIGKILL)
-                killed.append(pids[0])
-            time.sleep(0.05)
+            for shard in (store / "shards").glob("b-*"):
+                n = _committed(shard)
+                pids = _actor_pids()
+                if COMMIT_EVERY <= n < batch_size and len(pids) == 1:
+                    os.kill(pids[0], signal.SIGKILL)
+                    killed.append((pids[0], shard.name, n))
+                    return
+            time.sleep(0.005)
 
     t = threading.Thread(target=killer)
     t.start()
@@ -117,12 +133,17 @@ def test_an_actor_killed_mid_shard_loses_and_duplicates_nothing(smvs_job, local_
             tmp_path / "r.json",
             ray=True,
             workers=1,
-            **SETTINGS,
+            **{**SETTINGS, "batch_size": batch_size, "merge": False},
         )
     finally:
         t.join()
-    assert killed, "no extraction actor was found to kill"
+    assert killed, "no extraction actor was killed mid-batch"
     assert summary["failed"] == 0
+    # The store was fresh, so everything reused was committed by the killed actor's batch
+    # before the kill: the actor was busy on it (after a commit, before the batch's end),
+    # and the redone batch resumed after that commit instead of extracting it again.
+    assert COMMIT_EVERY <= summary["reused"] < batch_size, (summary, killed)
+    assert summary["extracted"] + summary["reused"] == summary["ids_needed"]
     s = FeatureStore(store, verify="full")
     assert len(s.ids) == len(set(s.ids)) == summary["ids_needed"]
     assert (tmp_path / "r.json").read_bytes() == (local_result / "r.json").read_bytes()

@@ -1,5 +1,5 @@
 """Measured on real photos from ../shared/data (skipped with a message when absent); the
-README quotes these numbers:
+docs/accuracy.md quotes these numbers:
 
 - smvs_dvd_covers: each E63 phone photo re-ranks all 100 references by local features
   alone: top-1 accuracy >= 0.98;
@@ -27,7 +27,7 @@ import ilias_rerank as ir
 
 pytestmark = pytest.mark.shared_data
 
-#: Measured 0.53-0.54 with the defaults (1024 features; shuffled order 0.37); see the README.
+#: Measured 0.53-0.54 with the defaults (1024 features; shuffled order 0.37); see docs/accuracy.md.
 ROXFORD_MAP_FLOOR = 0.50
 
 

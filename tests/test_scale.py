@@ -25,7 +25,7 @@ from conftest import shared_dataset
 import ilias_rerank as ir
 from ilias_rerank.reranker import Reranker, load_similarities, save_similarities
 from ilias_rerank.scale import rerank_shortlists
-from ilias_rerank.scale.extraction import ExtractorSpec, plan_batches
+from ilias_rerank.scale.extraction import COMMIT_EVERY, ExtractorSpec, plan_batches
 from ilias_rerank.sources import (
     CallableSource,
     FolderSource,
@@ -108,7 +108,12 @@ def test_a_tar_with_a_missing_or_corrupt_member_names_it_and_keeps_the_rest(smvs
     knn = {"ref/001": {"ref/002": 0.9, "ref/005": 0.8, "ref/006": 0.7, "ref/003": 0.6}}
     save_similarities(tmp_path / "knn.json", knn)
     summary = rerank_shortlists(
-        tmp_path / "knn.json", tar, tmp_path / "store", tmp_path / "out.json", extractor=SPEC
+        tmp_path / "knn.json",
+        tar,
+        tmp_path / "store",
+        tmp_path / "out.json",
+        extractor=SPEC,
+        max_failed=2,
     )
     assert summary["failed"] == 2 and summary["extracted"] == 3
     failures = (tmp_path / "out.json.failures.tsv").read_text()
@@ -176,9 +181,15 @@ def test_a_damaged_shard_is_named_and_the_others_stay_readable(tmp_path, damage)
         data = bytearray((b / "index.bin").read_bytes())
         data[3] ^= 0xFF
         (b / "index.bin").write_bytes(bytes(data))
-    else:  # appended to after it was registered
-        with StoreWriter(b, {"name": "t"}) as w:
+    else:  # changed behind the store's back (StoreWriter refuses a registered shard)
+        import shutil
+
+        copy = tmp_path / "copy"
+        shutil.copytree(b, copy)
+        with StoreWriter(copy, {"name": "t"}) as w:
             w.add("y3", _features(5))
+        shutil.rmtree(b)
+        shutil.copytree(copy, b)
     with pytest.raises(ir.FormatError, match=r"shard b: "):
         FeatureStore(tmp_path / "s")
     store = FeatureStore(tmp_path / "s", on_broken_shard="skip")
@@ -252,10 +263,11 @@ def test_the_job_gives_one_result_on_tars_on_a_folder_and_in_memory(smvs_job, tm
 
 
 class KillOnce(ImageSource):
-    """A source that SIGKILLs the worker process reading ``victim`` the first time."""
+    """A source that SIGKILLs the worker process reading ``victim`` the first time, and
+    logs every read (one line per id, appended by every worker process) to ``log``."""
 
-    def __init__(self, folder: Path, victim: str, marker: Path) -> None:
-        self.folder, self.victim, self.marker = folder, victim, marker
+    def __init__(self, folder: Path, victim: str, marker: Path, log: Path | None = None) -> None:
+        self.folder, self.victim, self.marker, self.log = folder, victim, marker, log
 
     def __contains__(self, image_id) -> bool:
         return True
@@ -264,16 +276,27 @@ class KillOnce(ImageSource):
         pass
 
     def read(self, image_id: str) -> bytes:
+        if self.log is not None:
+            with open(self.log, "a") as f:
+                f.write(image_id + "\n")
         if image_id == self.victim and not self.marker.exists():
             self.marker.write_text("killed once")
             os.kill(os.getpid(), 9)
         return (self.folder / f"{image_id}.jpg").read_bytes()
 
 
-def test_a_worker_killed_mid_shard_redoes_it_without_duplicates_or_losses(smvs_job, tmp_path):
+def test_a_worker_killed_mid_shard_resumes_after_its_last_commit(smvs_job, tmp_path):
+    """A batch larger than the commit interval, its worker killed after a commit: the
+    redone batch resumes its own shard, so the committed images are not extracted again,
+    and nothing is duplicated or lost."""
     base, folder, _, knn = smvs_job
-    victim = sorted({d for v in knn.values() for d in list(v)[:8]})[7]
-    source = KillOnce(folder, victim, tmp_path / "marker")
+    needed = sorted(set(knn) | {d for v in knn.values() for d in list(v)[:8]})
+    batch_size = 24
+    assert len(needed) > batch_size > COMMIT_EVERY + 3
+    first = needed[:batch_size]  # the first batch of a fresh store
+    victim = first[COMMIT_EVERY + 3]  # killed 3 images after the first commit
+    log = tmp_path / "reads.log"
+    source = KillOnce(folder, victim, tmp_path / "marker", log)
     summary = rerank_shortlists(
         base / "knn.json",
         source,
@@ -281,11 +304,21 @@ def test_a_worker_killed_mid_shard_redoes_it_without_duplicates_or_losses(smvs_j
         tmp_path / "out.json",
         k=8,
         extractor=SPEC,
-        batch_size=10,
+        batch_size=batch_size,
         workers=2,
     )
     assert (tmp_path / "marker").exists(), "the worker was not killed"
     assert summary["failed"] == 0
+    reads = log.read_text().split()
+    # Before the kill: the first COMMIT_EVERY + 4 images of the batch were read once.
+    assert reads.count(victim) == 2
+    # The committed ones were not read (extracted) again; the uncommitted ones were.
+    assert all(reads.count(i) == 1 for i in first[:COMMIT_EVERY]), [
+        i for i in first[:COMMIT_EVERY] if reads.count(i) != 1
+    ]
+    assert all(reads.count(i) == 2 for i in first[COMMIT_EVERY : COMMIT_EVERY + 4])
+    assert summary["reused"] >= COMMIT_EVERY
+    assert summary["extracted"] + summary["reused"] == summary["ids_needed"]
     store = FeatureStore(tmp_path / "s", verify="full")
     assert len(store.ids) == len(set(store.ids)) == summary["ids_needed"]
     reference = rerank_shortlists(

@@ -48,7 +48,7 @@ def test_round_trip_is_exact_and_zero_copy(tmp_path):
         assert np.array_equal(got.descriptors, want.descriptors)
         assert np.array_equal(got.frames, want.frames)
         assert got.image_size == (480, 640)
-        assert np.shares_memory(got.descriptors, store._descriptors)  # no copy
+        assert np.shares_memory(got.descriptors, store._mapped()[2])  # no copy
     assert store.global_vectors.shape == (3, 8) and store.global_vectors[2, 0] == 2
     assert store.extractor == EXTRACTOR
     # Re-ranking from the mapped store equals re-ranking the in-memory features.
@@ -109,7 +109,7 @@ def test_missing_truncated_and_unknown_versions_are_detected(tmp_path):
     manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
     manifest["version"] = 99
     (tmp_path / "s" / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(ir.FormatError, match="version 1, got 99"):
+    with pytest.raises(ir.FormatError, match="version 1 or 2, got 99"):
         FeatureStore(tmp_path / "s")
     (tmp_path / "s" / "manifest.json").write_text("{not json")
     with pytest.raises(ir.FormatError, match="corrupt manifest"):

@@ -361,8 +361,10 @@ def test_import_loads_no_heavy_dependency():
 @pytest.mark.parametrize(
     ("blocked", "call", "extra"),
     [
-        ("torch", "ir.extract_local(np.zeros((32, 32), np.uint8))", "extract"),
-        ("kornia", "ir.extract_local(np.zeros((32, 32), np.uint8))", "extract"),
+        ("cv2", "ir.extract_local(np.zeros((32, 32), np.uint8))", "extract"),
+        ("PIL", "ir.extract_local(np.zeros((32, 32), np.uint8))", "extract"),
+        ("torch", "ir.extract_local(np.zeros((32, 32), np.uint8), backend='kornia')", "kornia"),
+        ("kornia", "ir.extract_local(np.zeros((32, 32), np.uint8), backend='kornia')", "kornia"),
         ("faiss", "GlobalIndex(np.eye(4, dtype=np.float32))", "pipeline"),
         ("h5py", "read_global_features('x.h5')", "pipeline"),
         ("skimage", "load_dataset('demo')", "pipeline"),

@@ -25,6 +25,7 @@ from .errors import (
     DimensionMismatchError,
     DTypeError,
     ExtractionError,
+    FailureBudgetError,
     FormatError,
     IliasRerankError,
     ImageReadError,
@@ -35,6 +36,7 @@ from .errors import (
     NonFiniteError,
     ResourceLimitError,
     ShapeError,
+    StoreLockedError,
     StoreWriteError,
 )
 from .extractors import extract_local
@@ -50,6 +52,7 @@ __all__ = [
     "DTypeError",
     "DimensionMismatchError",
     "ExtractionError",
+    "FailureBudgetError",
     "FeatureStore",
     "FormatError",
     "IliasRerankError",
@@ -66,6 +69,7 @@ __all__ = [
     "Reranker",
     "ResourceLimitError",
     "ShapeError",
+    "StoreLockedError",
     "StoreWriteError",
     "StoreWriter",
     "__version__",
@@ -81,5 +85,17 @@ __all__ = [
 
 
 def cpu_features() -> str:
-    """The instruction set the similarity kernels use here (``avx512``, ``avx2``, ``portable``)."""
+    """The instruction set the similarity kernels use on this CPU.
+
+    Returns
+    -------
+    str
+        ``"avx512"``, ``"avx2"`` or ``"portable"`` (``ILIAS_RERANK_FORCE_PORTABLE=1``
+        forces the last).
+
+    Raises
+    ------
+    Nothing
+        It only reads what the CPU detection found at import.
+    """
     return _core.cpu_features()

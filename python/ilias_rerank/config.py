@@ -7,6 +7,7 @@ a test checks that both sides agree. Field meanings are documented there and bel
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from typing import Literal
 
@@ -17,6 +18,11 @@ __all__ = ["RerankConfig"]
 class RerankConfig:
     """Settings of :func:`ilias_rerank.rerank` and :func:`ilias_rerank.verify_pair`.
 
+    Keyword-only and frozen (:meth:`replace` makes a changed copy); the defaults are the
+    Rust core's.
+
+    Parameters
+    ----------
     Matching
         ``mutual``: keep only mutual nearest neighbours (squared L2).
         ``ratio``: Lowe's test on L2 distances (best <= ratio * second best), or ``None``.
@@ -40,7 +46,9 @@ class RerankConfig:
         verified candidates (each with at least ``expansion_min_inliers`` inliers) join the
         query; every candidate is verified against them too and its score adds those
         inliers (0: off; costs up to ``expansion`` x the shortlist more pairs).
-    Cascade (off by default)
+        ``fusion``: ``"lexicographic"`` (inliers, then global score) or ``"weighted"``
+        (``fusion_weight * global + (1 - fusion_weight) * n / (n + inlier_saturation)``).
+    Cascade (off by default; ``docs/cascade.md``)
         ``cascade_features``: when > 0, a first pass verifies every candidate with only the
         first ``cascade_features`` features of each image (store features strongest first:
         every extractor here does) and a second pass verifies again, with
@@ -51,12 +59,16 @@ class RerankConfig:
         input order. Cost per query: M pairs at ``cascade_features`` plus at most
         ``cascade_candidates`` pairs at ``cascade_rich_features``. Expansion pairs use the
         first pass's features.
-        ``fusion``: ``"lexicographic"`` (inliers, then global score) or ``"weighted"``
-        (``fusion_weight * global + (1 - fusion_weight) * n / (n + inlier_saturation)``).
     Execution
         ``seed``: seeds every random choice per (query, candidate) pair;
         ``num_threads``: 0 = all cores (or ``ILIAS_RERANK_NUM_THREADS``, then
         ``RAYON_NUM_THREADS``).
+
+    Raises
+    ------
+    ConfigError
+        A field of the wrong type or out of its range ("config.<field>: expected ...,
+        got ..."), checked when the config is built.
     """
 
     mutual: bool = True
@@ -90,6 +102,13 @@ class RerankConfig:
         # Every field's type and range, checked by the core once, here: a bad value is a
         # ConfigError ("config.<field>: expected ..., got ...") before anything runs.
         from . import _core
+        from .errors import ConfigError
+
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            # A bool is an int to Python, never a count or a seed here.
+            if f.type == "int" and isinstance(value, bool):
+                raise ConfigError(f"config.{f.name}: expected an int, got {value!r}")
 
         _core.validate_config(self.to_dict())
 
@@ -100,3 +119,23 @@ class RerankConfig:
     def replace(self, **changes) -> RerankConfig:
         """A copy with some fields changed."""
         return dataclasses.replace(self, **changes)
+
+
+_FIELDS = frozenset(f.name for f in dataclasses.fields(RerankConfig))
+_dataclass_init = RerankConfig.__init__
+
+
+@functools.wraps(_dataclass_init)
+def _init(self, *args, **kwargs) -> None:
+    # An unknown setting is a ConfigError naming it, not Python's TypeError.
+    unknown = sorted(set(kwargs) - _FIELDS)
+    if unknown:
+        from .errors import ConfigError
+
+        raise ConfigError(
+            f"config: unknown setting {unknown[0]!r}: expected one of {sorted(_FIELDS)}"
+        )
+    _dataclass_init(self, *args, **kwargs)
+
+
+RerankConfig.__init__ = _init  # type: ignore[method-assign]

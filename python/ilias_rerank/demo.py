@@ -2,8 +2,9 @@
 no network) and synthetic views of them: "phone shots" (random homography, brightness and
 contrast change, noise) and the photo as a small object over synthetic clutter.
 
-It is the ``demo`` dataset of the pipeline; ``ilias-rerank run`` (or
-``python -m ilias_rerank.demo``) runs the whole job on it. Needs scikit-image (the
+It is the ``demo`` dataset of the pipeline (:mod:`ilias_rerank.datasets`); ``ilias-rerank
+run`` (or ``python -m ilias_rerank run``) runs the whole job on it. This module only makes
+the images: it imports neither the pipeline nor the command line. Needs scikit-image (the
 ``pipeline`` extra).
 """
 
@@ -95,14 +96,3 @@ def cluttered_shot(img: np.ndarray, rng: np.random.Generator, scale: float = 0.5
     y, x = int(rng.integers(0, h - oh + 1)), int(rng.integers(0, w - ow + 1))
     frame[y : y + oh, x : x + ow] = obj
     return frame
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m ilias_rerank.demo``: the same as ``ilias-rerank run`` (the demo)."""
-    from .cli import main as cli_main
-
-    return cli_main(["run", "--dataset", "demo", *(argv or [])])
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -8,6 +8,7 @@ __all__ = [
     "DTypeError",
     "DimensionMismatchError",
     "ExtractionError",
+    "FailureBudgetError",
     "FormatError",
     "IliasRerankError",
     "ImageReadError",
@@ -18,6 +19,7 @@ __all__ = [
     "NonFiniteError",
     "ResourceLimitError",
     "ShapeError",
+    "StoreLockedError",
     "StoreWriteError",
 ]
 
@@ -71,13 +73,31 @@ class StoreWriteError(IliasRerankError, OSError):
     before stays readable; the writer accepts nothing more."""
 
 
+class StoreLockedError(StoreWriteError):
+    """Another writer (a :class:`~ilias_rerank.store.StoreWriter`, a ``rerank-shortlists``
+    job, ``store repair`` or ``store merge``) holds the store directory's writer lock. A
+    second writer does not wait unless given a timeout: it gets this error at once (or when
+    the timeout ends), and the store is left as the first writer makes it."""
+
+
+class FailureBudgetError(IliasRerankError):
+    """More images failed than the job's failure budget (``max_failed``) allows. The
+    result file and the failure list were written; ``summary`` holds the job's summary
+    (the ``message`` says how many failed against which budget)."""
+
+    def __init__(self, message: str, summary: dict) -> None:
+        super().__init__(message)
+        self.summary = summary
+
+
 class ImageReadError(IliasRerankError, OSError):
     """An image file is missing or cannot be decoded; the message names the file."""
 
 
 class ExtractionError(IliasRerankError):
-    """Some images of a batch failed. ``results`` holds every image's features (``None``
-    for the failed ones), ``failures`` maps batch index -> (source, reason)."""
+    """Some images of a batch failed. ``message`` names them, ``results`` holds every
+    image's features (``None`` for the failed ones), ``failures`` maps batch index ->
+    (source, reason)."""
 
     def __init__(self, message: str, results: list, failures: dict[int, tuple[str, str]]):
         super().__init__(message)

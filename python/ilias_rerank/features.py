@@ -99,7 +99,32 @@ def check_frames(value: Any, n: int, what: str = "frames") -> np.ndarray:
 
 
 class LocalFeatures:
-    """Local features of one image (see the module docstring for the contract)."""
+    """Local features of one image (the module docstring states the contract).
+
+    Parameters
+    ----------
+    keypoints : array_like
+        ``(N, 2)`` pixel ``x, y`` in the original image (float32; other real dtypes are
+        converted).
+    descriptors : array_like
+        ``(N, D)`` float32 or uint8 (float16 / float64 are converted), or ``(N, W)``
+        uint64 binary words compared by Hamming distance.
+    frames : array_like or None
+        ``(N, 2)`` ``(scale, orientation in degrees)`` as kornia's
+        ``laf_from_center_scale_ori``, or ``(N, 2, 3)`` kornia LAFs; ``None``: no frames
+        (verification falls back to seeded LO-RANSAC).
+    image_size : (int, int) or None
+        ``(height, width)`` of the original image; scales the inlier threshold.
+
+    Raises
+    ------
+    ShapeError
+        An array of the wrong shape, or rows that differ in N.
+    DTypeError
+        An unsupported dtype.
+    InvalidInputError
+        A tensor whose data cannot be read (the ``meta`` device).
+    """
 
     __slots__ = ("descriptors", "frames", "image_size", "keypoints")
 

@@ -10,7 +10,7 @@
   database) for large databases.
 
 The pipeline's default is VLAD: it measured far better than EfficientNet-Lite0 + GeM on
-the shared data (README, "Global embeddings"). Both return float32 ``(n, dim)`` unit
+the shared data (docs/accuracy.md, "Global embeddings"). Both return float32 ``(n, dim)`` unit
 rows: inner product = cosine.
 """
 
@@ -147,7 +147,10 @@ class PcaWhitening:
         keep = min(self.dim, n - 1)
         blocks = [slice(s, s + 4096) for s in range(0, dim, 4096)]
         if dim <= n:  # the D x D covariance: its eigenvectors are the directions
-            cov = xc.T.astype(np.float64) @ xc
+            cov = np.zeros((dim, dim))
+            for r in range(0, n, 256):  # by rows: nothing n x D in float64
+                part = xc[r : r + 256].astype(np.float64)
+                cov += part.T @ part
             eigval, eigvec = np.linalg.eigh(cov)
             top = np.argsort(eigval)[::-1][:keep]
             lam = np.maximum(eigval[top], 1e-12)

@@ -30,10 +30,10 @@ from ._io import atomic_write_json, atomic_write_npz
 from ._progress import progress as _progress
 from .config import RerankConfig
 from .datasets import Dataset
-from .errors import InvalidInputError
+from .errors import ExtractionError, InvalidInputError
 from .evaluation import ilias_map, shortlist_metrics
 from .extractors import make_extractor
-from .reranker import Reranker, load_similarities, save_similarities
+from .reranker import Reranker, by_score, load_similarities, save_similarities
 from .store import FeatureStore, StoreWriter
 
 __all__ = ["DEFAULT_GLOBAL", "GLOBAL_MODELS", "Workspace"]
@@ -56,6 +56,11 @@ class Workspace:
     workdir: Path
     num_features: int = 1024
     method: str = "sift"
+    #: Extraction: backend (None: the method's default for the device), device, and worker
+    #: processes (None: every core).
+    backend: str | None = None
+    device: str = "cpu"
+    workers: int | None = None
     global_model: str = DEFAULT_GLOBAL
     k: int = 100
     global_depth: int = 1000
@@ -76,17 +81,41 @@ class Workspace:
     @property
     def extractor(self):
         """The local feature extractor (built once per setting)."""
-        return make_extractor(self.method, self.num_features, max_side=1024)
+        return make_extractor(
+            self.method, self.num_features, 1024, self.device, backend=self.backend
+        )
 
     def _extract(self, images: dict[str, Any], name: str) -> FeatureStore:
+        """Extract the images the store lacks (over the workers, in order), committing as
+        they come; images that fail are named in one :class:`ExtractionError` at the end,
+        after every other image is stored."""
+        from .extractors.pool import check_workers, run_images
+
         path = self.workdir / name
         extractor = self.extractor
+        failures: dict[int, tuple[str, str]] = {}
         with StoreWriter(path, extractor.params()) as writer:
             todo = [i for i in images if i not in writer]
-            for image_id in _progress(
-                todo, self.progress and len(todo) > 1, desc=f"extract {name}", unit="img"
-            ):
-                writer.add(image_id, extractor(images[image_id]))
+            outcomes = run_images(extractor, [images[i] for i in todo], check_workers(self.workers))
+            bar = _progress(
+                outcomes,
+                self.progress and len(todo) > 1,
+                desc=f"extract {name}",
+                unit="img",
+                total=len(todo),
+            )
+            for index, features, failure in bar:
+                if failure is None:
+                    writer.add(todo[index], features)
+                else:
+                    failures[index] = (todo[index], failure[1])
+        if failures:
+            listing = "; ".join(f"{i}: {why}" for i, why in failures.values())
+            raise ExtractionError(
+                f"{name}: {len(failures)} of {len(todo)} images failed: {listing}",
+                [],
+                failures,
+            )
         return FeatureStore(path)
 
     def extract(self) -> tuple[FeatureStore, FeatureStore]:
@@ -177,7 +206,9 @@ class Workspace:
         if global_sims is None:
             global_sims = load_similarities(self.workdir / "global.json")
         db, queries = self.extract()
-        heads = {q: dict(list(ranking.items())[: self.k]) for q, ranking in global_sims.items()}
+        # The head by score, not by the mapping's order (the shortlist job does the same).
+        ranked = {q: by_score(ranking) for q, ranking in global_sims.items()}
+        heads = {q: {d: global_sims[q][d] for d in r[: self.k]} for q, r in ranked.items()}
         t0 = time.perf_counter()
         found = Reranker(db, self.config).rerank_results(
             queries, heads, progress=self.progress and len(heads) > 1
@@ -185,7 +216,7 @@ class Workspace:
         dt = time.perf_counter() - t0
         reranked, details = {}, {}
         for q, (ids, result) in found.items():
-            order = result.ranked_ids(ids) + list(global_sims[q])[self.k :]
+            order = result.ranked_ids(ids) + ranked[q][self.k :]
             n = len(order)
             reranked[q] = {d: (n - r) / n for r, d in enumerate(order)}
             details[q] = {

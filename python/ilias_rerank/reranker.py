@@ -48,9 +48,25 @@ def _as_ranked_ids(shortlist: Any) -> tuple[list[str], np.ndarray | None]:
 
 
 class Reranker:
-    """Re-rank shortlists of a store's images (a :class:`FeatureStore`, or any mapping of
-    id -> :class:`LocalFeatures`). ``workers`` queries run at once (default:
-    2; each also uses every core of the Rust pool over its shortlist)."""
+    """Re-rank shortlists of a store's images, query after query.
+
+    Parameters
+    ----------
+    store : FeatureStore or mapping
+        A :class:`FeatureStore`, or any mapping of id -> :class:`LocalFeatures`.
+    config : RerankConfig, mapping or None
+        The settings of every re-ranking (``None``: the defaults).
+    workers : int
+        Queries run at once (default 2; each also uses every core of the Rust pool over
+        its shortlist).
+
+    Raises
+    ------
+    MissingIdError
+        (from :meth:`rerank_many`) a shortlist id that is not in the store.
+    ShapeError
+        (from :meth:`rerank_many`) a shortlist that repeats an id.
+    """
 
     def __init__(
         self,
@@ -169,7 +185,36 @@ def save_similarities(path: str | os.PathLike, sims: Similarities) -> Path:
     return path
 
 
+def by_score(shortlist: Mapping[str, float]) -> list[str]:
+    """The ids of ``shortlist`` by descending score (ties keep the mapping's order): the
+    global ranking whose head is re-ranked and whose tail is kept, by the pipeline and by
+    the shortlist job alike."""
+    return sorted(shortlist, key=lambda d: -shortlist[d])
+
+
+def _score(value, path: Path, q: str, d: str) -> float:
+    """A JSON score as a float: a number that fits one (not null, a string, a bool or a
+    400-digit int)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise FormatError(
+            f"{path}: query {q!r}, candidate {d!r}: expected a number, got {value!r:.40}"
+        )
+    try:
+        return float(value)
+    except OverflowError:
+        raise FormatError(
+            f"{path}: query {q!r}, candidate {d!r}: expected a number that fits a float, "
+            f"got an int of {len(str(abs(value)))} digits"
+        ) from None
+
+
 def _from_arrays(query_ids, db_ids, sims, ranks, source: Path) -> Similarities:
+    query_ids, db_ids = np.asarray(query_ids), np.asarray(db_ids)
+    for name, ids in (("query_ids", query_ids), ("db_ids", db_ids)):
+        if ids.ndim != 1:
+            raise FormatError(
+                f"{source}: {name}: expected a 1-d array of ids, got shape {ids.shape}"
+            )
     sims, ranks = np.asarray(sims), np.asarray(ranks)
     if sims.shape != ranks.shape or sims.ndim != 2 or len(sims) != len(query_ids):
         raise FormatError(f"{source}: sims {sims.shape} and ranks {ranks.shape} do not match")
@@ -191,7 +236,7 @@ def load_similarities(path: str | os.PathLike, *, trust_pickle: bool = False) ->
             data = json.loads(path.read_text(encoding="utf-8"))
             if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
                 raise FormatError(f"{path}: expected {{query_id: {{db_id: score}}}}")
-            return {q: {d: float(s) for d, s in v.items()} for q, v in data.items()}
+            return {q: {d: _score(s, path, q, d) for d, s in v.items()} for q, v in data.items()}
         if path.suffix == ".npz":
             with np.load(path, allow_pickle=False) as z:
                 return _from_arrays(z["query_ids"], z["db_ids"], z["sims"], z["ranks"], path)

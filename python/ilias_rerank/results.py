@@ -12,7 +12,12 @@ __all__ = ["PairVerification", "RerankResult"]
 
 @dataclass(frozen=True)
 class RerankResult:
-    """A re-ranked shortlist.
+    """A re-ranked shortlist (returned by :func:`~ilias_rerank.rerank`, never built by hand).
+
+    Attributes
+    ----------
+    order, scores, inliers, num_matches, transforms, models, support, expansion, refined
+        As below.
 
     ``order`` (M,) int64: indices into the candidates, best first.
     ``scores`` (M,) float64: fused scores aligned with ``order``, strictly decreasing.
@@ -50,7 +55,13 @@ class RerankResult:
 
 @dataclass(frozen=True)
 class PairVerification:
-    """One verified pair.
+    """One verified pair (returned by :func:`~ilias_rerank.verify_pair` and
+    :func:`~ilias_rerank.verify_correspondences`).
+
+    Attributes
+    ----------
+    matches, distances, inlier_mask, transform, model, num_inliers
+        As below.
 
     ``matches`` (K, 2) int64 rows ``[query_index, candidate_index]``; ``distances`` (K,)
     float32 squared L2 descriptor distances; ``inlier_mask`` (K,) bool; ``transform``

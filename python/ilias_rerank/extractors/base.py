@@ -11,16 +11,14 @@ quantisation, the manifest entry — happens here, once.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 
-from .._progress import progress as progress_bar
-from ..errors import ConfigError, ExtractionError, IliasRerankError
+from ..errors import ConfigError
 from ..features import LocalFeatures
 
-__all__ = ["DESCRIPTOR_DTYPES", "Extractor", "check_device", "run_batch"]
+__all__ = ["DESCRIPTOR_DTYPES", "IMAGE_ERRORS", "Extractor", "check_device"]
 
 DESCRIPTOR_DTYPES = ("uint8", "float32")
 #: Largest accepted ``num_features`` and ``max_side``: bounds on the work one image can ask for.
@@ -28,15 +26,30 @@ MAX_FEATURES = 1 << 16
 MAX_SIDE = 1 << 14
 
 
-def check_device(device: str) -> str:
+def check_device_name(device: str):
+    """``device`` parsed as a torch device (its spelling alone: it need not exist here)."""
     import torch
 
     try:
-        dev = torch.device(device)
+        return torch.device(device)
     except (RuntimeError, TypeError) as exc:
         raise ConfigError(
             f"device: expected 'cpu', 'cuda', 'cuda:N' or 'mps', got {device!r}"
         ) from exc
+
+
+def check_device(device: str, devices: tuple[str, ...] = ("cpu", "cuda", "mps")) -> str:
+    """``device`` if it names a device the backend runs on and that exists here, else a
+    :class:`ConfigError`. Backends that run on the CPU only are checked without torch."""
+    if devices == ("cpu",):
+        if device != "cpu":
+            raise ConfigError(
+                f"device: expected 'cpu' (this backend runs on the CPU only), got {device!r}"
+            )
+        return device
+    import torch
+
+    dev = check_device_name(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(
             f"device: expected an available device, got {device!r} (no CUDA device here)"
@@ -65,6 +78,16 @@ class Extractor:
     uint8_offset: ClassVar[float] = 0.0
     #: Working sizes are rounded down to a multiple of this (networks with strides).
     size_multiple: ClassVar[int] = 1
+    #: The implementation (one module each): ``"kornia"`` (torch; CPU and GPU), ``"opencv"``,
+    #: ``"kornia-rs"``. Recorded in the manifest by its name (and ``backend`` for all but
+    #: kornia, whose stores predate the field).
+    backend: ClassVar[str] = "kornia"
+    #: Device types the backend runs on.
+    devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda", "mps")
+    #: Modules the backend imports (each a :class:`MissingExtraError` naming its extra).
+    requires: ClassVar[tuple[str, ...]] = ("torch", "kornia", "PIL")
+    #: What :meth:`_detect` reads: float32 in [0, 1] or uint8 in [0, 255].
+    pixel_dtype: ClassVar[str] = "float32"
 
     def __init__(
         self,
@@ -74,6 +97,7 @@ class Extractor:
         *,
         upsample: bool = False,
         descriptor_dtype: str | None = None,
+        draft: bool = True,
     ) -> None:
         if not isinstance(num_features, int) or not 1 <= num_features <= MAX_FEATURES:
             raise ConfigError(
@@ -88,9 +112,17 @@ class Extractor:
             )
         self.num_features = num_features
         self.max_side = max_side
-        self.device = check_device(device)
+        self.device = check_device(device, self.devices)
         self.upsample = bool(upsample)
         self.descriptor_dtype = dtype
+        #: Decode JPEGs straight to the detector's mode and, when much larger than the
+        #: working size, at a reduced DCT scale (:func:`~ilias_rerank.images.load_scaled`;
+        #: measured by ``benches/extract.py`` and ``benches/accuracy.py``).
+        self.draft = bool(draft)
+
+    #: ``(method, backend, args, kwargs)`` that :func:`~ilias_rerank.make_extractor` built
+    #: this from: how a worker process builds the same extractor.
+    spec: tuple = ()
 
     def params(self) -> dict[str, Any]:
         """The manifest entry: name and every parameter that changes the features."""
@@ -100,6 +132,7 @@ class Extractor:
             "max_side": self.max_side,
             "descriptor_dtype": self.descriptor_dtype,
             **({"upsample": True} if self.upsample else {}),
+            **({} if self.draft else {"draft": False}),
             **self.extra_params(),
         }
 
@@ -121,25 +154,48 @@ class Extractor:
             return 0.5
         return 1.0
 
-    def __call__(self, source: Any, index: int = 0, name: str | None = None) -> LocalFeatures:
-        """Features of one image (a path, encoded bytes, PIL image, array or tensor);
-        errors name it ``name`` (default: its path or its place in the batch)."""
-        from PIL import Image
-
-        from ..images import load_image
-
-        img = load_image(source, index, self.image_mode, name)
-        width, height = img.size
+    def working_size(self, width: int, height: int) -> tuple[int, int]:
+        """The size the detector sees for an image of ``width x height``."""
         scale = self.working_scale(width, height)
         new_w, new_h = max(1, round(width / scale)), max(1, round(height / scale))
         m = self.size_multiple
         if m > 1:
             new_w, new_h = max(m, new_w // m * m), max(m, new_h // m * m)
-        if (new_w, new_h) != (width, height):
-            filt = Image.Resampling.BILINEAR if scale > 1 else Image.Resampling.BICUBIC
+        return new_w, new_h
+
+    def prepare(
+        self, source: Any, index: int = 0, name: str | None = None
+    ) -> tuple[np.ndarray, tuple[int, int]]:
+        """Decode and resize one image: ``(working image as the detector reads it,
+        (original width, original height))``. JPEGs much larger than the working size are
+        decoded at a reduced scale (libjpeg's DCT scaling) instead of in full."""
+        from PIL import Image
+
+        from ..images import load_scaled
+
+        img, (width, height) = load_scaled(
+            source, index, self.image_mode, name, self.working_size if self.draft else None
+        )
+        new_w, new_h = self.working_size(width, height)
+        if (new_w, new_h) != img.size:
+            shrink = new_w < img.width or new_h < img.height
+            filt = Image.Resampling.BILINEAR if shrink else Image.Resampling.BICUBIC
             img = img.resize((new_w, new_h), filt)
-        arr = np.asarray(img, dtype=np.float32) / 255.0
-        kp, desc, frames = self._detect(arr)
+        arr = np.asarray(img)
+        if self.pixel_dtype == "float32":
+            arr = arr.astype(np.float32) / np.float32(255.0)
+        return arr, (width, height)
+
+    def finish(
+        self,
+        detected: tuple[np.ndarray, np.ndarray, np.ndarray | None],
+        working: tuple[int, int],
+        original: tuple[int, int],
+    ) -> LocalFeatures:
+        """Keypoints and frames from working pixels back to the original image's, and the
+        descriptors in the extractor's dtype."""
+        kp, desc, frames = detected
+        (new_w, new_h), (width, height) = working, original
         sx, sy = width / new_w, height / new_h
         kp = np.asarray(kp, dtype=np.float32).reshape(-1, 2).copy()
         # Working pixel centre (x + 0.5) * s - 0.5 in the original image.
@@ -158,6 +214,19 @@ class Extractor:
             desc = np.rint(desc * self.uint8_scale + self.uint8_offset)
             desc = np.clip(desc, 0, 255).astype(np.uint8)
         return LocalFeatures(kp, desc, frames=frames, image_size=(height, width))
+
+    def _detect_many(
+        self, images: list[np.ndarray]
+    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+        """:meth:`_detect` of several working images of one shape (a GPU backend runs them
+        as one batch; the result must equal detecting them one by one)."""
+        return [self._detect(image) for image in images]
+
+    def __call__(self, source: Any, index: int = 0, name: str | None = None) -> LocalFeatures:
+        """Features of one image (a path, encoded bytes, PIL image, array or tensor);
+        errors name it ``name`` (default: its path or its place in the batch)."""
+        arr, original = self.prepare(source, index, name)
+        return self.finish(self._detect(arr), (arr.shape[1], arr.shape[0]), original)
 
 
 #: What torch / kornia raise on one odd image (beside our own errors): that image fails,
@@ -182,45 +251,3 @@ def strongest_first(keypoints, descriptors, scores) -> tuple[np.ndarray, np.ndar
         descriptors[order].to("cpu", torch.float32).numpy(),
         None,
     )
-
-
-def run_batch(
-    extractor: Extractor,
-    images: Any,
-    *,
-    progress: bool | None,
-    on_error: str,
-) -> list[LocalFeatures | None]:
-    """Every image through ``extractor``; failures are collected, never stop the batch.
-    ``on_error="raise"``: :class:`ExtractionError` with every result; ``"skip"``: a
-    warning and ``None`` in their places."""
-    import warnings
-
-    if on_error not in ("raise", "skip"):
-        raise ConfigError(f"on_error: expected 'raise' or 'skip', got {on_error!r}")
-    items = (
-        list(images)
-        if isinstance(images, Sequence) and not isinstance(images, (str, bytes, bytearray))
-        else [images]
-    )
-    if progress is None and len(items) <= 1:
-        progress = False  # None: a bar when stderr is a terminal
-    results: list[LocalFeatures | None] = []
-    failures: dict[int, tuple[str, str]] = {}
-    bar = progress_bar(items, progress, desc=f"extract ({extractor.method})", unit="img")
-    for index, source in enumerate(bar):
-        try:
-            results.append(extractor(source, index))
-        except (IliasRerankError, *IMAGE_ERRORS) as exc:
-            from ..images import describe_source
-
-            # Decoding errors name the image; torch / kornia errors on one odd image too.
-            failures[index] = (describe_source(source, index), f"{type(exc).__name__}: {exc}")
-            results.append(None)
-    if failures:
-        listing = "; ".join(reason for _, reason in failures.values())
-        message = f"{len(failures)} of {len(items)} images failed: {listing}"
-        if on_error == "raise":
-            raise ExtractionError(message, results, failures)
-        warnings.warn(message, stacklevel=3)
-    return results

@@ -1,5 +1,6 @@
 """SIFT with RootSIFT descriptors: kornia's ``SIFTFeatureScaleSpace`` with the pyramid
-descriptor backend, full local affine frames, no weights.
+descriptor backend, full local affine frames, no weights: the ``kornia`` backend of
+``sift``, and the one that runs on a GPU (several images of one shape per forward).
 
 Descriptors are uint8 by default (RootSIFT x 512, rounded; components never exceed ~0.37,
 so nothing clips): 4x smaller, matched exactly on the integer (VNNI) kernels; the
@@ -38,14 +39,21 @@ class Sift(Extractor):
     image_mode = "L"
 
     def _detect(self, image: np.ndarray):
+        return self._detect_many([image])[0]
+
+    def _detect_many(self, images: list[np.ndarray]):
         import torch
 
-        tensor = torch.from_numpy(image)[None, None].to(self.device)
+        tensor = torch.from_numpy(np.stack(images))[:, None].to(self.device)
         with torch.inference_mode():
             lafs, _responses, descs = _detector(self.num_features, self.device)(tensor)
-        lafs = lafs[0].to("cpu", torch.float32).numpy()
-        descs = descs[0].to("cpu", torch.float32).numpy()
-        shape_det = lafs[:, 0, 0] * lafs[:, 1, 1] - lafs[:, 0, 1] * lafs[:, 1, 0]
-        filled = (np.abs(shape_det) > 0) & (np.abs(descs).sum(axis=1) > 0)
-        lafs, descs = lafs[filled], descs[filled]
-        return lafs[:, :, 2], descs, lafs
+        out = []
+        for laf, desc in zip(
+            lafs.to("cpu", torch.float32).numpy(),
+            descs.to("cpu", torch.float32).numpy(),
+            strict=True,
+        ):
+            shape_det = laf[:, 0, 0] * laf[:, 1, 1] - laf[:, 0, 1] * laf[:, 1, 0]
+            filled = (np.abs(shape_det) > 0) & (np.abs(desc).sum(axis=1) > 0)
+            out.append((laf[filled][:, :, 2], desc[filled], laf[filled]))
+        return out

@@ -1,12 +1,17 @@
 """The extraction plan and one batch of it.
 
 The ids a job needs are sorted and cut into batches; each batch is named by a hash of its
-ids (``b-<16 hex>``), carries only those of its ids the store lacks, and is written to the
-shard of that name. The name is a pure function of the job's ids, so a batch that is redone
-(its worker died, the job was restarted, an image failed last time) reopens its own shard
-and resumes it: images committed before are neither extracted again nor duplicated, and
-nothing committed is lost. A shard becomes visible when the driver registers it, after its
-batch finished.
+ids and the run's tag (``b-<16 hex>-<run>``), carries only those of its ids the store
+lacks, and is written to the shard of that name. Within a run, a batch that is redone (its
+worker died) reopens its own unregistered shard and resumes it. A later run has another
+tag, so it never writes a shard an earlier run left: a registered shard is never written
+again, and what a killed run committed but never registered (an orphan) is adopted by the
+next run before it plans (``store.adopt_orphans``), so it is neither extracted again nor
+duplicated. A shard becomes visible when the driver registers it, after its batch finished.
+
+A per-image failure is an error about that image (unreadable, undecodable, refused as
+input: :class:`~ilias_rerank.errors.IliasRerankError` or ``ValueError``); anything else
+(``RuntimeError`` such as CUDA out of memory, a bug) stops the job.
 """
 
 from __future__ import annotations
@@ -18,7 +23,6 @@ from typing import Any
 
 from ..errors import IliasRerankError
 from ..extractors import make_extractor
-from ..extractors.base import IMAGE_ERRORS
 from ..store import StoreWriter, shard_path
 
 __all__ = ["Batch", "BatchResult", "ExtractorSpec", "extract_batch", "plan_batches"]
@@ -34,16 +38,52 @@ class ExtractorSpec:
     max_side: int = 1024
     device: str = "cpu"
     options: tuple[tuple[str, Any], ...] = ()
-    torch_threads: int = 0  # 0: torch's default
+    torch_threads: int = 0  # 0: the library's default (threads of torch / OpenCV)
+    backend: str | None = None  # None: the method's default for the device
+
+    def manifest_name(self) -> str:
+        """The ``name`` its features carry in a store's manifest (method and backend),
+        known without building the extractor (nothing is imported or loaded)."""
+        from ..extractors import _class, resolve_backend
+
+        backend = resolve_backend(self.method, self.backend, self.device)
+        return _class(self.method, backend).manifest_name
+
+    def params(self, remote: bool = False) -> dict:
+        """The manifest entry of the features this spec extracts, checking every setting.
+        ``remote``: the extractor runs elsewhere (Ray workers), so the device is checked
+        for its spelling only, not for being present here (a driver without a GPU can run
+        a job whose workers have one); the extractor is built on this CPU for the check."""
+        if remote and self.device != "cpu":
+            from dataclasses import replace
+
+            from ..extractors import resolve_backend
+            from ..extractors.base import check_device_name
+
+            check_device_name(self.device)
+            backend = resolve_backend(self.method, self.backend, self.device)
+            return replace(self, device="cpu", backend=backend, torch_threads=0).build().params()
+        return self.build().params()
 
     def build(self):
-        if self.torch_threads:
-            import torch
-
-            torch.set_num_threads(self.torch_threads)
-        return make_extractor(
-            self.method, self.num_features, self.max_side, self.device, **dict(self.options)
+        extractor = make_extractor(
+            self.method,
+            self.num_features,
+            self.max_side,
+            self.device,
+            backend=self.backend,
+            **dict(self.options),
         )
+        if self.torch_threads:
+            if extractor.requires[0] == "torch":
+                import torch
+
+                torch.set_num_threads(self.torch_threads)
+            if extractor.backend == "opencv":
+                import cv2
+
+                cv2.setNumThreads(self.torch_threads)
+        return extractor
 
 
 @dataclass(frozen=True)
@@ -61,10 +101,20 @@ class BatchResult:
     seconds: float = 0.0
 
 
-def plan_batches(ids: Sequence[str], batch_size: int, skip: Collection[str] = ()) -> list[Batch]:
-    """Deterministic batches of the sorted ``ids``, each named by a hash of all its ids;
-    ids in ``skip`` (already in the store) are left out of each batch, and batches left
-    empty are dropped (see the module docstring)."""
+#: Images between two commits of a batch's shard: a batch redone after its worker died
+#: resumes after the last commit.
+COMMIT_EVERY = 16
+
+#: What counts as one image's failure (module docstring).
+IMAGE_FAILURES = (IliasRerankError, ValueError)
+
+
+def plan_batches(
+    ids: Sequence[str], batch_size: int, skip: Collection[str] = (), tag: str = ""
+) -> list[Batch]:
+    """Deterministic batches of the sorted ``ids``, each named by a hash of all its ids
+    (and ``tag``, the run's); ids in ``skip`` (already in the store) are left out of each
+    batch, and batches left empty are dropped (see the module docstring)."""
     if batch_size < 1:
         raise ValueError(f"batch_size: expected >= 1, got {batch_size}")
     ordered = sorted(set(ids))
@@ -74,7 +124,7 @@ def plan_batches(ids: Sequence[str], batch_size: int, skip: Collection[str] = ()
         digest = hashlib.sha1("\n".join(chunk).encode()).hexdigest()[:16]
         todo = tuple(i for i in chunk if i not in skip)
         if todo:
-            batches.append(Batch(f"b-{digest}", todo))
+            batches.append(Batch(f"b-{digest}-{tag}" if tag else f"b-{digest}", todo))
     return batches
 
 
@@ -86,7 +136,9 @@ def extract_batch(batch: Batch, source, extractor, root) -> BatchResult:
 
     t0 = time.perf_counter()
     result = BatchResult(batch.name)
-    with StoreWriter(shard_path(root, batch.name), extractor.params(), commit_every=16) as w:
+    with StoreWriter(
+        shard_path(root, batch.name), extractor.params(), commit_every=COMMIT_EVERY
+    ) as w:
         for image_id in batch.ids:
             if image_id in w:
                 result.reused += 1
@@ -96,7 +148,7 @@ def extract_batch(batch: Batch, source, extractor, root) -> BatchResult:
             except IliasRerankError as exc:
                 result.failed[image_id] = str(exc)
                 continue
-            except IMAGE_ERRORS as exc:
+            except IMAGE_FAILURES as exc:
                 result.failed[image_id] = f"image {image_id!r}: {type(exc).__name__}: {exc}"
                 continue
             w.add(image_id, features)

@@ -2,19 +2,27 @@
 
 1. Read the shortlists (ILIAS JSON ``{query: {db: score}}``, ILIAS pickle with
    ``trust_pickle``, or ``.npz``); every query's candidates by descending score.
-2. The ids needed: the queries and the union of their top ``k``; those the store lacks
-   are extracted from the image source, batch by batch, each batch into its own shard,
-   registered as it finishes (a second run extracts nothing new).
-3. Re-rank each query's top ``k`` against the store, in groups of queries.
-4. Write one file: the re-ranked top ``k``, then the rest of the global ranking, with
+2. Take the store's writer lock (a second job on the same store gets
+   :class:`~ilias_rerank.errors.StoreLockedError`, or waits ``lock_timeout`` seconds), and
+   adopt what a killed run left (orphan shards, temporary files).
+3. The ids needed: the queries and the union of their top ``k``; those the store lacks
+   are extracted from the image source, batch by batch, each batch into a new shard,
+   registered in groups as batches finish (a second run extracts nothing new).
+4. Re-rank each query's top ``k`` against the store (opened once), in groups of queries.
+5. Write one file: the re-ranked top ``k``, then the rest of the global ranking, with
    distinct decreasing rank-based scores. Candidates whose image failed keep their global
    place; a query whose own image failed keeps its global ranking. The failures are listed
    in ``<out>.failures.tsv``.
+6. Merge the store's small shards (``merge``, on by default), then check the failure
+   budget: more failed images than ``max_failed`` is a
+   :class:`~ilias_rerank.errors.FailureBudgetError` (the files are written first).
 """
 
 from __future__ import annotations
 
+import math
 import os
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,17 +32,18 @@ from typing import Any
 from .._io import atomic_write
 from .._progress import Counter
 from ..config import RerankConfig
-from ..errors import ConfigError, InvalidInputError
-from ..reranker import load_similarities, save_similarities
+from ..errors import ConfigError, FailureBudgetError, InvalidInputError
+from ..reranker import by_score, load_similarities, save_similarities
 from ..sources import ImageSource, open_source
-from ..store import SHARDS_FILE, FeatureStore, register_shards
+from ..store import SHARDS_FILE, FeatureStore, register_shards, writer_lock
+from ..store.maintenance import MERGE_TARGET_BYTES, adopt_orphans, merge_store
 from .extraction import ExtractorSpec, plan_batches
 
 __all__ = ["ShortlistJob", "rerank_shortlists"]
 
 
 def _ranked(shortlist: dict[str, float]) -> list[str]:
-    return sorted(shortlist, key=lambda d: -shortlist[d])  # stable: ties keep file order
+    return by_score(shortlist)  # the pipeline's order too
 
 
 def merge_order(head: list[str], reranked: list[str], failed: set[str]) -> list[str]:
@@ -87,6 +96,16 @@ class ShortlistJob:
     query_group: int = 32
     trust_pickle: bool = False
     progress: bool | None = None
+    #: Failed images allowed: an int is a count, a float in [0, 1] a fraction of the images
+    #: this run extracts. Beyond it the job raises FailureBudgetError (exit 3).
+    max_failed: int | float = 0.01
+    #: Merge the store's small shards at the end (``merge_target_bytes`` each).
+    merge: bool = True
+    merge_target_bytes: int = MERGE_TARGET_BYTES
+    #: Seconds to wait for another writer of the store (0: fail at once).
+    lock_timeout: float = 0.0
+    #: Seconds between registrations of finished shards (each rewrites shards.json).
+    register_every: float = 10.0
     timing: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -98,6 +117,28 @@ class ShortlistJob:
         ):
             if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
                 raise ConfigError(f"{name}: expected an int in {lo}..={hi}, got {value!r}")
+        mf = self.max_failed
+        if isinstance(mf, bool) or not isinstance(mf, (int, float)):
+            raise ConfigError(f"max_failed: expected an int >= 0 or a float in [0, 1], got {mf!r}")
+        if (isinstance(mf, int) and not 0 <= mf <= 1 << 40) or (
+            isinstance(mf, float) and not 0.0 <= mf <= 1.0
+        ):
+            raise ConfigError(f"max_failed: expected an int >= 0 or a float in [0, 1], got {mf!r}")
+        if not isinstance(self.merge, bool):
+            raise ConfigError(f"merge: expected True or False, got {self.merge!r}")
+        for name, value, lo, hi in (
+            ("lock_timeout", self.lock_timeout, 0.0, 7 * 86400.0),
+            ("register_every", self.register_every, 0.0, 86400.0),
+        ):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not lo <= value <= hi
+            ):
+                raise ConfigError(f"{name}: expected seconds in {lo:g}..={hi:g}, got {value!r}")
+        mt = self.merge_target_bytes
+        if isinstance(mt, bool) or not isinstance(mt, int) or not 1 << 10 <= mt <= 1 << 44:
+            raise ConfigError(f"merge_target_bytes: expected an int in 1024..=2**44, got {mt!r}")
         if isinstance(self.config, dict):
             self.config = RerankConfig(**self.config)
         if self.config is not None and not isinstance(self.config, RerankConfig):
@@ -134,6 +175,18 @@ class ShortlistJob:
         return None
 
     def run(self, source: ImageSource | None = None) -> dict:
+        with writer_lock(self.store, timeout=self.lock_timeout, reentrant=True):
+            summary = self._locked_run(source)
+        if summary["failed"] > summary["failure_budget"]:
+            raise FailureBudgetError(
+                f"{summary['failed']} images failed, expected at most "
+                f"{summary['failure_budget']} (max_failed={self.max_failed!r}); the results "
+                f"are in {summary['out']}, the failures in {summary['failures']}",
+                summary,
+            )
+        return summary
+
+    def _locked_run(self, source: ImageSource | None) -> dict:
         t_start = time.perf_counter()
         shortlists = load_similarities(self.shortlists, trust_pickle=self.trust_pickle)
         if not shortlists:
@@ -147,13 +200,26 @@ class ShortlistJob:
             )
         heads = {q: r[: self.k] for q, r in ranked.items()}
         needed = set(heads) | {d for h in heads.values() for d in h}
+        self.adopted = adopt_orphans(self.store)  # what a killed run left
         store = self._store()
         have = set(store.ids) if store is not None else set()
+        if store is not None:
+            store.close()
+        # Features of another method or backend are refused even when nothing is missing
+        # (re-ranking them would silently answer for another extractor).
+        held = store.extractor.get("name") if store is not None and len(store) else None
+        if held is not None and held != self.extractor.manifest_name():
+            raise ConfigError(
+                f"{self.store}: expected features of {self.extractor.manifest_name()!r} "
+                f"(--method {self.extractor.method}, backend "
+                f"{self.extractor.backend or 'default'}), got a store of {held!r} (use "
+                "another --store or the store's method)"
+            )
         missing = sorted(needed - have)
         if missing:
             # The extractor is built here once before any worker: a bad setting is a clear
             # error now, and a store of other features is refused before any work.
-            params = self.extractor.build().params()
+            params = self.extractor.params(remote=self.ray)
             if store is not None and len(store) and store.extractor != params:
                 raise ConfigError(
                     f"{self.store}: holds features of {store.extractor}, this job extracts "
@@ -183,26 +249,61 @@ class ShortlistJob:
             if self.workers > 1 or self.ray:
                 _check_picklable(source)
             source.prepare(missing)
-            # Batches are cut from every id the job needs, so their names never depend on
-            # what an earlier run managed to extract; each carries only its missing ids.
-            batches = plan_batches(sorted(needed), self.batch_size, skip=have)
+            # Batches are cut from every id the job needs; each carries only its missing
+            # ids and writes a new shard (the run's tag), never one a past run left.
+            batches = plan_batches(
+                sorted(needed), self.batch_size, skip=have, tag=secrets.token_hex(4)
+            )
             bar = Counter(
                 len(batches), self.progress, desc=f"extract ({backend.name})", unit="batch"
             )
+            finished: list[str] = []
+            last = [time.monotonic()]
+
+            def register() -> None:
+                if finished:
+                    register_shards(self.store, finished)
+                    finished.clear()
+                last[0] = time.monotonic()
 
             def done(result) -> None:
                 bar.update()
                 failed.update(result.failed)
                 counts["extracted"] += result.extracted
                 counts["reused"] += result.reused
-                register_shards(self.store, [result.shard])
+                finished.append(result.shard)
+                if time.monotonic() - last[0] >= self.register_every:
+                    register()
 
-            with bar:
-                backend.extract(batches, source, self.extractor, self.store, done)
+            try:
+                with bar:
+                    backend.extract(batches, source, self.extractor, self.store, done)
+            finally:
+                register()  # what finished is registered, even when the stage failed
         self.timing["extract_s"] = time.perf_counter() - t0
 
-        # Re-ranking, in groups of queries.
+        # Re-ranking, in groups of queries, on the one open store.
         store = self._store()
+        try:
+            return self._rerank_and_write(
+                shortlists,
+                ranked,
+                heads,
+                needed,
+                missing,
+                failed,
+                counts,
+                store,
+                backend,
+                t_start,
+            )
+        finally:
+            if store is not None:
+                store.close()
+
+    def _rerank_and_write(
+        self, shortlists, ranked, heads, needed, missing, failed, counts, store, backend, t_start
+    ) -> dict:
         have = set(store.ids) if store is not None else set()
         work: dict[str, tuple[list[str], list[float]]] = {}
         for q, head in heads.items():
@@ -227,7 +328,7 @@ class ShortlistJob:
 
             config = None if self.config is None else self.config.to_dict()
             with bar:
-                backend.rerank(self.store, groups, config, ranked_done)
+                backend.rerank(self.store, groups, config, ranked_done, store=store)
         self.timing["rerank_s"] = dt = time.perf_counter() - t0
         pairs = sum(len(ids) for ids, _ in work.values())
         self.timing["rerank_pairs_per_s"] = pairs / dt if dt else 0.0
@@ -246,6 +347,16 @@ class ShortlistJob:
         failures_path = Path(str(self.out) + ".failures.tsv")
         lines = "".join(f"{i}\t{' '.join(r.split())}\n" for i, r in sorted(failed.items()))
         atomic_write(failures_path, ("id\treason\n" + lines).encode())
+        merged = None
+        if self.merge and store is not None:
+            store.close()
+            merged = merge_store(self.store, target_bytes=self.merge_target_bytes)
+        attempted = counts["extracted"] + len(failed)
+        budget = (
+            self.max_failed
+            if isinstance(self.max_failed, int)
+            else math.floor(self.max_failed * attempted)
+        )
         self.timing["total_s"] = time.perf_counter() - t_start
         return {
             "queries": len(shortlists),
@@ -255,6 +366,9 @@ class ShortlistJob:
             # In the store before this run, or committed by an earlier run's unfinished batch.
             "reused": len(needed) - len(missing) + counts["reused"],
             "failed": len(failed),
+            "failure_budget": budget,
+            "adopted": list(self.adopted),
+            "shards": merged.shards if merged is not None else len(getattr(store, "shards", ())),
             "pairs": pairs,
             "pairs_per_s": self.timing["rerank_pairs_per_s"],
             "backend": backend.name,

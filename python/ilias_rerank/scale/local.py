@@ -30,21 +30,27 @@ def _run_extract(batch: Batch, root: str) -> BatchResult:
     return extract_batch(batch, _STATE["source"], _STATE["extractor"], root)
 
 
-def rerank_group(root: str, group: dict, config: dict | None, threads: int) -> dict:
-    """Re-rank one group of queries against the store at ``root``: ``group`` maps a query
-    id to ``(candidate ids best first, global scores)``; returns query -> re-ranked ids."""
+def rerank_group(
+    root: str, group: dict, config: dict | None, threads: int, store: Any = None
+) -> dict:
+    """Re-rank one group of queries against the store at ``root`` (or ``store``, the
+    caller's open one): ``group`` maps a query id to ``(candidate ids best first, global
+    scores)``; returns query -> re-ranked ids."""
     from ..config import RerankConfig
     from ..reranker import Reranker
     from ..store import FeatureStore
 
-    # One open store per worker process, reopened when the shard list changes (a later
-    # job in the same process may have registered shards, or rebuilt the store).
-    stamp = os.stat(os.path.join(root, "shards.json"))
-    key = ("store", root, stamp.st_mtime_ns, stamp.st_size, stamp.st_ino)
-    store = _STATE.get(key)
     if store is None:
-        _STATE.pop(next((k for k in _STATE if k[:2] == ("store", root)), None), None)
-        store = _STATE[key] = FeatureStore(root)
+        # A worker process (local pool or Ray) opens the store once; it is reopened when
+        # the shard list changes. Shards are mapped on demand, a bounded number at once.
+        stamp = os.stat(os.path.join(root, "shards.json"))
+        key = ("store", root, stamp.st_mtime_ns, stamp.st_size, stamp.st_ino)
+        store = _STATE.get(key)
+        if store is None:
+            old = next((k for k in _STATE if k[:2] == ("store", root)), None)
+            if old is not None:
+                _STATE.pop(old).close()
+            store = _STATE[key] = FeatureStore(root)
     settings = dict(config or {})
     if not settings.get("num_threads"):  # the user's own thread count wins
         settings["num_threads"] = threads
@@ -126,10 +132,14 @@ class LocalBackend:
             (_init_extract, (source, spec)),
         )
 
-    def rerank(self, root, groups: Sequence[dict], config: dict | None, on_done) -> None:
+    def rerank(
+        self, root, groups: Sequence[dict], config: dict | None, on_done, store=None
+    ) -> None:
+        """``store``: the caller's open store, used in this process (``workers <= 1``);
+        nothing is kept after the call."""
         if self.workers <= 1:
             for group in groups:
-                on_done(rerank_group(str(root), group, config, 0))
+                on_done(rerank_group(str(root), group, config, 0, store))
             return
         threads = self.threads_per_worker()
         self._run(

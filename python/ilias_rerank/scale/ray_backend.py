@@ -149,7 +149,10 @@ class RayBackend:
         except ray.exceptions.RayError as exc:
             raise IliasRerankError(f"Ray extraction failed: {exc}") from None
 
-    def rerank(self, root, groups: Sequence[dict], config: dict | None, on_done) -> None:
+    def rerank(
+        self, root, groups: Sequence[dict], config: dict | None, on_done, store=None
+    ) -> None:
+        """``store`` (the driver's open store) is not shipped: each task opens its own."""
         ray = self.ray
         self._init()
         # One CPU and one Rust thread per task: Ray spreads the groups over the cluster.

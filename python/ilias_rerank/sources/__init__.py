@@ -16,9 +16,10 @@ path.
 
 from __future__ import annotations
 
-from .base import ImageSource, open_source
+from .base import ImageSource
 from .callable import CallableSource
 from .chain import ChainSource
+from .factory import open_source
 from .folder import FolderSource
 from .tar import TarSource
 

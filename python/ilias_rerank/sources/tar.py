@@ -32,7 +32,7 @@ from .base import IMAGE_SUFFIXES, ImageSource
 
 __all__ = ["TarSource", "tar_index"]
 
-INDEX_VERSION = 1
+INDEX_VERSION = 2  # 2: sizes past the end are -1, a repeated name is the last
 #: Tar files a source keeps open at once (per process).
 MAX_OPEN = 64
 
@@ -44,7 +44,11 @@ def _index_path(tar: Path, index_dir: Path | None) -> Path:
 
 
 def _scan(tar: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Image members: ids sorted, data offsets, sizes. Headers are not trusted: a member
+    that declares bytes past the end of the tar gets size -1 (read as an error naming it);
+    a name that appears twice (``tar -r``) is the last one, as tar reads it."""
     ids, offsets, sizes = [], [], []
+    end = tar.stat().st_size
     try:
         with tarfile.open(tar, mode="r:") as tf:
             for member in tf:
@@ -52,18 +56,33 @@ def _scan(tar: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
                     continue
                 name = member.name[2:] if member.name.startswith("./") else member.name
                 ids.append(str(Path(name).with_suffix("").as_posix()))
-                offsets.append(member.offset_data)
-                sizes.append(member.size)
-    except (tarfile.TarError, OSError, EOFError) as exc:
+                offset, size = int(member.offset_data), int(member.size)
+                offsets.append(offset)
+                sizes.append(size if size >= 0 and offset + size <= end else -1)
+    except (tarfile.TarError, OSError, EOFError, ValueError, OverflowError) as exc:
         if not ids:
             raise FormatError(f"{tar}: not a readable tar file ({exc})") from None
         # A damaged tail: the members before it stay readable.
-    order = np.argsort(np.array(ids, dtype=object), kind="stable")
-    id_arr = np.array(ids, dtype=np.str_)[order] if ids else np.array([], dtype="<U1")
-    if len(id_arr) > 1 and (id_arr[1:] == id_arr[:-1]).any():
-        dup = id_arr[1:][id_arr[1:] == id_arr[:-1]][0]
-        raise InvalidInputError(f"{tar}: the id {dup!r} appears twice")
-    return id_arr, np.array(offsets, np.int64)[order], np.array(sizes, np.int64)[order]
+    last = {image_id: k for k, image_id in enumerate(ids)}  # the last of a repeated name
+    keep = sorted(last, key=str)
+    rows = [last[i] for i in keep]
+    id_arr = np.array(keep, dtype=np.str_) if keep else np.array([], dtype="<U1")
+    return (
+        id_arr,
+        np.array([offsets[r] for r in rows], np.int64),
+        np.array([sizes[r] for r in rows], np.int64),
+    )
+
+
+def _sound(ids: np.ndarray, offsets: np.ndarray, sizes: np.ndarray, end: int) -> bool:
+    """Whether a cached index fits the tar: one row per id, sorted and distinct, every
+    member inside the file."""
+    n = len(ids)
+    if len(offsets) != n or len(sizes) != n or offsets.dtype != np.int64:
+        return False
+    if n and ((offsets < 0).any() or (sizes < -1).any() or (offsets + sizes.clip(0) > end).any()):
+        return False
+    return not (n > 1 and (ids[1:] <= ids[:-1]).any())
 
 
 def tar_index(tar: str | os.PathLike, index_dir: str | os.PathLike | None = None):
@@ -79,8 +98,9 @@ def tar_index(tar: str | os.PathLike, index_dir: str | os.PathLike | None = None
     if path.is_file():
         try:
             with np.load(path, allow_pickle=False) as z:
-                if np.array_equal(z["stamp"], stamp):
-                    return z["ids"], z["offsets"], z["sizes"]
+                ids, offsets, sizes = z["ids"], z["offsets"], z["sizes"]
+                if np.array_equal(z["stamp"], stamp) and _sound(ids, offsets, sizes, st.st_size):
+                    return ids, offsets, sizes
         except Exception:  # a damaged cache (bad zip, missing keys, ...) is rebuilt
             pass
     ids, offsets, sizes = _scan(tar)
@@ -164,6 +184,11 @@ class TarSource(ImageSource):
         if where is None:
             raise self.missing(image_id, self.describe())
         t, offset, size = where
+        if size < 0:
+            raise ImageReadError(
+                f"image {image_id!r}: its member in {self.tars[t]} declares more bytes than "
+                "the tar holds (the tar is truncated, or the header corrupt)"
+            )
         if self._lock_pid != os.getpid():
             self._lock, self._lock_pid = threading.Lock(), os.getpid()
         with self._lock:
@@ -190,8 +215,13 @@ class TarSource(ImageSource):
             return f"the tar {self.tars[0]}"
         return f"{len(self.tars)} tar files ({self.tars[0].parent})"
 
-    def __getstate__(self) -> dict:  # picklable for worker processes: no open files
+    def __getstate__(self) -> dict:
+        """Picklable for worker processes: no open files; after :meth:`prepare`, only the
+        prepared ids' places (not every tar's full member index)."""
         state = self.__dict__.copy()
+        if self._located:
+            empty = (np.array([], dtype="<U1"), np.array([], np.int64), np.array([], np.int64))
+            state["_indexes"] = [empty for _ in self._indexes]
         state["_fds"] = OrderedDict()
         state["_lock"], state["_lock_pid"] = None, None  # made anew on the first read
         return state

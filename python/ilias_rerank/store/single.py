@@ -52,11 +52,19 @@ from ..errors import (
     StoreWriteError,
 )
 from ..features import LocalFeatures
+from .lock import writer_lock
+
+#: The file that makes a directory a sharded store (``store/sharded.py``).
+SHARDS_FILE = "shards.json"
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "FeatureStore", "StoreWriter"]
 
 FORMAT_NAME = "ilias-rerank-store"
-FORMAT_VERSION = 1
+#: Version 2 (this release) adds ``global_crc``; version 1 stores (the previous release)
+#: are read as they are (their global vectors unchecked) and upgraded to version 2 by the
+#: next commit of a :class:`StoreWriter` that resumes them.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 _INDEX = struct.Struct("<QIIII")
 _DTYPES = {"float32": "<f4", "float16": "<f2", "uint8": "u1", "binary64": "<u8"}
@@ -96,6 +104,12 @@ def _manifest_crc(manifest: dict) -> int:
     return zlib.crc32(json.dumps(body, sort_keys=True).encode())
 
 
+def _map(path: Path, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+    if 0 in shape:
+        return np.zeros(shape, dtype=dtype)
+    return np.memmap(path, dtype=dtype, mode="r", shape=shape)
+
+
 def _read_manifest(root: Path) -> dict:
     path = root / "manifest.json"
     if not path.is_file():
@@ -108,9 +122,11 @@ def _read_manifest(root: Path) -> dict:
         raise FormatError(
             f"{path}: expected format {FORMAT_NAME!r}, got {manifest.get('format')!r}"
         )
-    if manifest.get("version") != FORMAT_VERSION:
+    version = manifest.get("version")
+    if isinstance(version, bool) or version not in READABLE_VERSIONS:
         raise FormatError(
-            f"{path}: expected format version {FORMAT_VERSION}, got {manifest.get('version')!r}"
+            f"{path}: expected format version {' or '.join(map(str, READABLE_VERSIONS))}, "
+            f"got {version!r} (written by another release of ilias-rerank)"
         )
     keys = (
         "images",
@@ -121,31 +137,58 @@ def _read_manifest(root: Path) -> dict:
         "bytes",
         "index_crc",
         "ids_crc",
-        "global_crc",
         "checksum",
     )
-    for key in keys:
+    for key in (*keys, "global_crc") if version >= 2 else keys:
         if key not in manifest:
             raise FormatError(f"{path}: manifest lacks {key!r}")
     if manifest["checksum"] != _manifest_crc(manifest):
         raise FormatError(f"{path}: checksum mismatch (corrupt manifest)")
+    manifest.setdefault("global_crc", None)  # version 1: global vectors without a CRC
     return manifest
 
 
 class FeatureStore(Mapping):
-    """A committed store, read-only and memory-mapped. ``store[image_id]`` is that image's
-    :class:`LocalFeatures` (views of the mapped files); ``store.ids`` lists the ids in
-    insertion order; ``store.global_vectors`` is ``(images, G)`` float32 or ``None``.
+    """A committed store, read-only and memory-mapped: a mapping of image id to that
+    image's :class:`LocalFeatures` (views of the mapped files).
 
     A directory with a ``shards.json`` is a sharded store: ``FeatureStore(path)`` then
-    returns a :class:`~ilias_rerank.store.sharded.ShardedStore`, which reads the same way."""
+    returns a :class:`~ilias_rerank.store.sharded.ShardedStore`, which reads the same way.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The store directory (as :class:`StoreWriter` or ``rerank-shortlists`` wrote it).
+    verify : {"access", "full", "none"}
+        When checksums are checked: each image's on first access (default), every file
+        now, or never.
+
+    Attributes
+    ----------
+    ids : list of str
+        The image ids, in insertion order.
+    extractor : dict
+        The manifest's extractor entry (name and parameters).
+    global_vectors : numpy.ndarray or None
+        ``(images, G)`` float32 global vectors, if the store holds them.
+
+    Raises
+    ------
+    FormatError
+        A missing, truncated or corrupt file, an unknown format version, a sharded store
+        that holds an id twice (``ilias-rerank store repair`` mends it).
+    MissingIdError
+        ``store[image_id]`` of an id the store does not hold.
+    """
+
+    #: The class that opens a directory with a ``shards.json`` (``store/sharded.py`` sets
+    #: it when the package is imported; this module never imports that one).
+    sharded_class: type | None = None
 
     def __new__(cls, path: str | os.PathLike, *args: Any, **kwargs: Any) -> FeatureStore:
-        if cls is FeatureStore:
-            from .sharded import SHARDS_FILE, ShardedStore
-
-            if (Path(path) / SHARDS_FILE).is_file():
-                return super().__new__(ShardedStore)
+        sharded = FeatureStore.sharded_class
+        if cls is FeatureStore and sharded is not None and (Path(path) / SHARDS_FILE).is_file():
+            return super().__new__(sharded)
         return super().__new__(cls)
 
     def __init__(self, path: str | os.PathLike, verify: str = "access") -> None:
@@ -212,17 +255,8 @@ class FeatureStore(Mapping):
         ):
             raise FormatError(f"{self.path / 'index.bin'}: offsets outside the feature files")
 
-        def mapped(name: str, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
-            if 0 in shape:
-                return np.zeros(shape, dtype=dtype)
-            return np.memmap(self.path / name, dtype=dtype, mode="r", shape=shape)
-
-        self._keypoints = mapped("keypoints.bin", "<f4", (total, 2))
-        self._frames = mapped("frames.bin", "<f4", (total, fw)) if fw else None
-        self._descriptors = mapped(
-            "descriptors.bin", _DTYPES[self.descriptor_dtype], (total, self.dim)
-        )
-        self._global = mapped("global.bin", "<f4", (n, gdim)) if gdim else None
+        self._maps: tuple | None = None  # mapped on first use, see _mapped()
+        self._global: np.ndarray | None = None
         self._global_verified = False
         self._verify = verify
         self._verified = np.zeros(n, dtype=bool)
@@ -230,6 +264,44 @@ class FeatureStore(Mapping):
             for i in range(n):
                 self._features_at(i)
             _ = self.global_vectors
+
+    def _mapped(self) -> tuple:
+        """The feature files, memory-mapped on first use (one descriptor and one map each,
+        kept until :meth:`release`): keypoints, frames or ``None``, descriptors."""
+        if self._maps is None:
+            m = self.manifest
+            total, fw = m["features"], m["frame_width"]
+            self._maps = (
+                _map(self.path / "keypoints.bin", "<f4", (total, 2)),
+                _map(self.path / "frames.bin", "<f4", (total, fw)) if fw else None,
+                _map(
+                    self.path / "descriptors.bin",
+                    _DTYPES[self.descriptor_dtype],
+                    (total, self.dim),
+                ),
+            )
+        return self._maps
+
+    def release(self) -> None:
+        """Drop this store's maps of its files (reopened on the next access). Features
+        handed out before keep their own reference and stay valid."""
+        self._maps = None
+        self._global = None
+
+    def close(self) -> None:
+        """Unmap the store's files (see :meth:`release`)."""
+        self.release()
+
+    def __enter__(self) -> FeatureStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def is_mapped(self) -> bool:
+        """Whether the feature files are mapped now."""
+        return self._maps is not None or self._global is not None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -255,20 +327,28 @@ class FeatureStore(Mapping):
     def global_vectors(self) -> np.ndarray | None:
         """``(images, G)`` float32 rows in ``ids`` order, or ``None``; their checksum is
         verified on first use (unless the store was opened with ``verify="none"``)."""
-        if self._global is not None and self._verify != "none" and not self._global_verified:
-            if zlib.crc32(_bytes(self._global)) != self.manifest["global_crc"]:
+        gdim = self.manifest["global_dim"]
+        if not gdim:
+            return None
+        if self._global is None:
+            self._global = _map(self.path / "global.bin", "<f4", (len(self), gdim))
+        expected = self.manifest["global_crc"]
+        if self._verify != "none" and not self._global_verified and expected is not None:
+            if zlib.crc32(_bytes(self._global)) != expected:
                 raise FormatError(
                     f"{self.path / 'global.bin'}: checksum mismatch (corrupt global vectors)"
                 )
             self._global_verified = True
         return self._global
 
-    def _features_at(self, i: int) -> LocalFeatures:
+    def _features_at(self, i: int, maps: tuple | None = None) -> LocalFeatures:
+        """Image ``i``, read from ``maps`` (what :meth:`_mapped` returned) or this store's."""
         rec = self._index[i]
         lo, hi = int(rec["offset"]), int(rec["offset"]) + int(rec["count"])
-        kp = self._keypoints[lo:hi]
-        fr = self._frames[lo:hi] if self._frames is not None else np.zeros((hi - lo, 0), "<f4")
-        desc = self._descriptors[lo:hi]
+        keypoints, frames_map, descriptors = maps if maps is not None else self._mapped()
+        kp = keypoints[lo:hi]
+        fr = frames_map[lo:hi] if frames_map is not None else np.zeros((hi - lo, 0), "<f4")
+        desc = descriptors[lo:hi]
         if self._verify != "none" and not self._verified[i]:
             if _image_crc(kp, fr, desc) != int(rec["crc"]):
                 raise FormatError(
@@ -276,7 +356,7 @@ class FeatureStore(Mapping):
                 )
             self._verified[i] = True
         frames = None
-        if self._frames is not None:
+        if frames_map is not None:
             frames = fr if fr.shape[1] == 2 else fr.reshape(-1, 2, 3)
         size = (int(rec["height"]), int(rec["width"])) if rec["height"] and rec["width"] else None
         return LocalFeatures(kp, desc, frames=frames, image_size=size)
@@ -289,10 +369,57 @@ class FeatureStore(Mapping):
         )
 
 
+def _registered_in(path: Path) -> Path | None:
+    """The sharded store whose ``shards.json`` lists the directory ``path`` as a shard."""
+    if path.parent.name != "shards":
+        return None
+    listing = path.parent.parent / "shards.json"
+    try:
+        shards = json.loads(listing.read_text(encoding="utf-8")).get("shards")
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, AttributeError) as exc:
+        raise FormatError(f"{listing}: unreadable shard list ({exc})") from None
+    if isinstance(shards, list) and any(
+        isinstance(e, dict) and e.get("name") == path.name for e in shards
+    ):
+        return path.parent.parent
+    return None
+
+
 class StoreWriter:
     """Append images to a store, committing after every ``commit_every`` images (and on
     :meth:`close` / leaving a ``with`` block). Opening an existing store resumes it: ids
-    already committed are reported by ``in``; its extractor must equal ``extractor``."""
+    already committed are reported by ``in``; its extractor must equal ``extractor``.
+
+    The writer holds the directory's writer lock (``store/lock.py``) until :meth:`close`:
+    a second writer of the same directory gets a
+    :class:`~ilias_rerank.errors.StoreLockedError` at once, or after waiting up to
+    ``lock_timeout`` seconds. A shard that a sharded store has registered is never written
+    again (:class:`~ilias_rerank.errors.StoreWriteError`): write a new shard instead.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The store directory; made if absent, resumed if it holds a store.
+    extractor : Mapping or None
+        The extractor's manifest entry (``Extractor.params()``); must equal the one of a
+        store being resumed (a store never mixes extractors).
+    commit_every : int
+        Images between commits (>= 1); a crash loses at most the uncommitted ones.
+    lock_timeout : float
+        Seconds to wait for another writer's lock (0: fail at once).
+
+    Raises
+    ------
+    StoreLockedError
+        Another writer holds the directory.
+    StoreWriteError
+        The directory is a registered shard, is unwritable, or the disk is full (the last
+        commit stays intact).
+    FormatError
+        The directory holds a damaged store, or one of another extractor.
+    """
 
     def __init__(
         self,
@@ -300,15 +427,30 @@ class StoreWriter:
         extractor: Mapping[str, Any] | None = None,
         *,
         commit_every: int = 1,
+        lock_timeout: float = 0.0,
     ) -> None:
+        if isinstance(commit_every, bool) or not isinstance(commit_every, int):
+            raise ValueError(f"commit_every: expected an int >= 1, got {commit_every!r}")
         if commit_every < 1:
             raise ValueError(f"commit_every: expected >= 1, got {commit_every}")
         self.path = Path(path)
         self._broken: str | None = None
+        self._files: dict = {}
+        self._lock = contextlib.ExitStack()
+        self._lock.enter_context(writer_lock(self.path, timeout=lock_timeout))
         try:
-            self.path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreWriteError(f"{self.path}: cannot create the store ({exc})") from exc
+            self._open(extractor, commit_every)
+        except BaseException:
+            self._lock.close()
+            raise
+
+    def _open(self, extractor: Mapping[str, Any] | None, commit_every: int) -> None:
+        registered = _registered_in(self.path)
+        if registered is not None:
+            raise StoreWriteError(
+                f"{self.path}: shard {self.path.name!r} is registered in the sharded store "
+                f"{registered}; a registered shard is never written again (write a new shard)"
+            )
         self.extractor = dict(extractor or {})
         self.commit_every = commit_every
         self._pending = 0
@@ -320,6 +462,10 @@ class StoreWriter:
                     f"this writer uses {self.extractor!r} (mixed extractors)"
                 )
             FeatureStore(self.path, verify="none")  # the committed state must be sound
+            if m["global_crc"] is None:  # version 1: its global vectors' CRC, now
+                with open(self.path / "global.bin", "rb") as fh:
+                    m["global_crc"] = zlib.crc32(fh.read(m["bytes"]["global.bin"]))
+            m["version"] = FORMAT_VERSION  # the next commit upgrades a version 1 store
         else:
             m = {
                 "format": FORMAT_NAME,
@@ -344,7 +490,6 @@ class StoreWriter:
         self._ids_crc = m["ids_crc"]
         self._global_crc = m["global_crc"]
         # Cut off anything past the committed lengths (an interrupted write).
-        self._files = {}
         try:
             for name in _FILES:
                 f = open(self.path / name, "a+b")  # noqa: SIM115 (open until close())
@@ -466,17 +611,21 @@ class StoreWriter:
         self._pending = 0
 
     def close(self) -> None:
-        if self._files:
-            try:
-                if not self._broken and (
-                    self._pending or not (self.path / "manifest.json").exists()
-                ):
-                    self.commit()
-            finally:
-                for f in self._files.values():
-                    with contextlib.suppress(OSError):  # a failed flush was reported
-                        f.close()
-                self._files = {}
+        """Commit what is pending, close the files and release the writer lock."""
+        try:
+            if self._files:
+                try:
+                    if not self._broken and (
+                        self._pending or not (self.path / "manifest.json").exists()
+                    ):
+                        self.commit()
+                finally:
+                    for f in self._files.values():
+                        with contextlib.suppress(OSError):  # a failed flush was reported
+                            f.close()
+                    self._files = {}
+        finally:
+            self._lock.close()
 
     def __enter__(self) -> StoreWriter:
         return self

@@ -206,6 +206,11 @@ pub fn verify_pair<'py>(
     Ok(d)
 }
 
+/// The most given correspondences (`K`) that `verify_correspondences` and
+/// `frame_hypothesis_support` take: every correspondence's hypothesis is scored against
+/// all of them, O(K^2) work (32768^2 ~ 10^9 checks, about a second).
+pub const MAX_GIVEN_CORRESPONDENCES: usize = 1 << 15;
+
 /// Point arrays of given correspondences and the frames of both sides (when given).
 struct GivenCorrespondences<'py> {
     query: numpy::PyReadonlyArray2<'py, f32>,
@@ -234,6 +239,17 @@ impl<'py> GivenCorrespondences<'py> {
                     "candidate_points: expected ({}, 2) to match query_points, got {}",
                     query.shape()[0],
                     describe(candidate_points)
+                ),
+            ));
+        }
+        let k = query.shape()[0];
+        if k > MAX_GIVEN_CORRESPONDENCES {
+            return Err(raise(
+                py,
+                "ShapeError",
+                format!(
+                    "query_points: expected at most {MAX_GIVEN_CORRESPONDENCES} given \
+                     correspondences (K; the work grows as K * K), got {k}"
                 ),
             ));
         }

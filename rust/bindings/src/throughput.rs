@@ -24,7 +24,12 @@ pub fn kernel_throughput(
     repeats: usize,
     threads: usize,
 ) -> PyResult<f64> {
-    let sizes_ok = n >= 1 && m >= 1 && dim >= 1 && n * dim <= 1 << 26 && m * dim <= 1 << 26;
+    // Checked products: n * dim must not wrap around (2**62 * 4 would pass as 0).
+    let fits = |rows: usize| {
+        rows.checked_mul(dim)
+            .is_some_and(|size| (1..=1 << 26).contains(&size))
+    };
+    let sizes_ok = n >= 1 && m >= 1 && dim >= 1 && fits(n) && fits(m);
     if !sizes_ok || !(1..=100_000).contains(&repeats) || threads > 1024 {
         return Err(raise(
             py,

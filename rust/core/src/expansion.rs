@@ -35,11 +35,13 @@ pub(crate) fn counted(inliers: u32, cfg: &RerankConfig) -> u32 {
     }
 }
 
-/// What the sources verified, per candidate: the summed counted inliers (`support`) and
-/// the verification with the source that found the most inliers (`best`).
+/// What the sources verified, per candidate: the summed counted inliers (`support`),
+/// the verification with the source that found the most inliers (`best`) and, for a
+/// source, the most counted inliers it verified with any candidate (`strongest`).
 struct Verified {
     support: Vec<u32>,
     best: Vec<CandidateOutcome>,
+    strongest: Vec<u32>,
 }
 
 /// Verify every candidate against each candidate in `sources` (never against itself),
@@ -58,6 +60,7 @@ fn verify_against(
     let mut acc = Verified {
         support: vec![0; candidates.len()],
         best: vec![none; candidates.len()],
+        strongest: vec![0; candidates.len()],
     };
     for &e in sources {
         let packed = prepare_query(&candidates[e]);
@@ -80,7 +83,9 @@ fn verify_against(
                 .collect()
         })?;
         for (j, o) in row.into_iter().enumerate() {
-            acc.support[j] = acc.support[j].saturating_add(counted(o.verification.inliers, cfg));
+            let c = counted(o.verification.inliers, cfg);
+            acc.strongest[e] = acc.strongest[e].max(c);
+            acc.support[j] = acc.support[j].saturating_add(c);
             if o.verification.inliers > acc.best[j].verification.inliers {
                 acc.best[j] = o;
             }
@@ -105,7 +110,10 @@ pub(crate) fn expansion_support(
 /// `pseudo_queries` of the global ranking (`global`, else the input order) act as
 /// queries, and each candidate's score is the inliers it verifies with them (each term
 /// counted from `min_inliers`), fused with the global score as in [`crate::rerank`]. A
-/// pseudo-query is scored by the other pseudo-queries. Per candidate, `candidates` holds
+/// pseudo-query is scored by the other pseudo-queries plus, in place of itself, its
+/// strongest link (the most counted inliers it verifies with any candidate), so that
+/// every candidate sums `pseudo_queries` terms (with one pseudo-query, it is not dropped
+/// below the candidates it verifies). Per candidate, `candidates` holds
 /// its verification with the pseudo-query that supports it most.
 pub fn rerank_consensus(
     candidates: &[LocalFeaturesRef<'_>],
@@ -142,8 +150,14 @@ pub fn rerank_consensus(
         ranking.sort_by(|&a, &b| g[b].total_cmp(&g[a]).then(a.cmp(&b)));
     }
     let sources: Vec<usize> = ranking.into_iter().take(pseudo_queries).collect();
-    let Verified { support, best } =
-        verify_against(candidates, &sources, cfg, EXPANSION_STREAM - 1)?;
+    let Verified {
+        mut support,
+        best,
+        strongest,
+    } = verify_against(candidates, &sources, cfg, EXPANSION_STREAM - 1)?;
+    for &e in &sources {
+        support[e] = support[e].saturating_add(strongest[e]);
+    }
     let (order, scores) = fuse(&support, global, cfg);
     Ok(RerankOutput {
         order,

@@ -9,10 +9,12 @@
 mod avx512;
 mod dispatch;
 mod hamming;
+mod isa;
 mod nn_body;
 mod packing;
 
-pub use dispatch::{nearest_neighbours, CandidateRows, Isa};
+pub use dispatch::{nearest_neighbours, CandidateRows};
+pub use isa::Isa;
 pub use packing::PackedQuery;
 
 /// Per-thread work buffers of [`nearest_neighbours`]; reused across calls so that the

@@ -1,7 +1,7 @@
 //! Packing of the query descriptors into k-major panels of `NR` columns, the layout the
 //! micro-kernel streams. Padding columns have an infinite norm so they never win.
 
-use super::dispatch::{Isa, IsaKind};
+use super::isa::{Isa, IsaKind};
 
 /// The packed values, in the layout of the kernel family that will read them.
 #[derive(Debug, Clone)]
