@@ -165,3 +165,28 @@ def test_bounded_and_independent_of_threads(
 def test_bad_settings_are_refused(changes, field):
     with pytest.raises(ir.ConfigError, match=rf"config\.{field}: expected .*, got "):
         ir.RerankConfig(**changes)
+
+
+def test_kornia_sift_keeps_the_strongest_first():
+    """The cascade reads prefixes: the package's default extractor must store features
+    strongest first. kornia's ``SIFTFeatureScaleSpace`` returns them by descending
+    response, so the first 128 of a 256-feature extraction are the 128-feature extraction
+    (as a set of rows: keypoints at one position with two orientations tie in response,
+    and their order may differ)."""
+    pytest.importorskip("kornia")
+    from conftest import shared_dataset
+
+    from ilias_rerank.extractors import make_extractor
+
+    img = shared_dataset("smvs_dvd_covers") / "Reference" / "002.jpg"
+    small = make_extractor("sift", num_features=128, max_side=320)(img)
+    large = make_extractor("sift", num_features=256, max_side=320)(img)
+
+    def rows(f, n):
+        return {
+            (*f.keypoints[i].tolist(), *f.frames[i].tolist(), f.descriptors[i].tobytes())
+            for i in range(n)
+        }
+
+    assert len(small.keypoints) == 128
+    assert rows(small, 128) == rows(large, 128)
