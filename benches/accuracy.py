@@ -574,6 +574,12 @@ def render_cascade(summary: dict) -> list[str]:
             f"{r['roxford_positives_verified']:.2f} | {s['top1']:.2f} | {s['map']:.3f} "
             f"| {s['candidates_per_s']:.0f} | {r['homogr_within_5px']}/16 |"
         )
+    for p in summary.get("peers", []):
+        s = p["smvs"]
+        lines.append(
+            f"| peer: {p['name']} | {p['roxford_map']:.3f} | | | | {s['top1']:.2f} "
+            f"| {s['map']:.3f} | {s['pairs_per_s']:.0f} | {p['homogr_within_5px']}/16 |"
+        )
     lines += [
         "",
         "rOxf/rPar candidates/s, rows interleaved, median of 3 rounds (one shuffle, 340 "
@@ -650,6 +656,7 @@ def main(argv=None) -> int:
             "cascade": [cascade_row(r) for r in chosen],
             "rates": interleaved_rates(chosen),
             "consensus": cascade_consensus(),
+            "peers": [] if args.no_peers else [opencv_row(n) for n in (1024, 4096)],
         }
         write_report(args.out.with_name("cascade"), summary, render_cascade(summary))
         return 0
