@@ -372,6 +372,253 @@ def opencv_row(n: int) -> dict:
     }
 
 
+# --- cascade rows (issue 16) ------------------------------------------------------------------
+
+
+@dataclass
+class CascadeRow:
+    """A ``RerankConfig`` over one store of OpenCV SIFT features, strongest first
+    (``benches/cvsift.py``): ``store`` features per image; the cascade reads prefixes."""
+
+    name: str
+    config: dict = field(default_factory=dict)
+    store: int = 4096
+    upsample: bool = False
+
+
+def _cascade(first: int, k: int, rich: int = 0, **more) -> dict:
+    return {
+        "cascade_features": first,
+        "cascade_candidates": k,
+        "cascade_rich_features": rich,
+        **more,
+    }
+
+
+CASCADE_ROWS = [
+    CascadeRow("one pass, first 512", _cascade(512, 0)),
+    CascadeRow("one pass, first 1024", _cascade(1024, 0)),
+    CascadeRow("one pass, first 2048", _cascade(2048, 0)),
+    CascadeRow("one pass, all 4096", {}),
+    CascadeRow("one pass, all 4096, 16 px", {"inlier_threshold": 16.0}),
+    CascadeRow("cascade 1024 -> 4096, 2 a query", _cascade(1024, 2)),
+    CascadeRow("cascade 1024 -> 4096, 5 a query", _cascade(1024, 5)),
+    CascadeRow("cascade 1024 -> 4096, 10 a query", _cascade(1024, 10)),
+    CascadeRow("cascade 512 -> 4096, 5 a query", _cascade(512, 5)),
+    CascadeRow("cascade 1024 -> 4096, 5 a query, 16 px", _cascade(1024, 5, inlier_threshold=16.0)),
+    CascadeRow(
+        "cascade 1024 -> 4096, 10 a query, 16 px", _cascade(1024, 10, inlier_threshold=16.0)
+    ),
+    CascadeRow(
+        "cascade 1024 -> 4096, 5 a query, certain 30",
+        _cascade(1024, 5, 0, **{"cascade_certain_inliers": 30}),
+    ),
+]
+
+
+class Timed:
+    """``rerank(...).order`` with ``config``, timing every call (candidates / second)."""
+
+    def __init__(self, config: dict) -> None:
+        self.config = ir.RerankConfig(**config)
+        self.seconds = 0.0
+        self.candidates = 0
+        self.refined = 0
+
+    def result(self, q, cands) -> ir.RerankResult:
+        t0 = time.perf_counter()
+        r = ir.rerank(q, cands, config=self.config)
+        self.seconds += time.perf_counter() - t0
+        self.candidates += len(cands)
+        self.refined += len(r.refined)
+        return r
+
+    def __call__(self, q, cands):
+        return self.result(q, cands).order
+
+    def rate(self) -> float:
+        return self.candidates / max(self.seconds, 1e-12)
+
+
+def _prefix(f: ir.LocalFeatures, n: int) -> ir.LocalFeatures:
+    return ir.LocalFeatures(f.keypoints[:n], f.descriptors[:n], f.frames[:n], f.image_size)
+
+
+def cascade_roxford(store: int = 4096, upsample: bool = False) -> dict:
+    """The rOxf/rPar shortlists with OpenCV SIFT features, strongest first."""
+    import cvsift
+
+    items = roxford_items()
+    qpaths = [ROX / q / "query.jpg" for q in items]
+    cpaths = [ROX / p for v in items.values() for p, _ in v]
+    feats, _ = cvsift.features(qpaths + cpaths, store, upsample=upsample)
+    by_path = dict(zip(map(str, qpaths + cpaths), feats, strict=True))
+    return {
+        q: (
+            by_path[str(ROX / q / "query.jpg")],
+            [by_path[str(ROX / p)] for p, _ in v],
+            np.array([lab for _, lab in v]),
+        )
+        for q, v in items.items()
+    }
+
+
+def interleaved_rates(rows: list[CascadeRow], rounds: int = 3) -> dict:
+    """Candidates/s of each row on the rOxf/rPar shortlists (one shuffle), rows
+    interleaved round by round, median of the rounds: the rate comparison of one run."""
+    rox = cascade_roxford()
+    rng = np.random.default_rng(0)
+    lists = [(fq, [fc[i] for i in rng.permutation(len(fc))]) for fq, fc, _ in rox.values()]
+    rates: dict[str, list[float]] = {r.name: [] for r in rows}
+    for _ in range(rounds):
+        for r in rows:
+            timed = Timed(r.config)
+            for fq, fc in lists:
+                timed(fq, fc)
+            rates[r.name].append(timed.rate())
+    return {k: float(np.median(v)) for k, v in rates.items()}
+
+
+def cascade_consensus() -> list[dict]:
+    """``rerank_consensus`` on the rOxf/rPar shortlists, query features withheld, global
+    order = the query's VLAD-256 scores over the same features (as ``eval_consensus``)."""
+    from ilias_rerank.global_features import Vlad
+
+    out = []
+    rox4096 = cascade_roxford()
+    for n in (1024, 4096):
+        rox = {
+            q: (_prefix(fq, n), [_prefix(f, n) for f in fc], lab)
+            for q, (fq, fc, lab) in rox4096.items()
+        }
+        vlad = Vlad(256).fit([f for fq, fc, _ in rox.values() for f in (fq, *fc)])
+        glob = {q: vlad.encode(fc) @ vlad.encode([fq])[0] for q, (fq, fc, _) in rox.items()}
+        aps = [average_precision(rox[q][2][np.argsort(-g, kind="stable")]) for q, g in glob.items()]
+        row = {"features": n, "global": float(np.mean(aps))}
+        settings = {
+            "bench default (2 pseudo-queries)": CONSENSUS,
+            "5 pseudo-queries, min_inliers 8": {
+                "pseudo_queries": 5,
+                "config": {"fusion": "weighted", "fusion_weight": 0.5, "min_inliers": 8},
+            },
+        }
+        for name, kw in settings.items():
+            aps = []
+            for q, (_fq, fc, lab) in rox.items():
+                g = glob[q]
+                g = ((g - g.min()) / (np.ptp(g) + 1e-9)).astype(np.float32)
+                aps.append(average_precision(lab[ir.rerank_consensus(fc, g, **kw).order]))
+            row[name] = float(np.mean(aps))
+        print(json.dumps(row), flush=True)
+        out.append(row)
+    return out
+
+
+def cascade_row(row: CascadeRow) -> dict:
+    import cvsift
+
+    rox = cascade_roxford(row.store, row.upsample)
+    feats = [f for fq, fc, _ in rox.values() for f in (fq, *fc)]
+    secs = cvsift.features([ROX / q / "query.jpg" for q in rox], row.store, upsample=row.upsample)[
+        1
+    ]
+    timed = Timed(row.config)
+    aps, pos_refined, pos_verified, pos_total = [], 0, 0, 0
+    for seed in range(SEEDS):
+        rng = np.random.default_rng(seed)
+        for fq, fc, lab in rox.values():
+            perm = rng.permutation(len(fc))
+            r = timed.result(fq, [fc[i] for i in perm])
+            y = lab[perm]
+            aps.append(average_precision(y[r.order]))
+            pos_total += int(y.sum())
+            pos_refined += int(y[r.refined].sum())
+            pos_verified += int(y[r.inliers >= timed.config.min_inliers].sum())
+    out = {"name": row.name, "config": row.config, "roxford_map": float(np.mean(aps))}
+    out["roxford_candidates_per_s"] = timed.rate()
+    out["roxford_refined_share"] = timed.refined / max(timed.candidates, 1)
+    out["roxford_positives_refined"] = pos_refined / pos_total
+    out["roxford_positives_verified"] = pos_verified / pos_total
+    refs, _ = cvsift.features(
+        [SMVS / f"Reference/{i:03d}.jpg" for i in range(1, 101)], row.store, upsample=row.upsample
+    )
+    shots, _ = cvsift.features(
+        [SMVS / f"E63/{i:03d}.jpg" for i in range(1, 101)], row.store, upsample=row.upsample
+    )
+    timed = Timed(row.config)
+    out["smvs"] = eval_smvs(shots, refs, timed)
+    out["smvs"]["candidates_per_s"] = timed.rate()
+    out["smvs"]["refined_share"] = timed.refined / max(timed.candidates, 1)
+    # homogr: one pair, no shortlist: verify_pair with the features the row's last pass
+    # uses (the prefix for a one-pass prefix row, every feature otherwise).
+    cfg = row.config
+    last = cfg.get("cascade_features", 0) if cfg.get("cascade_candidates", 0) == 0 else 0
+    last = cfg.get("cascade_rich_features", 0) or last
+    plain = {k: v for k, v in cfg.items() if not k.startswith("cascade_")}
+    good = 0
+    for _, a, b, pts in homogr_pairs():
+        (fa, fb), _ = cvsift.features([a, b], row.store, upsample=row.upsample)
+        if last:
+            fa, fb = _prefix(fa, last), _prefix(fb, last)
+        h = ir.verify_pair(fa, fb, config=plain).transform
+        if h is not None:
+            gt = pts[pts[:, 6] == 1]
+            err = np.median(np.linalg.norm(_transfer(h, gt[:, :2]) - gt[:, 3:5], axis=1))
+            good += bool(err <= 5.0)
+    out["homogr_within_5px"] = good
+    out["extract_ms"] = 1e3 * secs
+    n = [len(f.keypoints) for f in feats]
+    # Stored per image: keypoints (8 B) + frames (8 B) + descriptors (128 B) a feature.
+    out["store_bytes_per_image"] = 144 * float(np.mean(n))
+    print(json.dumps(out), flush=True)
+    return out
+
+
+def render_cascade(summary: dict) -> list[str]:
+    lines = [
+        "| configuration (OpenCV SIFT, strongest first) | rOxf/rPar mAP (5 shuffles) "
+        "| rOxf cand/s | rOxf share re-verified | rOxf positives re-verified / verified "
+        "| SMVS top-1 | SMVS mAP | SMVS cand/s | homogr <= 5 px |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in summary["cascade"]:
+        s = r["smvs"]
+        lines.append(
+            f"| {r['name']} | {r['roxford_map']:.3f} | {r['roxford_candidates_per_s']:.0f} "
+            f"| {r['roxford_refined_share']:.2f} | {r['roxford_positives_refined']:.2f} / "
+            f"{r['roxford_positives_verified']:.2f} | {s['top1']:.2f} | {s['map']:.3f} "
+            f"| {s['candidates_per_s']:.0f} | {r['homogr_within_5px']}/16 |"
+        )
+    for p in summary.get("peers", []):
+        s = p["smvs"]
+        lines.append(
+            f"| peer: {p['name']} | {p['roxford_map']:.3f} | | | | {s['top1']:.2f} "
+            f"| {s['map']:.3f} | {s['pairs_per_s']:.0f} | {p['homogr_within_5px']}/16 |"
+        )
+    lines += [
+        "",
+        "rOxf/rPar candidates/s, rows interleaved, median of 3 rounds (one shuffle, 340 "
+        "candidates a round):",
+        "",
+        "| configuration | candidates/s |",
+        "| --- | --- |",
+        *(f"| {k} | {v:.0f} |" for k, v in summary["rates"].items()),
+        "",
+        "Consensus, query features withheld (global order = VLAD-256 over the same features):",
+        "",
+        "| features | global order mAP | bench default (2 pseudo-queries) "
+        "| 5 pseudo-queries, min_inliers 8 |",
+        "| --- | --- | --- | --- |",
+        *(
+            f"| OpenCV SIFT first {c['features']} | {c['global']:.3f} "
+            f"| {c['bench default (2 pseudo-queries)']:.3f} "
+            f"| {c['5 pseudo-queries, min_inliers 8']:.3f} |"
+            for c in summary["consensus"]
+        ),
+    ]
+    return lines
+
+
 # --- main -------------------------------------------------------------------------------------
 
 
@@ -414,11 +661,29 @@ def main(argv=None) -> int:
         action="store_true",
         help="keep the rows and peers of an earlier run in --out that this run does not redo",
     )
+    ap.add_argument(
+        "--cascade",
+        nargs="*",
+        metavar="NAME",
+        help="run the cascade rows (issue 16; all when no name is given) -> out/cascade.*",
+    )
     args = ap.parse_args(argv)
     if args.backends:
         args.rows = args.rows or BACKEND_ROWS
         if args.out == REPO / "out" / "accuracy":
             args.out = REPO / "out" / "accuracy_backends"
+    if args.cascade is not None:
+        chosen = [r for r in CASCADE_ROWS if not args.cascade or r.name in args.cascade]
+        summary = {
+            "machine": f"{platform.machine()}, kernels {ir.cpu_features()}",
+            "date": time.strftime("%Y-%m-%d"),
+            "cascade": [cascade_row(r) for r in chosen],
+            "rates": interleaved_rates(chosen),
+            "consensus": cascade_consensus(),
+            "peers": [] if args.no_peers else [opencv_row(n) for n in (1024, 4096)],
+        }
+        write_report(args.out.with_name("cascade"), summary, render_cascade(summary))
+        return 0
     rows = [
         r
         for r in ROWS

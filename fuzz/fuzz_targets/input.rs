@@ -140,6 +140,12 @@ pub fn config(b: &mut Bytes<'_>) -> RerankConfig {
         cfg.expansion_min_inliers = u32::from(b.u8());
         cfg.ransac_fallback_below = u32::from(b.u8() % 16);
     }
+    if flags & 32 != 0 {
+        cfg.cascade_features = usize::from(b.u8());
+        cfg.cascade_candidates = usize::from(b.u8() % 8);
+        cfg.cascade_rich_features = usize::from(b.u8()) * 2;
+        cfg.cascade_certain_inliers = u32::from(b.u8() % 32);
+    }
     cfg.num_threads = 1;
     cfg
 }

@@ -36,5 +36,7 @@ fuzz_target!(|data: &[u8]| {
         assert!(out.scores.iter().all(|s| s.is_finite()));
         assert!(out.scores.windows(2).all(|w| w[0] > w[1]));
         assert_eq!(out.candidates.len(), count);
+        assert!(out.refined.len() <= cfg.cascade_candidates.min(count));
+        assert!(out.refined.iter().all(|&j| j < count));
     }
 });

@@ -31,6 +31,7 @@ class _RerankOut(TypedDict):
     models: list[str | None]
     support: npt.NDArray[np.int64]
     expansion: npt.NDArray[np.int64]
+    refined: npt.NDArray[np.int64]
 
 class _PairOut(TypedDict):
     matches: npt.NDArray[np.int64]

@@ -174,6 +174,7 @@ def _result(out: dict) -> RerankResult:
         models=tuple(out["models"]),
         support=out["support"],
         expansion=out["expansion"],
+        refined=out["refined"],
     )
 
 

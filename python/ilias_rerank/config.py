@@ -48,6 +48,17 @@ class RerankConfig:
         inliers (0: off; costs up to ``expansion`` x the shortlist more pairs).
         ``fusion``: ``"lexicographic"`` (inliers, then global score) or ``"weighted"``
         (``fusion_weight * global + (1 - fusion_weight) * n / (n + inlier_saturation)``).
+    Cascade (off by default; ``docs/cascade.md``)
+        ``cascade_features``: when > 0, a first pass verifies every candidate with only the
+        first ``cascade_features`` features of each image (store features strongest first:
+        every extractor here does) and a second pass verifies again, with
+        ``cascade_rich_features`` features (0: all), at most ``cascade_candidates``
+        candidates per query: those the first pass leaves uncertain (below
+        ``cascade_certain_inliers`` first-pass inliers; 0: none is certain), by first-pass
+        inliers (uncounted: 3 beats 0), then global score, then tentative matches, then
+        input order. Cost per query: M pairs at ``cascade_features`` plus at most
+        ``cascade_candidates`` pairs at ``cascade_rich_features``. Expansion pairs use the
+        first pass's features.
     Execution
         ``seed``: seeds every random choice per (query, candidate) pair;
         ``num_threads``: 0 = all cores (or ``ILIAS_RERANK_NUM_THREADS``, then
@@ -77,6 +88,10 @@ class RerankConfig:
     min_inliers: int = 4
     expansion: int = 0
     expansion_min_inliers: int = 20
+    cascade_features: int = 0
+    cascade_candidates: int = 0
+    cascade_rich_features: int = 0
+    cascade_certain_inliers: int = 0
     fusion: Literal["lexicographic", "weighted"] = "lexicographic"
     fusion_weight: float = 0.5
     inlier_saturation: float = 20.0

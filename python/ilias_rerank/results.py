@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,7 +16,7 @@ class RerankResult:
 
     Attributes
     ----------
-    order, scores, inliers, num_matches, transforms, models, support, expansion
+    order, scores, inliers, num_matches, transforms, models, support, expansion, refined
         As below.
 
     ``order`` (M,) int64: indices into the candidates, best first.
@@ -29,6 +30,9 @@ class RerankResult:
     acted as pseudo-queries (:func:`~ilias_rerank.rerank_consensus`), empty otherwise.
     For :func:`~ilias_rerank.rerank_consensus`, ``inliers``, ``transforms`` and ``models``
     are each candidate's verification with the pseudo-query that supports it most.
+    ``refined``: indices of the candidates the cascade's second pass re-verified (their
+    ``inliers``, ``num_matches``, ``transforms`` and ``models`` are the second pass's), in
+    the order the first pass chose them; empty without the cascade.
     """
 
     order: np.ndarray
@@ -39,6 +43,7 @@ class RerankResult:
     models: tuple[str | None, ...]
     support: np.ndarray
     expansion: np.ndarray
+    refined: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))
 
     def ranked_ids(self, ids) -> list:
         """``ids`` (one per candidate, input order) in the new order."""

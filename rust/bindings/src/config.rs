@@ -34,6 +34,10 @@ pub fn default_config(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     d.set_item("min_inliers", c.min_inliers)?;
     d.set_item("expansion", c.expansion)?;
     d.set_item("expansion_min_inliers", c.expansion_min_inliers)?;
+    d.set_item("cascade_features", c.cascade_features)?;
+    d.set_item("cascade_candidates", c.cascade_candidates)?;
+    d.set_item("cascade_rich_features", c.cascade_rich_features)?;
+    d.set_item("cascade_certain_inliers", c.cascade_certain_inliers)?;
     d.set_item("fusion", c.fusion.name())?;
     d.set_item("fusion_weight", decimal(c.fusion_weight))?;
     d.set_item("inlier_saturation", decimal(c.inlier_saturation))?;
@@ -101,6 +105,16 @@ pub fn parse(py: Python<'_>, dict: Option<&Bound<'_, PyDict>>) -> PyResult<Reran
                 "expansion" => c.expansion = field(&v, &key, "a non-negative int")?,
                 "expansion_min_inliers" => {
                     c.expansion_min_inliers = field(&v, &key, "a positive int")?
+                }
+                "cascade_features" => c.cascade_features = field(&v, &key, "a non-negative int")?,
+                "cascade_candidates" => {
+                    c.cascade_candidates = field(&v, &key, "a non-negative int")?
+                }
+                "cascade_rich_features" => {
+                    c.cascade_rich_features = field(&v, &key, "a non-negative int")?
+                }
+                "cascade_certain_inliers" => {
+                    c.cascade_certain_inliers = field(&v, &key, "a non-negative int")?
                 }
                 "fusion" => {
                     let s: String = field(&v, &key, "a string")?;

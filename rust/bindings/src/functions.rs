@@ -145,6 +145,7 @@ fn rerank_dict(py: Python<'_>, out: core::RerankOutput) -> PyResult<Bound<'_, Py
     )?;
     let support: Vec<i64> = out.support.iter().map(|&s| i64::from(s)).collect();
     let expansion: Vec<i64> = out.expansion.iter().map(|&j| j as i64).collect();
+    let refined: Vec<i64> = out.refined.iter().map(|&j| j as i64).collect();
     let d = PyDict::new(py);
     d.set_item("order", PyArray1::from_vec(py, order))?;
     d.set_item("scores", PyArray1::from_vec(py, out.scores))?;
@@ -157,6 +158,7 @@ fn rerank_dict(py: Python<'_>, out: core::RerankOutput) -> PyResult<Bound<'_, Py
     d.set_item("models", models)?;
     d.set_item("support", PyArray1::from_vec(py, support))?;
     d.set_item("expansion", PyArray1::from_vec(py, expansion))?;
+    d.set_item("refined", PyArray1::from_vec(py, refined))?;
     Ok(d)
 }
 

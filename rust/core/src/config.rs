@@ -10,6 +10,8 @@ pub const MAX_HYPOTHESES: usize = 1 << 16;
 pub const MAX_RANSAC_ITERATIONS: u32 = 1_000_000;
 pub const MAX_LO_ROUNDS: u32 = 32;
 pub const MAX_EXPANSION: u32 = 64;
+/// Most candidates per query the cascade's second pass may re-verify.
+pub const MAX_CASCADE_CANDIDATES: usize = 1 << 22;
 
 /// The geometric model fitted between a query and a candidate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +123,24 @@ pub struct RerankConfig {
     pub expansion: u32,
     /// Inliers a candidate needs with the query to join it as an expansion image.
     pub expansion_min_inliers: u32,
+    /// Cascade, first pass: when > 0, every candidate is first matched and verified with
+    /// only the first `cascade_features` features of each image (features stored strongest
+    /// first make this the strongest ones), and only the candidates the first pass leaves
+    /// uncertain get the second pass below. 0 turns the cascade off (one pass, all
+    /// features).
+    pub cascade_features: usize,
+    /// Cascade, second pass: at most this many candidates per query are verified again
+    /// with `cascade_rich_features` features, chosen by the first pass: those below
+    /// `cascade_certain_inliers`, by first-pass inliers (uncounted, so 3 beats 0), then
+    /// global score, then tentative matches, then input order. Their second-pass
+    /// verification replaces the first. Cost per query: `M` pairs at `cascade_features`
+    /// plus at most `cascade_candidates` pairs at `cascade_rich_features`.
+    pub cascade_candidates: usize,
+    /// Cascade, second pass: features per image (a prefix); 0 means all of them.
+    pub cascade_rich_features: usize,
+    /// Cascade: a candidate whose first pass verifies at least this many inliers is
+    /// certain and keeps its first-pass verification (0: none is certain).
+    pub cascade_certain_inliers: u32,
     /// How inliers and the global score are combined.
     pub fusion: Fusion,
     /// Weight of the global score in `Fusion::Weighted`, in [0, 1].
@@ -160,6 +180,10 @@ impl Default for RerankConfig {
             min_inliers: 4,
             expansion: 0,
             expansion_min_inliers: 20,
+            cascade_features: 0,
+            cascade_candidates: 0,
+            cascade_rich_features: 0,
+            cascade_certain_inliers: 0,
             fusion: Fusion::Lexicographic,
             fusion_weight: 0.5,
             inlier_saturation: 20.0,
@@ -268,6 +292,32 @@ impl RerankConfig {
             "expansion_min_inliers",
             "an int in 1..=1048576",
             self.expansion_min_inliers.to_string(),
+        )?;
+        check(
+            self.cascade_features <= MAX_KEYPOINTS,
+            "cascade_features",
+            "an int in 0..=1048576 (0: no cascade)",
+            self.cascade_features.to_string(),
+        )?;
+        check(
+            self.cascade_candidates <= MAX_CASCADE_CANDIDATES,
+            "cascade_candidates",
+            "an int in 0..=4194304",
+            self.cascade_candidates.to_string(),
+        )?;
+        check(
+            self.cascade_rich_features == 0
+                || (self.cascade_rich_features >= self.cascade_features
+                    && self.cascade_rich_features <= MAX_KEYPOINTS),
+            "cascade_rich_features",
+            "0 (all features) or an int in cascade_features..=1048576",
+            self.cascade_rich_features.to_string(),
+        )?;
+        check(
+            self.cascade_certain_inliers <= MAX_KEYPOINTS as u32,
+            "cascade_certain_inliers",
+            "an int in 0..=1048576 (0: none is certain)",
+            self.cascade_certain_inliers.to_string(),
         )?;
         let s = self.max_scale_change;
         check(

@@ -165,5 +165,6 @@ pub fn rerank_consensus(
         candidates: best,
         expansion: sources,
         support,
+        refined: Vec::new(),
     })
 }

@@ -156,6 +156,38 @@ impl<'a> LocalFeaturesRef<'a> {
         ]
     }
 
+    /// The first `n` features (all of them when there are fewer): with features stored
+    /// strongest first, the `n` strongest. Call on validated features only.
+    pub fn prefix(&self, n: usize) -> LocalFeaturesRef<'a> {
+        let n = n.min(self.len());
+        let dim = self.dim();
+        let descriptors = match self.descriptors {
+            Descriptors::F32 { data, dim } => Descriptors::F32 {
+                data: &data[..n * dim],
+                dim,
+            },
+            Descriptors::U8 { data, dim } => Descriptors::U8 {
+                data: &data[..n * dim],
+                dim,
+            },
+            Descriptors::Binary { data, dim } => Descriptors::Binary {
+                data: &data[..n * dim],
+                dim,
+            },
+        };
+        debug_assert_eq!(descriptors.dim(), dim);
+        let frames = self.frames.map(|f| match f {
+            Frames::ScaleOrientation(d) => Frames::ScaleOrientation(&d[..2 * n]),
+            Frames::Affine(d) => Frames::Affine(&d[..6 * n]),
+        });
+        LocalFeaturesRef {
+            keypoints: &self.keypoints[..2 * n],
+            descriptors,
+            frames,
+            image_size: self.image_size,
+        }
+    }
+
     /// Check lengths, bounds and finiteness; the error names the offending array and row.
     pub fn validate(&self) -> Result<()> {
         if !self.keypoints.len().is_multiple_of(2) {

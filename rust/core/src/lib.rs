@@ -9,6 +9,7 @@
 // `!(x > limit)` is used on purpose throughout: unlike `x <= limit` it also rejects NaN.
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 
+mod cascade;
 pub mod config;
 pub mod error;
 pub mod expansion;

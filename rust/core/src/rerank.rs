@@ -1,8 +1,7 @@
 //! The public entry points: re-rank a shortlist, verify one pair, verify given
 //! correspondences. Inputs are validated here, once, before any work starts.
 
-use rayon::prelude::*;
-
+use crate::cascade::{cascade, verify_each, CascadeOutcome};
 use crate::config::RerankConfig;
 use crate::error::{RerankError, Result};
 use crate::expansion::{counted, expansion_support};
@@ -10,7 +9,6 @@ use crate::features::{Frames, LocalFeaturesRef};
 use crate::fusion::fuse;
 use crate::kernels::{NnScratch, PackedQuery};
 use crate::matching::{match_descriptors, prepare_query, Match};
-use crate::threads;
 use crate::verify::{
     hypothesis_support, inlier_mask, verify, Correspondences, PairRng, Verification, VerifyScratch,
 };
@@ -42,6 +40,10 @@ pub struct RerankOutput {
     /// Per candidate, in input order: the verified inliers it adds from the expansion
     /// images (each term counted when it reaches `min_inliers`); zeros without expansion.
     pub support: Vec<u32>,
+    /// The candidates the cascade's second pass re-verified (their entries in
+    /// `candidates` are the second pass's), in the order they were chosen; empty without
+    /// the cascade.
+    pub refined: Vec<usize>,
 }
 
 /// One pair, verified, with its correspondences.
@@ -161,16 +163,16 @@ pub fn rerank_query(
         validate_pair(query, cand, || format!("candidate {j}"))?;
     }
     check_global(global, candidates.len())?;
-    let packed = prepare_query(query);
-    let outcomes: Vec<CandidateOutcome> = threads::install(cfg.num_threads, || {
-        candidates
-            .par_iter()
-            .enumerate()
-            .map_init(Worker::default, |w, (j, cand)| {
-                w.process(&packed, query, cand, (query_index, j as u64), cfg)
-            })
-            .collect()
-    })?;
+    let CascadeOutcome { outcomes, refined } = if cfg.cascade_features > 0 {
+        cascade(query, candidates, global, cfg, query_index)?
+    } else {
+        let all: Vec<(usize, LocalFeaturesRef<'_>)> =
+            candidates.iter().copied().enumerate().collect();
+        CascadeOutcome {
+            outcomes: verify_each(query, &all, cfg, query_index)?,
+            refined: Vec::new(),
+        }
+    };
     let inliers: Vec<u32> = outcomes.iter().map(|o| o.verification.inliers).collect();
     if cfg.expansion == 0 {
         let (order, scores) = fuse(&inliers, global, cfg);
@@ -180,6 +182,7 @@ pub fn rerank_query(
             candidates: outcomes,
             expansion: Vec::new(),
             support: vec![0; candidates.len()],
+            refined,
         });
     }
     let (first, _) = fuse(&inliers, global, cfg);
@@ -188,7 +191,16 @@ pub fn rerank_query(
         .filter(|&j| inliers[j] >= cfg.expansion_min_inliers.max(cfg.min_inliers))
         .take(cfg.expansion as usize)
         .collect();
-    let support = expansion_support(candidates, &chosen, cfg, query_index)?;
+    // With the cascade, the expansion pairs use the first pass's features (bounded cost).
+    let support = if cfg.cascade_features > 0 {
+        let cheap: Vec<LocalFeaturesRef<'_>> = candidates
+            .iter()
+            .map(|c| c.prefix(cfg.cascade_features))
+            .collect();
+        expansion_support(&cheap, &chosen, cfg, query_index)?
+    } else {
+        expansion_support(candidates, &chosen, cfg, query_index)?
+    };
     let totals: Vec<u32> = (0..candidates.len())
         .map(|j| counted(inliers[j], cfg).saturating_add(support[j]))
         .collect();
@@ -199,6 +211,7 @@ pub fn rerank_query(
         candidates: outcomes,
         expansion: chosen,
         support,
+        refined,
     })
 }
 
