@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 ROOT = REPO.parent / "shared" / "data" / "roxford_rparis_pixel_subset"
 RUNS = {
     "default": [],
-    "previous": ["--backend", "kornia", "--workers", "1", "--max-side", "1024"],
+    "previous": ["--backend", "kornia", "--workers", "1"],
 }
 
 

@@ -24,7 +24,7 @@ use crate::config::RerankConfig;
 use crate::error::Result;
 use crate::features::LocalFeaturesRef;
 use crate::matching::prepare_query;
-use crate::rerank::{CandidateOutcome, Worker};
+use crate::pair::{CandidateOutcome, Worker};
 use crate::threads;
 
 /// What the cascade found: per candidate (input order) the verification that counts, and

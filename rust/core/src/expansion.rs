@@ -1,6 +1,6 @@
 //! Spatially verified expansion (Chum et al. 2007, "Total Recall"), in two forms:
 //!
-//! - **query expansion** ([`crate::rerank`] with `expansion > 0`): after the query's pass,
+//! - **query expansion** (`rerank::rerank` with `expansion > 0`): after the query's pass,
 //!   the best verified candidates (at least `expansion_min_inliers` inliers, at most
 //!   `expansion` of them) join the query; every candidate is verified against each of them
 //!   and its score adds the inliers it verifies with them. A positive the query crop cannot
@@ -20,7 +20,7 @@ use crate::error::{RerankError, Result};
 use crate::features::LocalFeaturesRef;
 use crate::fusion::fuse;
 use crate::matching::prepare_query;
-use crate::rerank::{check_global, validate_pair, CandidateOutcome, RerankOutput, Worker};
+use crate::pair::{check_global, validate_pair, CandidateOutcome, RerankOutput, Worker};
 use crate::threads;
 
 /// Source ids of the expansion pairs' random streams: far from any query index.
@@ -109,7 +109,7 @@ pub(crate) fn expansion_support(
 /// INQUIRE-Rerank) by verifying its candidates among themselves: the first
 /// `pseudo_queries` of the global ranking (`global`, else the input order) act as
 /// queries, and each candidate's score is the inliers it verifies with them (each term
-/// counted from `min_inliers`), fused with the global score as in [`crate::rerank`]. A
+/// counted from `min_inliers`), fused with the global score as in `rerank::rerank`. A
 /// pseudo-query is scored by the other pseudo-queries plus, in place of itself, its
 /// strongest link (the most counted inliers it verifies with any candidate), so that
 /// every candidate sums `pseudo_queries` terms (with one pseudo-query, it is not dropped
@@ -129,10 +129,10 @@ pub fn rerank_consensus(
             got: pseudo_queries.to_string(),
         });
     }
-    if candidates.len() > crate::rerank::MAX_CANDIDATES {
+    if candidates.len() > crate::pair::MAX_CANDIDATES {
         return Err(RerankError::TooLarge {
             what: "candidates".into(),
-            limit: crate::rerank::MAX_CANDIDATES,
+            limit: crate::pair::MAX_CANDIDATES,
             got: candidates.len(),
         });
     }

@@ -18,6 +18,7 @@ pub mod fusion;
 pub mod geometry;
 pub mod kernels;
 pub mod matching;
+mod pair;
 pub mod rerank;
 pub mod threads;
 pub mod verify;
