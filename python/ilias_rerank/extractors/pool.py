@@ -5,7 +5,7 @@ Every path returns the results in input order and keeps going past images that f
 caller collects the failures). Workers are spawned (never forked: torch and OpenCV keep
 threads), each builds the same extractor from its settings and runs with one thread, so a
 result never depends on the number of workers. A worker that dies (killed, out of memory)
-fails the images it had not returned, with that reason; the rest are kept.
+fails only the image that killed it (:func:`_run_processes`); the rest are kept.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ __all__ = [
     "check_workers",
     "run_batch",
     "run_images",
+    "set_threads",
     "usable_cores",
 ]
 
@@ -86,22 +87,25 @@ def run_images(extractor, items: list, workers: int) -> Iterator[Outcome]:
 _WORKER: dict[str, Any] = {}
 
 
+def set_threads(extractor: Extractor, threads: int) -> None:
+    """Give the library ``extractor`` computes with (torch, OpenCV) ``threads`` threads."""
+    if extractor.requires[0] == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
+    if "cv2" in extractor.requires:
+        import cv2
+
+        cv2.setNumThreads(threads)
+
+
 def _init_worker(spec: tuple) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from . import make_extractor
 
     method, backend, args, kwargs = spec
     extractor = make_extractor(method, *args, backend=backend, **dict(kwargs))
-    if extractor.requires[0] == "torch":
-        import torch
-
-        torch.set_num_threads(1)
-    try:
-        import cv2
-
-        cv2.setNumThreads(1)
-    except ImportError:
-        pass
+    set_threads(extractor, 1)
     _WORKER["extractor"] = extractor
 
 

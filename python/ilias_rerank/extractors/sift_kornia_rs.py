@@ -13,7 +13,7 @@ import threading
 import numpy as np
 
 from .base import Extractor
-from .sift_opencv import root_sift
+from .sift_opencv import strongest_first
 
 __all__ = ["KorniaRsSift"]
 
@@ -54,8 +54,4 @@ class KorniaRsSift(Extractor):
         if not keypoints:
             return np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32), None
         info = np.array([(k.response, k.x, k.y, k.size, k.angle) for k in keypoints], np.float64)
-        # Ties at the last place can leave a few more than asked for: cut to the budget.
-        order = np.lexsort((info[:, 1], info[:, 2], -info[:, 0]))[: self.num_features]
-        info, descriptors = info[order], np.asarray(descriptors)[order]
-        frames = np.c_[info[:, 3], -info[:, 4]].astype(np.float32)
-        return info[:, 1:3].astype(np.float32), root_sift(descriptors), frames
+        return strongest_first(info, descriptors, self.num_features)

@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import ConfigError
 from .base import Extractor
 
-__all__ = ["DEFAULT_CONTRAST", "OpenCvSift"]
+__all__ = ["DEFAULT_CONTRAST", "OpenCvSift", "root_sift", "strongest_first"]
 
 #: Contrast threshold of the detector (OpenCV's default is 0.04). 0.02 was measured better
 #: or equal on every shared set at 1,024 features (rOxf/rPar 0.516 vs 0.511, SMVS top-1
@@ -37,6 +37,17 @@ def _detector(num_features: int, contrast_threshold: float):
 
     cv2.setNumThreads(1)
     return cv2.SIFT_create(nfeatures=num_features, contrastThreshold=contrast_threshold)
+
+
+def strongest_first(info: np.ndarray, descriptors, budget: int):
+    """``(keypoints, RootSIFT descriptors, (size, -angle) frames)`` of SIFT keypoints given as
+    rows ``(response, x, y, size, angle)`` (OpenCV's convention), strongest first (ties by
+    y then x, so the order is a function of the image alone) and cut to ``budget`` (ties at
+    the last place can leave a detector a few over)."""
+    order = np.lexsort((info[:, 1], info[:, 2], -info[:, 0]))[:budget]
+    info, descriptors = info[order], np.asarray(descriptors)[order]
+    frames = np.c_[info[:, 3], -info[:, 4]].astype(np.float32)
+    return info[:, 1:3].astype(np.float32), root_sift(descriptors), frames
 
 
 def root_sift(descriptors: np.ndarray) -> np.ndarray:
@@ -79,9 +90,4 @@ class OpenCvSift(Extractor):
         info = np.array(
             [(k.response, k.pt[0], k.pt[1], k.size, k.angle) for k in keypoints], np.float64
         )
-        # Strongest first; ties by y then x, so the order is a function of the image alone.
-        # Ties at the last place can leave a few more than asked for: cut to the budget.
-        order = np.lexsort((info[:, 1], info[:, 2], -info[:, 0]))[: self.num_features]
-        info, descriptors = info[order], descriptors[order]
-        frames = np.c_[info[:, 3], -info[:, 4]].astype(np.float32)
-        return info[:, 1:3].astype(np.float32), root_sift(descriptors), frames
+        return strongest_first(info, descriptors, self.num_features)

@@ -75,14 +75,9 @@ class ExtractorSpec:
             **dict(self.options),
         )
         if self.torch_threads:
-            if extractor.requires[0] == "torch":
-                import torch
+            from ..extractors.pool import set_threads
 
-                torch.set_num_threads(self.torch_threads)
-            if extractor.backend == "opencv":
-                import cv2
-
-                cv2.setNumThreads(self.torch_threads)
+            set_threads(extractor, self.torch_threads)
         return extractor
 
 
