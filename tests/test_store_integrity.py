@@ -334,3 +334,24 @@ def test_a_malformed_shard_list_entry_is_a_format_error(tmp_path, entry):
     (root / "shards.json").write_text(json.dumps(listing))
     with pytest.raises(ir.FormatError, match="shard entry 0: expected name, images"):
         FeatureStore(root)
+
+
+def test_copying_refuses_a_store_that_skips_its_checksums(tmp_path):
+    """A copy gets fresh checksums: copying from a store opened with verify="none" would
+    launder a damaged image, so copy_images refuses it (register, merge and repair open the
+    stores they copy from with verification)."""
+    import numpy as np
+
+    import ilias_rerank as ir
+    from ilias_rerank.store import copy_images
+
+    rng = np.random.default_rng(0)
+    f = ir.LocalFeatures(
+        rng.random((5, 2), np.float32) * 10, rng.integers(0, 255, (5, 8), np.uint8)
+    )
+    with ir.StoreWriter(tmp_path / "a") as w:
+        w.add("x", f)
+    with ir.StoreWriter(tmp_path / "b") as w, pytest.raises(ValueError, match="verification"):
+        copy_images(ir.FeatureStore(tmp_path / "a", verify="none"), ["x"], w)
+    with ir.StoreWriter(tmp_path / "c") as w:
+        assert copy_images(ir.FeatureStore(tmp_path / "a"), ["x"], w) == 1

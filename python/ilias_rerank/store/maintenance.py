@@ -252,6 +252,7 @@ def repair_store(root: str | os.PathLike, *, lock_timeout: float = 0.0) -> Store
         owner = scan.owners()
         entries: list[dict] = []
         remove: list[Path] = []
+        set_aside: list[Path] = []
         for name in scan.order:
             path = shard_path(root, name)
             where = "shard" if name in scan.listed else "orphan shard"
@@ -293,7 +294,7 @@ def repair_store(root: str | os.PathLike, *, lock_timeout: float = 0.0) -> Store
                     "(held by another shard, or damaged)"
                 )
             if scan.bad.get(name):
-                _set_aside(root, path)
+                set_aside.append(path)
                 report.actions.append(
                     f"moved {name} ({len(scan.bad[name])} damaged images) to damaged/{name}"
                 )
@@ -302,6 +303,10 @@ def repair_store(root: str | os.PathLike, *, lock_timeout: float = 0.0) -> Store
         m["shards"] = entries
         _write(root, m)
         state.pop("ids", None)
+        # Only after the new list is durable: a crash before leaves the old list and every
+        # shard it names, never a list that names a shard moved away.
+        for path in set_aside:
+            _set_aside(root, path)
         for path in remove:
             _remove(path)
         for tmp in _tmp_files(root):
@@ -373,9 +378,7 @@ def merge_store(
     report = StoreReport(str(root))
     with writer_lock(root, timeout=lock_timeout, reentrant=True) as state:
         m = _read(root)
-        stores = {
-            e["name"]: FeatureStore(shard_path(root, e["name"]), verify="none") for e in m["shards"]
-        }
+        stores = {e["name"]: FeatureStore(shard_path(root, e["name"])) for e in m["shards"]}
         for e in m["shards"]:
             if _manifest_crc(shard_path(root, e["name"])) != e["manifest_crc"]:
                 raise FormatError(

@@ -35,6 +35,7 @@ compact such stores.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -200,7 +201,11 @@ def orphan_shards(root: str | os.PathLike) -> list[str]:
 
 def copy_images(store: FeatureStore, ids: Iterable[str], writer: StoreWriter) -> int:
     """Append the images ``ids`` of ``store`` (features, image size, global vector) to
-    ``writer``, each checked against its checksum on the way; returns how many."""
+    ``writer``, each checked against its checksum on the way; returns how many. A store
+    opened with ``verify="none"`` is refused: a copy gets fresh checksums, so a damaged
+    image copied unchecked would pass every later check."""
+    if getattr(store, "_verify", "access") == "none":
+        raise ValueError("copy_images: expected a store opened with verification, got 'none'")
     glob = store.global_vectors
     count = 0
     for image_id in ids:
@@ -233,7 +238,12 @@ def register_shards(
     those (the original removed). A shard registered already is left as it is. Returns
     the new top-level manifest."""
     root = Path(root)
-    with writer_lock(root, timeout=lock_timeout, reentrant=True) as state:
+    # Each shard's own lock is held until the new list is written: a writer that reopened
+    # it in between would change the manifest whose checksum the list records.
+    with (
+        writer_lock(root, timeout=lock_timeout, reentrant=True) as state,
+        contextlib.ExitStack() as shard_locks,
+    ):
         if (root / SHARDS_FILE).is_file():
             m = _read(root)
         elif (root / "manifest.json").is_file():
@@ -255,8 +265,8 @@ def register_shards(
             if not path.is_dir():
                 raise FormatError(f"shard {name}: no such shard directory {path}")
             try:
-                with writer_lock(path):  # nobody is writing it
-                    store = FeatureStore(path, verify="none")
+                shard_locks.enter_context(writer_lock(path))  # nobody is writing it
+                store = FeatureStore(path)  # images copied below are checked as read
             except StoreLockedError:
                 raise StoreLockedError(
                     f"shard {name}: it is being written (its writer holds its lock); "
