@@ -36,7 +36,13 @@ from ..errors import ConfigError, FailureBudgetError, InvalidInputError
 from ..reranker import by_score, load_similarities, save_similarities
 from ..sources import ImageSource, open_source
 from ..store import SHARDS_FILE, FeatureStore, register_shards, writer_lock
-from ..store.maintenance import MERGE_TARGET_BYTES, adopt_orphans, merge_store
+from ..store.lock import check_timeout
+from ..store.maintenance import (
+    MERGE_TARGET_BYTES,
+    adopt_orphans,
+    check_target_bytes,
+    merge_store,
+)
 from .extraction import ExtractorSpec, plan_batches
 
 __all__ = ["ShortlistJob", "rerank_shortlists"]
@@ -126,19 +132,15 @@ class ShortlistJob:
             raise ConfigError(f"max_failed: expected an int >= 0 or a float in [0, 1], got {mf!r}")
         if not isinstance(self.merge, bool):
             raise ConfigError(f"merge: expected True or False, got {self.merge!r}")
-        for name, value, lo, hi in (
-            ("lock_timeout", self.lock_timeout, 0.0, 7 * 86400.0),
-            ("register_every", self.register_every, 0.0, 86400.0),
+        check_timeout(self.lock_timeout)  # the lock's own check, before any work
+        every = self.register_every
+        if (
+            isinstance(every, bool)
+            or not isinstance(every, (int, float))
+            or not 0 <= every <= 86400
         ):
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, (int, float))
-                or not lo <= value <= hi
-            ):
-                raise ConfigError(f"{name}: expected seconds in {lo:g}..={hi:g}, got {value!r}")
-        mt = self.merge_target_bytes
-        if isinstance(mt, bool) or not isinstance(mt, int) or not 1 << 10 <= mt <= 1 << 44:
-            raise ConfigError(f"merge_target_bytes: expected an int in 1024..=2**44, got {mt!r}")
+            raise ConfigError(f"register_every: expected seconds in 0..=86400, got {every!r}")
+        check_target_bytes(self.merge_target_bytes)  # the merge's own check
         if isinstance(self.config, dict):
             self.config = RerankConfig(**self.config)
         if self.config is not None and not isinstance(self.config, RerankConfig):

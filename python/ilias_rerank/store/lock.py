@@ -28,7 +28,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, StoreLockedError, StoreWriteError
 
-__all__ = ["LOCK_FILE", "held_state", "writer_lock"]
+__all__ = ["LOCK_FILE", "check_timeout", "held_state", "writer_lock"]
 
 LOCK_FILE = ".lock"
 
@@ -50,7 +50,7 @@ def held_state(path: str | os.PathLike) -> dict | None:
     return None
 
 
-def _check_timeout(timeout: float) -> float:
+def check_timeout(timeout: float) -> float:
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
         raise ConfigError(f"lock timeout: expected seconds >= 0, got {timeout!r}")
     if not 0 <= timeout <= 7 * 86400:
@@ -65,7 +65,7 @@ def writer_lock(
     """Hold the writer lock of the store directory ``path`` (created if needed) for the
     ``with`` block; yields the lock's ``state`` dict. Another holder: wait up to
     ``timeout`` seconds, then :class:`~ilias_rerank.errors.StoreLockedError`."""
-    timeout = _check_timeout(timeout)
+    timeout = check_timeout(timeout)
     path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)

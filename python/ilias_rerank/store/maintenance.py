@@ -361,6 +361,15 @@ def _set_aside(root: Path, path: Path) -> None:
     os.replace(path, target)
 
 
+def check_target_bytes(target_bytes) -> int:
+    """``target_bytes`` of a merge, range-checked (1 KiB to 16 TiB)."""
+    if isinstance(target_bytes, bool) or not isinstance(target_bytes, int):
+        raise ConfigError(f"target_bytes: expected an int, got {target_bytes!r}")
+    if not 1 << 10 <= target_bytes <= 1 << 44:
+        raise ConfigError(f"target_bytes: expected 1 KiB ..= 16 TiB, got {target_bytes}")
+    return target_bytes
+
+
 def merge_store(
     root: str | os.PathLike,
     *,
@@ -370,10 +379,7 @@ def merge_store(
     """Rewrite the small shards of the sharded store at ``root`` (under half of
     ``target_bytes``) into shards of about ``target_bytes``, atomically (module
     docstring). A store ``store check`` finds problems in is refused: repair it first."""
-    if isinstance(target_bytes, bool) or not isinstance(target_bytes, int):
-        raise ConfigError(f"target_bytes: expected an int, got {target_bytes!r}")
-    if not 1 << 10 <= target_bytes <= 1 << 44:
-        raise ConfigError(f"target_bytes: expected 1 KiB ..= 16 TiB, got {target_bytes}")
+    check_target_bytes(target_bytes)
     root = Path(root)
     report = StoreReport(str(root))
     with writer_lock(root, timeout=lock_timeout, reentrant=True) as state:
