@@ -101,14 +101,8 @@ class RerankConfig:
     def __post_init__(self) -> None:
         # Every field's type and range, checked by the core once, here: a bad value is a
         # ConfigError ("config.<field>: expected ..., got ...") before anything runs.
+        # (bools for numeric fields included: the core refuses them for every caller).
         from . import _core
-        from .errors import ConfigError
-
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            # A bool is an int to Python, never a count or a seed here.
-            if f.type == "int" and isinstance(value, bool):
-                raise ConfigError(f"config.{f.name}: expected an int, got {value!r}")
 
         _core.validate_config(self.to_dict())
 

@@ -3,7 +3,7 @@
 
 use ilias_rerank_core::{Fusion, Model, RerankConfig};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyBool, PyDict};
 
 use crate::errors::{raise, to_py};
 
@@ -57,6 +57,20 @@ fn field<'py, T: FromPyObjectOwned<'py>>(
     key: &str,
     expected: &str,
 ) -> PyResult<T> {
+    // A bool is an int to Python, never a count, a threshold or a seed here.
+    let target = std::any::type_name::<T>();
+    if value.is_instance_of::<PyBool>() && target != "bool" {
+        let kind = if target.contains("f32") || target.contains("f64") {
+            "a number"
+        } else {
+            "an int"
+        };
+        return Err(raise(
+            value.py(),
+            "ConfigError",
+            format!("config.{key}: expected {kind}, got {}", value.repr()?),
+        ));
+    }
     value.extract::<T>().map_err(|_| {
         raise(
             value.py(),
