@@ -105,13 +105,18 @@ pub(crate) fn cascade(
         0 => usize::MAX,
         n => n,
     };
+    // A pair whose richer prefixes hold no feature more than the first pass's would be
+    // verified again on the same inputs, with the same random stream: same outcome, kept.
+    let (rich_query, cheap_query) = (query.prefix(rich_n), query.prefix(cfg.cascade_features));
+    let grows = rich_query.len() > cheap_query.len();
     let rich: Vec<(usize, LocalFeaturesRef<'_>)> = refined
         .iter()
         .map(|&j| (j, candidates[j].prefix(rich_n)))
+        .filter(|(j, c)| grows || c.len() > cheap[*j].1.len())
         .collect();
-    let second = verify_each(&query.prefix(rich_n), &rich, cfg, query_index)?;
-    for (&j, o) in refined.iter().zip(second) {
-        outcomes[j] = o;
+    let second = verify_each(&rich_query, &rich, cfg, query_index)?;
+    for ((j, _), o) in rich.iter().zip(second) {
+        outcomes[*j] = o;
     }
     Ok(CascadeOutcome { outcomes, refined })
 }
