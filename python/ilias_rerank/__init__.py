@@ -90,7 +90,8 @@ def cpu_features() -> str:
     Returns
     -------
     str
-        ``"avx512"``, ``"avx2"`` or ``"portable"`` (``ILIAS_RERANK_FORCE_PORTABLE=1``
+        ``"avx512-amx"`` (AMX-INT8 tiles, ``ILIAS_RERANK_NO_AMX=1`` turns them off),
+        ``"avx512-vnni"``, ``"avx512"``, ``"avx2"`` or ``"portable"`` (``ILIAS_RERANK_FORCE_PORTABLE=1``
         forces the last).
 
     Raises

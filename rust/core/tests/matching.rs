@@ -100,6 +100,34 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// The AMX kernel takes whole 64-byte steps: at those dimensions, with few distinct
+    /// byte values (many ties) and block tails of every length, it must give the portable
+    /// kernel's result bit for bit (elsewhere the VNNI kernel runs).
+    #[test]
+    fn uint8_kernels_agree_at_whole_64_byte_steps(
+        seed in 0u64..10_000, n in 1usize..100, m in 1usize..100, chunks in 1usize..4, levels in 2usize..256
+    ) {
+        let mut g = Gen::new(seed);
+        let dim = 64 * chunks;
+        let qu8: Vec<u8> = (0..n * dim).map(|_| (g.below(levels) * 255 / (levels - 1)) as u8).collect();
+        let cu8: Vec<u8> = (0..m * dim).map(|_| (g.below(levels) * 255 / (levels - 1)) as u8).collect();
+        let mut fast = NnScratch::default();
+        let mut slow = NnScratch::default();
+        let cand = ilias_rerank_core::kernels::CandidateRows::U8(&cu8);
+        nearest_neighbours(&PackedQuery::from_u8(&qu8, n, dim, Isa::detect()), cand, m, &mut fast);
+        nearest_neighbours(&PackedQuery::from_u8(&qu8, n, dim, Isa::portable()), cand, m, &mut slow);
+        prop_assert_eq!(&fast.query_arg[..n], &slow.query_arg[..n]);
+        prop_assert_eq!(&fast.query_best[..n], &slow.query_best[..n]);
+        prop_assert_eq!(&fast.query_second[..n], &slow.query_second[..n]);
+        prop_assert_eq!(&fast.cand_arg[..m], &slow.cand_arg[..m]);
+        prop_assert_eq!(&fast.cand_best[..m], &slow.cand_best[..m]);
+        prop_assert_eq!(&fast.cand_norms[..m], &slow.cand_norms[..m]);
+    }
+}
+
 #[test]
 fn uint8_matching_finds_exact_copies() {
     let mut g = Gen::new(7);

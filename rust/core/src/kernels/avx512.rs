@@ -105,10 +105,7 @@ impl Tile<8, 32> for U8Vnni {
         &mut scratch.block_u32
     }
 
-    /// The dot products stay in registers: each row's two accumulators are converted
-    /// (exactly: integers below 2^24) and folded into both reductions at once, with the
-    /// query-side state held in registers for the whole tile. Same arithmetic as
-    /// `reduce_tile`: `norm - 2·dot` rounded once, strict `<` so ties keep the first.
+    /// The dot products stay in registers (see [`reduce_dots`]).
     #[inline(always)]
     fn tile_and_reduce(
         block: &[[u32; 8]],
@@ -118,63 +115,85 @@ impl Tile<8, 32> for U8Vnni {
     ) {
         // SAFETY: as in `tile` (AVX-512F/BW and VNNI are present); every pointer comes
         // from a fixed-size array reference of sufficient length.
-        unsafe {
-            let acc = vnni_dots(block, panel);
-            let two = _mm512_set1_ps(2.0);
-            let lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-            let qn = [
-                _mm512_loadu_ps(state.query_norm.as_ptr()),
-                _mm512_loadu_ps(state.query_norm.as_ptr().add(16)),
-            ];
-            let column = [
-                _mm512_add_epi32(_mm512_set1_epi32(state.base as i32), lane),
-                _mm512_add_epi32(_mm512_set1_epi32(state.base as i32 + 16), lane),
-            ];
-            let mut best = [
-                _mm512_loadu_ps(state.best.as_ptr()),
-                _mm512_loadu_ps(state.best.as_ptr().add(16)),
-            ];
-            let mut second = [
-                _mm512_loadu_ps(state.second.as_ptr()),
-                _mm512_loadu_ps(state.second.as_ptr().add(16)),
-            ];
-            let mut arg = [
-                _mm512_loadu_si512(state.arg.as_ptr().cast()),
-                _mm512_loadu_si512(state.arg.as_ptr().add(16).cast()),
-            ];
-            for r in 0..8 {
-                let c = _mm512_set1_epi32(correction[r]);
-                let cn = _mm512_set1_ps(state.cand_norm[r]);
-                let j = _mm512_set1_epi32((state.first + r as u32) as i32);
-                let real_row = r < state.rows;
-                for h in 0..2 {
-                    let dot = _mm512_cvtepi32_ps(_mm512_add_epi32(acc[r][h], c));
-                    // Candidate side.
-                    let cb_ptr = state.cand_best[r].as_mut_ptr().add(16 * h);
-                    let ca_ptr = state.cand_arg[r].as_mut_ptr().add(16 * h);
-                    let cb = _mm512_loadu_ps(cb_ptr);
-                    let v = _mm512_fnmadd_ps(two, dot, qn[h]);
-                    let m = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(v, cb);
-                    _mm512_storeu_ps(cb_ptr, _mm512_mask_mov_ps(cb, m, v));
-                    let ca = _mm512_loadu_si512(ca_ptr.cast());
-                    _mm512_storeu_si512(ca_ptr.cast(), _mm512_mask_mov_epi32(ca, m, column[h]));
-                    // Query side.
-                    if real_row {
-                        let v = _mm512_fnmadd_ps(two, dot, cn);
-                        let better = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(v, best[h]);
-                        let runner_up = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(v, second[h]);
-                        second[h] = _mm512_mask_mov_ps(second[h], runner_up, v);
-                        second[h] = _mm512_mask_mov_ps(second[h], better, best[h]);
-                        best[h] = _mm512_mask_mov_ps(best[h], better, v);
-                        arg[h] = _mm512_mask_mov_epi32(arg[h], better, j);
-                    }
+        unsafe { reduce_dots(vnni_dots(block, panel), Some(correction), state) }
+    }
+}
+
+/// An 8 x 32 tile of integer dot products, held in registers (`acc[r][h]`: row `r`,
+/// columns `16h..16h + 16`), folded into both reductions at once: each row's two
+/// accumulators are converted (exactly: integers below 2^24) with the query-side state
+/// held in registers for the whole tile. Same arithmetic as `reduce_tile`: `norm - 2·dot`
+/// rounded once, strict `<` so ties keep the first. `correction[r]` is added to row `r`
+/// first (`None`: the dot products are final).
+///
+/// # Safety
+/// Only call where AVX-512F/BW are enabled.
+#[inline(always)]
+pub(super) unsafe fn reduce_dots(
+    acc: [[__m512i; 2]; 8],
+    correction: Option<&[i32; 8]>,
+    state: TileState<'_, 8, 32>,
+) {
+    // SAFETY: the caller guarantees AVX-512F/BW; every pointer comes from a fixed-size
+    // array reference of sufficient length.
+    unsafe {
+        let two = _mm512_set1_ps(2.0);
+        let lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        let qn = [
+            _mm512_loadu_ps(state.query_norm.as_ptr()),
+            _mm512_loadu_ps(state.query_norm.as_ptr().add(16)),
+        ];
+        let column = [
+            _mm512_add_epi32(_mm512_set1_epi32(state.base as i32), lane),
+            _mm512_add_epi32(_mm512_set1_epi32(state.base as i32 + 16), lane),
+        ];
+        let mut best = [
+            _mm512_loadu_ps(state.best.as_ptr()),
+            _mm512_loadu_ps(state.best.as_ptr().add(16)),
+        ];
+        let mut second = [
+            _mm512_loadu_ps(state.second.as_ptr()),
+            _mm512_loadu_ps(state.second.as_ptr().add(16)),
+        ];
+        let mut arg = [
+            _mm512_loadu_si512(state.arg.as_ptr().cast()),
+            _mm512_loadu_si512(state.arg.as_ptr().add(16).cast()),
+        ];
+        for r in 0..8 {
+            let cn = _mm512_set1_ps(state.cand_norm[r]);
+            let j = _mm512_set1_epi32((state.first + r as u32) as i32);
+            let real_row = r < state.rows;
+            for h in 0..2 {
+                let dot = match correction {
+                    Some(c) => _mm512_add_epi32(acc[r][h], _mm512_set1_epi32(c[r])),
+                    None => acc[r][h],
+                };
+                let dot = _mm512_cvtepi32_ps(dot);
+                // Candidate side.
+                let cb_ptr = state.cand_best[r].as_mut_ptr().add(16 * h);
+                let ca_ptr = state.cand_arg[r].as_mut_ptr().add(16 * h);
+                let cb = _mm512_loadu_ps(cb_ptr);
+                let v = _mm512_fnmadd_ps(two, dot, qn[h]);
+                let m = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(v, cb);
+                _mm512_storeu_ps(cb_ptr, _mm512_mask_mov_ps(cb, m, v));
+                let ca = _mm512_loadu_si512(ca_ptr.cast());
+                _mm512_storeu_si512(ca_ptr.cast(), _mm512_mask_mov_epi32(ca, m, column[h]));
+                // Query side.
+                if real_row {
+                    let v = _mm512_fnmadd_ps(two, dot, cn);
+                    let better = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(v, best[h]);
+                    let runner_up = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(v, second[h]);
+                    second[h] = _mm512_mask_mov_ps(second[h], runner_up, v);
+                    second[h] = _mm512_mask_mov_ps(second[h], better, best[h]);
+                    best[h] = _mm512_mask_mov_ps(best[h], better, v);
+                    arg[h] = _mm512_mask_mov_epi32(arg[h], better, j);
                 }
             }
-            for h in 0..2 {
-                _mm512_storeu_ps(state.best.as_mut_ptr().add(16 * h), best[h]);
-                _mm512_storeu_ps(state.second.as_mut_ptr().add(16 * h), second[h]);
-                _mm512_storeu_si512(state.arg.as_mut_ptr().add(16 * h).cast(), arg[h]);
-            }
+        }
+        for h in 0..2 {
+            _mm512_storeu_ps(state.best.as_mut_ptr().add(16 * h), best[h]);
+            _mm512_storeu_ps(state.second.as_mut_ptr().add(16 * h), second[h]);
+            _mm512_storeu_si512(state.arg.as_mut_ptr().add(16 * h).cast(), arg[h]);
         }
     }
 }

@@ -32,13 +32,24 @@ pub fn nearest_neighbours(
     }
     match (query.isa.kind(), &query.panels, cand) {
         #[cfg(target_arch = "x86_64")]
-        (IsaKind::Avx512Vnni | IsaKind::Avx512, Panels::F32(p), CandidateRows::F32(rows)) => {
+        (
+            IsaKind::Avx512Amx | IsaKind::Avx512Vnni | IsaKind::Avx512,
+            Panels::F32(p),
+            CandidateRows::F32(rows),
+        ) => {
             // SAFETY: an `Isa` holding these kinds is only made by `Isa::detect`, after checking
             // the CPU features (its field is private, so safe code cannot forge one).
             unsafe { run!(x86::f32_avx512, p, rows) }
         }
         #[cfg(target_arch = "x86_64")]
-        (IsaKind::Avx512Vnni, Panels::Vnni(p), CandidateRows::U8(rows)) => {
+        (IsaKind::Avx512Amx, Panels::Amx(p), CandidateRows::U8(rows)) => {
+            // SAFETY: `IsaKind::Avx512Amx` only comes from `Isa::detect` after the CPU
+            // features were checked and the kernel granted this process the tile state;
+            // `Panels::Amx` is only made by `PackedQuery::from_u8` for a supported `dim`.
+            unsafe { run!(super::amx::nn_amx, p, rows) }
+        }
+        #[cfg(target_arch = "x86_64")]
+        (IsaKind::Avx512Amx | IsaKind::Avx512Vnni, Panels::Vnni(p), CandidateRows::U8(rows)) => {
             // SAFETY: as above (VNNI checked too).
             unsafe { run!(x86::u8_vnni, p, rows) }
         }

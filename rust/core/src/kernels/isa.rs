@@ -6,6 +6,9 @@ use std::sync::OnceLock;
 /// The instruction sets the kernels are compiled for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum IsaKind {
+    /// `Avx512Vnni` plus AMX-INT8 tiles that the kernel lets this process use (Intel
+    /// Sapphire Rapids and later; `ILIAS_RERANK_NO_AMX=1` stays on `Avx512Vnni`).
+    Avx512Amx,
     /// x86-64 with AVX-512 (F, BW, VL), VNNI and FMA.
     Avx512Vnni,
     /// x86-64 with AVX-512 (F, BW, VL) and FMA.
@@ -29,7 +32,8 @@ pub(crate) enum IsaKind {
 /// ```
 /// // What safe code can do: ask the CPU, or choose the portable kernels.
 /// use ilias_rerank_core::kernels::Isa;
-/// assert!(["avx512-vnni", "avx512", "avx2", "portable"].contains(&Isa::detect().name()));
+/// let names = ["avx512-amx", "avx512-vnni", "avx512", "avx2", "portable"];
+/// assert!(names.contains(&Isa::detect().name()));
 /// assert_eq!(Isa::portable().name(), "portable");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +68,11 @@ impl Isa {
             && std::arch::is_x86_feature_detected!("fma")
         {
             if std::arch::is_x86_feature_detected!("avx512vnni") {
-                IsaKind::Avx512Vnni
+                if super::amx::enable() {
+                    IsaKind::Avx512Amx
+                } else {
+                    IsaKind::Avx512Vnni
+                }
             } else {
                 IsaKind::Avx512
             }
@@ -88,6 +96,7 @@ impl Isa {
 
     pub fn name(self) -> &'static str {
         match self.0 {
+            IsaKind::Avx512Amx => "avx512-amx",
             IsaKind::Avx512Vnni => "avx512-vnni",
             IsaKind::Avx512 => "avx512",
             IsaKind::Avx2 => "avx2",
@@ -98,7 +107,7 @@ impl Isa {
     /// Query columns per packed panel (two vector registers wide).
     pub(crate) fn panel_width(self) -> usize {
         match self.0 {
-            IsaKind::Avx512Vnni | IsaKind::Avx512 => 32,
+            IsaKind::Avx512Amx | IsaKind::Avx512Vnni | IsaKind::Avx512 => 32,
             IsaKind::Avx2 | IsaKind::Portable => 16,
         }
     }

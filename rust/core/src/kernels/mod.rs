@@ -6,6 +6,8 @@
 //! environment variable `ILIAS_RERANK_FORCE_PORTABLE=1` forces the portable fallback.
 
 #[cfg(target_arch = "x86_64")]
+mod amx;
+#[cfg(target_arch = "x86_64")]
 mod avx512;
 mod dispatch;
 mod hamming;
@@ -39,4 +41,6 @@ pub struct NnScratch {
     pub(crate) block_i32: Vec<i32>,
     /// Transposed candidate block, 4 packed bytes per element (VNNI).
     pub(crate) block_u32: Vec<u32>,
+    /// The last candidate rows zero-padded to a whole block (AMX).
+    pub(crate) block_u8: Vec<u8>,
 }

@@ -12,6 +12,9 @@ pub(crate) enum Panels {
     I32(Vec<i32>),
     /// VNNI: `ceil(dim / 4)` rows of `nr` lanes of 4 bytes `q - 128` (as i8) per panel.
     Vnni(Vec<u32>),
+    /// AMX: per panel of 32 columns, two 1 KB B tiles per 64 bytes of `dim` (`amx.rs`).
+    #[cfg(target_arch = "x86_64")]
+    Amx(Vec<u8>),
     /// Binary descriptors kept row-major (the Hamming kernel is not tiled).
     Binary(Vec<u64>),
 }
@@ -69,7 +72,20 @@ impl PackedQuery {
     /// Pack `len` uint8 descriptors of dimension `dim` (row-major).
     pub fn from_u8(data: &[u8], len: usize, dim: usize, isa: Isa) -> Self {
         let nr = isa.panel_width();
-        if isa.kind() == IsaKind::Avx512Vnni {
+        #[cfg(target_arch = "x86_64")]
+        if isa.kind() == IsaKind::Avx512Amx && super::amx::supports(dim) {
+            let (panels, norms) = pack(
+                data,
+                len,
+                dim,
+                nr,
+                dim,
+                u8_squared_norm,
+                super::amx::write_column,
+            );
+            return Self::new(isa, len, dim, Panels::Amx(panels), norms);
+        }
+        if matches!(isa.kind(), IsaKind::Avx512Vnni | IsaKind::Avx512Amx) {
             let depth = dim.div_ceil(4);
             let (panels, norms) = pack(
                 data,
