@@ -1,11 +1,13 @@
 //! uint8 nearest neighbours with Intel AMX-INT8 tiles (Sapphire Rapids and later).
 //!
-//! The dot products of 32 candidate rows x 32 query columns come from four `tdpbuud`
-//! accumulators (unsigned x unsigned bytes, exact 32-bit sums), 64 descriptor bytes a step;
-//! they are stored to a 4 KB buffer and folded into the reductions by the same AVX-512
-//! code as the VNNI kernel ([`super::avx512::reduce_dots`]), in the same candidate order.
-//! The result is therefore bit for bit the VNNI and portable kernels' result; only the
-//! multiply-adds move to the tile unit (about 16x VNNI's multiply-adds a cycle).
+//! One panel of 32 query columns at a time stays in four tile registers (two 64-byte
+//! chunks of the descriptor x two halves of 16 columns) while the candidates stream past
+//! 16 rows at a time: two `tdpbuud` accumulators (unsigned x unsigned bytes, exact 32-bit
+//! sums) give their 16 x 32 dot products, stored to a 2 KB buffer and folded into both
+//! nearest-neighbour reductions with AVX-512 while the tiles compute the next 16 rows.
+//! Each query column sees the candidates in order and each candidate the query columns in
+//! order, with the same arithmetic (`norm - 2·dot`, rounded once) and tie rules (lowest
+//! index) as every other kernel: the result is theirs bit for bit.
 //!
 //! Rust has no stable AMX intrinsics or target feature, so the tile instructions are
 //! inline assembly. They are only reached through an [`super::Isa`] of kind
@@ -21,16 +23,15 @@
 use std::arch::asm;
 use std::arch::x86_64::*;
 
-use super::avx512::reduce_dots;
-use super::nn_body::{reset_outputs, TileState};
+use super::nn_body::reset_outputs;
 use super::NnScratch;
 
 /// Descriptor bytes one tile step reads (the depth of a `tdpbuud`).
 pub(crate) const CHUNK: usize = 64;
 /// Query columns per panel (two B tiles of 16).
 const NR: usize = 32;
-/// Candidate rows per block (two A tiles of 16).
-const MR: usize = 32;
+/// Candidate rows per step (one A tile per chunk).
+const MR: usize = 16;
 /// Bytes of one B tile.
 const TILE_BYTES: usize = 1024;
 
@@ -81,9 +82,10 @@ fn request_permission() -> bool {
     false
 }
 
-/// Whether the AMX kernel can take descriptors of dimension `dim` (whole 64-byte steps).
+/// Whether the AMX kernel can take descriptors of dimension `dim`: one or two whole
+/// 64-byte chunks (a panel's B tiles must fit the four tile registers left).
 pub(crate) fn supports(dim: usize) -> bool {
-    dim > 0 && dim.is_multiple_of(CHUNK)
+    dim == CHUNK || dim == 2 * CHUNK
 }
 
 /// Place query descriptor `row` at column `w` of its panel (`dim * 32` bytes: for each
@@ -99,8 +101,9 @@ pub(crate) fn write_column(row: &[u8], panel: &mut [u8], w: usize) {
     }
 }
 
-/// The tile configuration: tmm0-3 accumulators (16 x 16 i32), tmm4-5 candidate rows
-/// (16 x 64 bytes), tmm6-7 query panels (16 x 64 bytes); palette 1.
+/// The tile configuration: tmm0-1 accumulators (16 x 16 i32), tmm2-3 candidate rows
+/// (16 x 64 bytes, one per chunk), tmm4-7 the query panel (16 x 64 bytes: chunk 0 halves
+/// 0 and 1, chunk 1 halves 0 and 1); palette 1.
 #[repr(C, align(64))]
 struct TileConfig([u8; 64]);
 
@@ -116,17 +119,39 @@ impl TileConfig {
     }
 }
 
-/// The 32 x 32 block of dot products, 128-byte rows (what the tiles store).
+/// 64 bytes on a cache line.
+#[derive(Debug, Clone, Copy)]
+#[repr(C, align(64))]
+pub(crate) struct Line(pub(crate) [u8; 64]);
+
+impl Line {
+    /// The lines as one byte slice.
+    fn bytes(lines: &[Line]) -> &[u8] {
+        // SAFETY: `Line` is 64 plain bytes with no padding (size 64, align 64), so the
+        // lines are `64 * len` initialised bytes, borrowed for as long as `lines`.
+        unsafe { std::slice::from_raw_parts(lines.as_ptr().cast::<u8>(), 64 * lines.len()) }
+    }
+}
+
+/// 16 candidate rows x 32 query columns of dot products, 128-byte rows.
 #[repr(C, align(64))]
 struct Dots([[i32; NR]; MR]);
+
+/// Query-side state of one panel, in registers: per column the best and second-best
+/// `|c|² - 2 q·c` and the best candidate (halves of 16 columns).
+struct QueryState {
+    best: [__m512; 2],
+    second: [__m512; 2],
+    arg: [__m512i; 2],
+}
 
 /// Nearest neighbours in both directions between AMX-packed query panels and `cand_len`
 /// candidate rows of dimension `dim`; the same results as `nn_body` with any tile.
 ///
 /// # Safety
 /// Only call where AVX-512F/BW/VL, VNNI and FMA are present and [`enable`] returned
-/// `true` in this process; `panels` must be packed by [`write_column`] with the same `dim` and
-/// `query_norms.len()` padded columns, and `dim` must satisfy [`supports`].
+/// `true` in this process; `panels` must be packed by [`write_column`] with the same
+/// `dim` and `query_norms.len()` padded columns (a multiple of 32).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
 pub(super) unsafe fn nn_amx(
     panels: &[u8],
@@ -142,156 +167,203 @@ pub(super) unsafe fn nn_amx(
         return;
     }
     let chunks = dim / CHUNK;
+    let span = chunks * 2 * TILE_BYTES;
     let npanels = padded / NR;
-    assert!(panels.len() >= npanels * chunks * 2 * TILE_BYTES && cand.len() >= cand_len * dim);
-    let (norm_groups, _) = query_norms.as_chunks::<NR>();
-    // The last block's rows, zero-padded to 32 (A tiles always read 32 rows).
-    let mut tail = std::mem::take(&mut scratch.block_u8);
+    assert!(panels.len() >= npanels * span && cand.len() >= cand_len * dim);
+    for (norm, row) in scratch.cand_norms.iter_mut().zip(cand.chunks_exact(dim)) {
+        *norm = row
+            .iter()
+            .map(|&v| u32::from(v) * u32::from(v))
+            .sum::<u32>() as f32;
+    }
+    // The candidates read in place when their rows start on cache lines and fill whole
+    // steps; else copied, zero-padded to whole steps (A tiles always read 16 rows), into
+    // 64-byte aligned lines (a row split over two lines costs two loads).
+    let steps = cand_len.div_ceil(MR);
+    let mut lines = std::mem::take(&mut scratch.block_lines);
+    let rows: &[u8] = if cand_len == steps * MR && cand.as_ptr().align_offset(64) == 0 {
+        &cand[..cand_len * dim]
+    } else {
+        let bytes = steps * MR * dim;
+        lines.clear();
+        lines.resize(bytes / 64, Line([0; 64]));
+        for (line, src) in lines.iter_mut().zip(cand[..cand_len * dim].chunks(64)) {
+            line.0[..src.len()].copy_from_slice(src);
+        }
+        Line::bytes(&lines)
+    };
     let mut dots = [Dots([[0; NR]; MR]), Dots([[0; NR]; MR])];
     let config = TileConfig::new();
     // SAFETY: the caller guarantees AMX is usable by this process; the configuration is a
     // live, aligned 64-byte block.
     unsafe { asm!("ldtilecfg [{}]", in(reg) config.0.as_ptr(), options(nostack, readonly)) };
-
-    for first in (0..cand_len).step_by(MR) {
-        let rows = (cand_len - first).min(MR);
-        let block: &[u8] = if rows == MR {
-            &cand[first * dim..(first + MR) * dim]
-        } else {
-            tail.clear();
-            tail.extend_from_slice(&cand[first * dim..(first + rows) * dim]);
-            tail.resize(MR * dim, 0);
-            &tail
+    for p in 0..npanels {
+        // SAFETY: the panel holds `chunks` pairs of 1 KB tiles (asserted above).
+        unsafe { load_panel(panels[p * span..].as_ptr(), chunks) };
+        let base = (p * NR) as u32;
+        let qn = [
+            _mm512_loadu_ps(query_norms[p * NR..].as_ptr()),
+            _mm512_loadu_ps(query_norms[p * NR + 16..].as_ptr()),
+        ];
+        let mut state = QueryState {
+            best: [_mm512_set1_ps(f32::INFINITY); 2],
+            second: [_mm512_set1_ps(f32::INFINITY); 2],
+            arg: [_mm512_set1_epi32(-1); 2],
         };
-        let mut cand_norm = [f32::INFINITY; MR];
-        for (r, row) in block.chunks_exact(dim).take(rows).enumerate() {
-            let norm: u32 = row.iter().map(|&v| u32::from(v) * u32::from(v)).sum();
-            cand_norm[r] = norm as f32;
-            scratch.cand_norms[first + r] = norm as f32;
-        }
-        let mut cand_best = [[f32::INFINITY; NR]; MR];
-        let mut cand_arg = [[u32::MAX; NR]; MR];
-        // Software pipelined: the tiles compute panel p while the vector units reduce
-        // panel p - 1 (two buffers), so the two units overlap.
-        for p in 0..=npanels {
-            if p < npanels {
-                let span = chunks * 2 * TILE_BYTES;
-                let panel = &panels[p * span..(p + 1) * span];
-                // SAFETY: every tile load reads 16 rows of 64 bytes inside `block` (32
-                // rows of `dim` bytes, stride `dim`) or `panel` (`chunks` pairs of 1 KB
-                // tiles); the stores write 16 rows of 64 bytes inside `dots[p % 2]`.
-                unsafe {
-                    block_dots(
-                        block.as_ptr(),
-                        dim,
-                        chunks,
-                        panel.as_ptr(),
-                        &mut dots[p % 2],
-                    )
-                };
+        // Software pipelined: the tiles compute step s while the vector units reduce
+        // step s - 1 (two buffers).
+        for s in 0..=steps {
+            if s < steps {
+                // SAFETY: the step's 16 rows of `dim` bytes lie inside `rows`; the
+                // stores write 16 rows of 128 bytes inside `dots[s % 2]`.
+                unsafe { step_dots(rows[s * MR * dim..].as_ptr(), dim, chunks, &mut dots[s % 2]) };
             }
-            if p == 0 {
-                continue;
-            }
-            let (p, done) = (p - 1, &dots[(p - 1) % 2]);
-            let lo = p * NR;
-            let (best, _) = scratch.query_best[lo..lo + NR].as_chunks_mut::<NR>();
-            let (second, _) = scratch.query_second[lo..lo + NR].as_chunks_mut::<NR>();
-            let (arg, _) = scratch.query_arg[lo..lo + NR].as_chunks_mut::<NR>();
-            let (cb_groups, _) = cand_best.as_chunks_mut::<8>();
-            let (ca_groups, _) = cand_arg.as_chunks_mut::<8>();
-            let (cn_groups, _) = cand_norm.as_chunks::<8>();
-            // Row groups in order, so each query column sees the candidates in order.
-            for g in 0..rows.div_ceil(8) {
-                // SAFETY: AVX-512F/BW are enabled (this function's target features); the
-                // loads read whole 32-lane rows of `done`.
-                unsafe {
-                    let mut acc = [[_mm512_setzero_si512(); 2]; 8];
-                    for (r, a) in acc.iter_mut().enumerate() {
-                        let row = done.0[8 * g + r].as_ptr();
-                        *a = [
-                            _mm512_loadu_si512(row.cast()),
-                            _mm512_loadu_si512(row.add(16).cast()),
-                        ];
-                    }
-                    reduce_dots(
-                        acc,
-                        None,
-                        TileState {
-                            cand_norm: &cn_groups[g],
-                            query_norm: &norm_groups[p],
-                            base: lo as u32,
-                            first: (first + 8 * g) as u32,
-                            rows: (rows - 8 * g).min(8),
-                            cand_best: &mut cb_groups[g],
-                            cand_arg: &mut ca_groups[g],
-                            best: &mut best[0],
-                            second: &mut second[0],
-                            arg: &mut arg[0],
-                        },
-                    );
-                }
+            if s > 0 {
+                let first = (s - 1) * MR;
+                let real = (cand_len - first).min(MR);
+                reduce_step(
+                    &dots[(s - 1) % 2],
+                    first,
+                    real,
+                    base,
+                    qn,
+                    scratch,
+                    &mut state,
+                );
             }
         }
-        for r in 0..rows {
-            let mut best = f32::INFINITY;
-            let mut arg = u32::MAX;
-            for w in 0..NR {
-                let (v, i) = (cand_best[r][w], cand_arg[r][w]);
-                if v < best || (v == best && i < arg) {
-                    best = v;
-                    arg = i;
-                }
-            }
-            scratch.cand_best[first + r] = best;
-            scratch.cand_arg[first + r] = arg;
+        let lo = p * NR;
+        for h in 0..2 {
+            _mm512_storeu_ps(
+                scratch.query_best[lo + 16 * h..].as_mut_ptr(),
+                state.best[h],
+            );
+            _mm512_storeu_ps(
+                scratch.query_second[lo + 16 * h..].as_mut_ptr(),
+                state.second[h],
+            );
+            let arg = scratch.query_arg[lo + 16 * h..].as_mut_ptr();
+            _mm512_storeu_si512(arg.cast(), state.arg[h]);
         }
     }
     // SAFETY: releases the tile state configured above.
     unsafe { asm!("tilerelease", options(nostack, nomem)) };
-    scratch.block_u8 = tail;
+    scratch.block_lines = lines;
 }
 
-/// `dots = block(32 x dim) · panelᵀ(dim x 32)` with the configured tiles.
+/// Fold one step's dot products (rows `first..first + real` of the candidates, the
+/// panel's 32 columns from `base`) into both reductions.
 ///
 /// # Safety
-/// Tiles configured by [`TileConfig`] in this thread; `block` points at 32 rows of `dim`
-/// bytes, `panel` at `chunks` pairs of 1 KB B tiles, `dim == chunks * 64`.
-#[inline(always)]
-unsafe fn block_dots(
-    block: *const u8,
-    dim: usize,
-    chunks: usize,
-    panel: *const u8,
-    dots: &mut Dots,
+/// Only call where AVX-512F/BW/VL are present (from `nn_amx`).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
+unsafe fn reduce_step(
+    dots: &Dots,
+    first: usize,
+    real: usize,
+    base: u32,
+    qn: [__m512; 2],
+    scratch: &mut NnScratch,
+    state: &mut QueryState,
 ) {
+    // SAFETY: the loads read whole 32-lane rows of `dots`.
+    unsafe {
+        let two = _mm512_set1_ps(2.0);
+        for (r, row) in dots.0.iter().enumerate().take(real) {
+            let j = first + r;
+            let dot = [
+                _mm512_cvtepi32_ps(_mm512_loadu_si512(row.as_ptr().cast())),
+                _mm512_cvtepi32_ps(_mm512_loadu_si512(row.as_ptr().add(16).cast())),
+            ];
+            // Candidate side: the smallest `|q|² - 2 q·c` of the panel and its lowest
+            // column, kept if strictly better than the earlier (lower) columns'.
+            let v = [
+                _mm512_fnmadd_ps(two, dot[0], qn[0]),
+                _mm512_fnmadd_ps(two, dot[1], qn[1]),
+            ];
+            // Most panels improve on no earlier one: one compare says so.
+            let both = _mm512_min_ps(v[0], v[1]);
+            let known = _mm512_set1_ps(scratch.cand_best[j]);
+            if _mm512_cmp_ps_mask::<_CMP_LT_OQ>(both, known) != 0 {
+                let least = _mm512_reduce_min_ps(both);
+                let at = _mm512_set1_ps(least);
+                let lo = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(v[0], at) as u32;
+                let hi = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(v[1], at) as u32;
+                scratch.cand_best[j] = least;
+                scratch.cand_arg[j] = base + (lo | hi << 16).trailing_zeros();
+            }
+            // Query side, as `reduce_dots`.
+            let cn = _mm512_set1_ps(scratch.cand_norms[j]);
+            let jv = _mm512_set1_epi32(j as i32);
+            for (h, &dot) in dot.iter().enumerate() {
+                let v = _mm512_fnmadd_ps(two, dot, cn);
+                let better = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(v, state.best[h]);
+                state.second[h] = _mm512_min_ps(state.second[h], v);
+                state.second[h] = _mm512_mask_mov_ps(state.second[h], better, state.best[h]);
+                state.best[h] = _mm512_min_ps(state.best[h], v);
+                state.arg[h] = _mm512_mask_mov_epi32(state.arg[h], better, jv);
+            }
+        }
+    }
+}
+
+/// Load one query panel into tmm4-7 (tmm6-7 only when `chunks == 2`).
+///
+/// # Safety
+/// Tiles configured by [`TileConfig`] in this thread; `panel` points at `chunks` pairs of
+/// 1 KB B tiles.
+#[inline(always)]
+unsafe fn load_panel(panel: *const u8, chunks: usize) {
+    // SAFETY: see the function's contract; tmm0-7 are never used by compiled code.
+    unsafe {
+        asm!(
+            "tileloadd tmm4, [{b} + {t}*1]",
+            "tileloadd tmm5, [{b1} + {t}*1]",
+            b = in(reg) panel,
+            b1 = in(reg) panel.add(TILE_BYTES),
+            t = in(reg) 64usize,
+            options(nostack, readonly)
+        );
+        if chunks == 2 {
+            asm!(
+                "tileloadd tmm6, [{b} + {t}*1]",
+                "tileloadd tmm7, [{b1} + {t}*1]",
+                b = in(reg) panel.add(2 * TILE_BYTES),
+                b1 = in(reg) panel.add(3 * TILE_BYTES),
+                t = in(reg) 64usize,
+                options(nostack, readonly)
+            );
+        }
+    }
+}
+
+/// `dots = rows(16 x dim) · panelᵀ(dim x 32)` with the panel loaded by [`load_panel`].
+///
+/// # Safety
+/// Tiles configured by [`TileConfig`] and the panel loaded in this thread; `rows` points
+/// at 16 rows of `dim == chunks * 64` bytes.
+#[inline(always)]
+unsafe fn step_dots(rows: *const u8, dim: usize, chunks: usize, dots: &mut Dots) {
     // SAFETY: see the function's contract; tmm0-7 are never used by compiled code.
     unsafe {
         asm!(
             "tilezero tmm0",
             "tilezero tmm1",
-            "tilezero tmm2",
-            "tilezero tmm3",
-            options(nostack, nomem)
+            "tileloadd tmm2, [{a} + {s}*1]",
+            "tdpbuud tmm0, tmm2, tmm4",
+            "tdpbuud tmm1, tmm2, tmm5",
+            a = in(reg) rows,
+            s = in(reg) dim,
+            options(nostack, readonly)
         );
-        for c in 0..chunks {
-            let a = block.add(c * CHUNK);
-            let b = panel.add(c * 2 * TILE_BYTES);
+        if chunks == 2 {
             asm!(
-                "tileloadd tmm4, [{a} + {s}*1]",
-                "tileloadd tmm5, [{a2} + {s}*1]",
-                "tileloadd tmm6, [{b} + {t}*1]",
-                "tileloadd tmm7, [{b2} + {t}*1]",
-                "tdpbuud tmm0, tmm4, tmm6",
-                "tdpbuud tmm1, tmm4, tmm7",
-                "tdpbuud tmm2, tmm5, tmm6",
-                "tdpbuud tmm3, tmm5, tmm7",
-                a = in(reg) a,
-                a2 = in(reg) a.add(16 * dim),
-                b = in(reg) b,
-                b2 = in(reg) b.add(TILE_BYTES),
+                "tileloadd tmm3, [{a} + {s}*1]",
+                "tdpbuud tmm0, tmm3, tmm6",
+                "tdpbuud tmm1, tmm3, tmm7",
+                a = in(reg) rows.add(CHUNK),
                 s = in(reg) dim,
-                t = in(reg) 64usize,
                 options(nostack, readonly)
             );
         }
@@ -299,12 +371,8 @@ unsafe fn block_dots(
         asm!(
             "tilestored [{o} + {s}*1], tmm0",
             "tilestored [{o1} + {s}*1], tmm1",
-            "tilestored [{o2} + {s}*1], tmm2",
-            "tilestored [{o3} + {s}*1], tmm3",
             o = in(reg) out,
             o1 = in(reg) out.add(64),
-            o2 = in(reg) out.add(16 * 128),
-            o3 = in(reg) out.add(16 * 128 + 64),
             s = in(reg) 128usize,
             options(nostack)
         );

@@ -129,7 +129,7 @@ impl Tile<8, 32> for U8Vnni {
 /// # Safety
 /// Only call where AVX-512F/BW are enabled.
 #[inline(always)]
-pub(super) unsafe fn reduce_dots(
+unsafe fn reduce_dots(
     acc: [[__m512i; 2]; 8],
     correction: Option<&[i32; 8]>,
     state: TileState<'_, 8, 32>,
@@ -172,20 +172,22 @@ pub(super) unsafe fn reduce_dots(
                 // Candidate side.
                 let cb_ptr = state.cand_best[r].as_mut_ptr().add(16 * h);
                 let ca_ptr = state.cand_arg[r].as_mut_ptr().add(16 * h);
+                // `min` keeps `cb` on a tie (the same value: no -0.0 arises here).
                 let cb = _mm512_loadu_ps(cb_ptr);
                 let v = _mm512_fnmadd_ps(two, dot, qn[h]);
                 let m = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(v, cb);
-                _mm512_storeu_ps(cb_ptr, _mm512_mask_mov_ps(cb, m, v));
+                _mm512_storeu_ps(cb_ptr, _mm512_min_ps(cb, v));
                 let ca = _mm512_loadu_si512(ca_ptr.cast());
                 _mm512_storeu_si512(ca_ptr.cast(), _mm512_mask_mov_epi32(ca, m, column[h]));
                 // Query side.
                 if real_row {
                     let v = _mm512_fnmadd_ps(two, dot, cn);
+                    // A new best pushes the old one to second place; otherwise the
+                    // smaller of second and `v` (equal values are the same value).
                     let better = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(v, best[h]);
-                    let runner_up = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(v, second[h]);
-                    second[h] = _mm512_mask_mov_ps(second[h], runner_up, v);
+                    second[h] = _mm512_min_ps(second[h], v);
                     second[h] = _mm512_mask_mov_ps(second[h], better, best[h]);
-                    best[h] = _mm512_mask_mov_ps(best[h], better, v);
+                    best[h] = _mm512_min_ps(best[h], v);
                     arg[h] = _mm512_mask_mov_epi32(arg[h], better, j);
                 }
             }

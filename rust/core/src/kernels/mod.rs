@@ -41,6 +41,7 @@ pub struct NnScratch {
     pub(crate) block_i32: Vec<i32>,
     /// Transposed candidate block, 4 packed bytes per element (VNNI).
     pub(crate) block_u32: Vec<u32>,
-    /// The last candidate rows zero-padded to a whole block (AMX).
-    pub(crate) block_u8: Vec<u8>,
+    /// Candidate rows copied to cache-line-aligned, zero-padded whole steps (AMX).
+    #[cfg(target_arch = "x86_64")]
+    pub(crate) block_lines: Vec<amx::Line>,
 }
