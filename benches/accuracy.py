@@ -667,7 +667,29 @@ def main(argv=None) -> int:
         metavar="NAME",
         help="run the cascade rows (issue 16; all when no name is given) -> out/cascade.*",
     )
+    ap.add_argument(
+        "--cascade-rates",
+        action="store_true",
+        help="only the interleaved rate table of the cascade rows (their accuracy does not "
+        "depend on the kernel) -> out/cascade_rates.* (compare kernels: ILIAS_RERANK_NO_AMX=1 "
+        "with --out out/vnni)",
+    )
     args = ap.parse_args(argv)
+    if args.cascade_rates:
+        rates = interleaved_rates(CASCADE_ROWS)
+        name = "cascade_rates" if args.out == REPO / "out" / "accuracy" else args.out.name
+        lines = [
+            f"rOxf/rPar candidates/s, rows interleaved, median of 3 rounds (one shuffle, 340 "
+            f"candidates a round), both cores, kernels {ir.cpu_features()}, "
+            f"{time.strftime('%Y-%m-%d')}:",
+            "",
+            "| configuration | candidates/s |",
+            "| --- | --- |",
+            *(f"| {k} | {v:.0f} |" for k, v in rates.items()),
+        ]
+        summary = {"kernels": ir.cpu_features(), "rates": rates}
+        write_report(args.out.with_name(name), summary, lines)
+        return 0
     if args.backends:
         args.rows = args.rows or BACKEND_ROWS
         if args.out == REPO / "out" / "accuracy":

@@ -234,7 +234,8 @@ def roofline(n: int = 1024, dim: int = 128) -> dict:
     a = rng.random((n, dim), dtype=np.float32)
     b = rng.random((n, dim), dtype=np.float32)
     macs = float(n * n * dim)
-    out = {"shape": [n, n, dim], "numpy_sgemm": best_rate(lambda: a @ b.T, macs)}
+    out = {"shape": [n, n, dim], "isa": ir.cpu_features()}
+    out["numpy_sgemm"] = best_rate(lambda: a @ b.T, macs)
     ai = torch.from_numpy(rng.integers(-128, 127, (n, dim), dtype=np.int8))
     bi = torch.from_numpy(rng.integers(-128, 127, (dim, n), dtype=np.int8))
     torch.set_num_threads(1)
@@ -287,7 +288,7 @@ def main(argv=None) -> int:
     for res in results:
         lines += [
             f"{res['dataset']}: {res['queries']} queries x {res['candidates']} candidates, "
-            f"median of {args.rounds} interleaved rounds",
+            f"median of {args.rounds} interleaved rounds, our kernels {roof['isa']}",
             "",
             "| pipeline | pairs/s | ours / peer | top-1 | mAP | inliers true / best negative |",
             "| --- | --- | --- | --- | --- | --- |",
@@ -314,7 +315,7 @@ def main(argv=None) -> int:
         f"| numpy float32 GEMM | {roof['numpy_sgemm'] / g:.1f} | 1.00 |",
         f"| ours float32 NN (GEMM + fused reductions) | {roof['ours_f32'] / g:.1f} | "
         f"{roof['ours_f32_over_numpy_sgemm']:.2f} of numpy sgemm |",
-        f"| ours uint8 NN (VNNI) | {roof['ours_u8'] / g:.1f} | "
+        f"| ours uint8 NN ({roof['isa']}) | {roof['ours_u8'] / g:.1f} | "
         f"{roof['ours_u8_over_ours_f32']:.2f}x our float32 |",
     ]
     if roof.get("torch_int8_mm"):

@@ -157,6 +157,7 @@ def run_job(root: Path, knn: Path, out: Path, backend: str, workers: int, top: i
             ray=backend == "ray",
             progress=False,
             query_group=16,
+            extractor=None,  # the synthetic features are in the store; extract nothing
         )
     wall = time.perf_counter() - t0
     return {

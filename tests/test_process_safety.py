@@ -108,5 +108,9 @@ def test_portable_kernels_agree_with_simd(dtype):
     assert portable["order"][0] == simd["order"][0] == 3
     if dtype == "uint8":
         assert portable == {**simd, "isa": "portable"}
+        # Where the AMX kernel runs, the VNNI kernel gives the same result too.
+        vnni = run(code, {"ILIAS_RERANK_NO_AMX": "1"})
+        assert vnni["isa"] != "avx512-amx"
+        assert vnni == {**simd, "isa": vnni["isa"]}
     else:
         assert portable["inliers"] == simd["inliers"]

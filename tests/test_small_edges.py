@@ -161,6 +161,41 @@ def test_a_store_of_other_features_is_refused_even_when_nothing_is_missing(tmp_p
         )
 
 
+def test_a_job_without_an_extractor_reranks_any_store_and_extracts_nothing(tmp_path):
+    """``extractor=None`` (``--method store``): features some other tool made are
+    re-ranked as they are; an id the store lacks is an error before any work."""
+    from ilias_rerank.reranker import load_similarities, save_similarities
+    from ilias_rerank.scale import rerank_shortlists
+    from ilias_rerank.store import StoreWriter, register_shards, shard_path
+
+    g = np.random.default_rng(1)
+    base = g.uniform(0, 200, (40, 2)).astype(np.float32)
+    desc = g.integers(0, 255, (40, 128), dtype=np.uint8)
+
+    def shot(shift, same):
+        d = desc if same else g.integers(0, 255, (40, 128), dtype=np.uint8)
+        return ir.LocalFeatures(base + shift, d, image_size=(256, 256))
+
+    with StoreWriter(shard_path(tmp_path / "s", "b-0"), {"name": "my-own-features"}) as w:
+        w.add("q", shot(0, True))
+        w.add("same", shot(5, True))
+        w.add("other", shot(0, False))
+    register_shards(tmp_path / "s", ["b-0"])
+    save_similarities(tmp_path / "k.json", {"q": {"other": 0.9, "same": 0.5}})
+    run = dict(k=2, merge=False, progress=False, extractor=None)
+    out = rerank_shortlists(
+        tmp_path / "k.json", tmp_path / "no-images", tmp_path / "s", tmp_path / "o.json", **run
+    )
+    assert out["extracted"] == 0
+    assert next(iter(load_similarities(tmp_path / "o.json")["q"])) == "same"  # verified first
+    save_similarities(tmp_path / "k2.json", {"q": {"same": 0.9, "absent": 0.5}})
+    with pytest.raises(ir.InvalidInputError, match=r"lacks 1 of the 3 ids.*extracts nothing"):
+        rerank_shortlists(
+            tmp_path / "k2.json", tmp_path, tmp_path / "s", tmp_path / "o2.json", **run
+        )
+    assert not (tmp_path / "o2.json").exists()
+
+
 def test_pca_whitening_fit_makes_nothing_n_by_d_in_float64():
     import tracemalloc
 

@@ -91,8 +91,8 @@ def cpu_features() -> str:
     -------
     str
         ``"avx512-amx"`` (AMX-INT8 tiles, ``ILIAS_RERANK_NO_AMX=1`` turns them off),
-        ``"avx512-vnni"``, ``"avx512"``, ``"avx2"`` or ``"portable"`` (``ILIAS_RERANK_FORCE_PORTABLE=1``
-        forces the last).
+        ``"avx512-vnni"``, ``"avx512"``, ``"avx2"`` or ``"portable"``
+        (``ILIAS_RERANK_FORCE_PORTABLE=1`` forces the last).
 
     Raises
     ------

@@ -152,7 +152,12 @@ def _shortlist_parser(sub) -> None:
         default=None,
         help="worker processes or Ray actors (default: every core here; with --ray: 1)",
     )
-    p.add_argument("--method", default="sift", help="local features: sift, aliked, disk, xfeat")
+    p.add_argument(
+        "--method",
+        default="sift",
+        help="local features: sift, aliked, disk, xfeat; or store: re-rank the features the "
+        "store holds, whatever made them, and extract nothing",
+    )
     _extraction_arguments(p, workers=False)
     p.add_argument("--features", type=int, default=1024, help="local features per image")
     p.add_argument(
@@ -288,7 +293,9 @@ def _rerank_shortlists(args) -> dict:
         workers=workers,
         ray=args.ray is not None,
         ray_address=args.ray or None,
-        extractor=ExtractorSpec(
+        extractor=None
+        if args.method == "store"
+        else ExtractorSpec(
             args.method, args.features, args.max_side, args.device, backend=args.backend
         ),
         config=_config(args.config),

@@ -96,7 +96,9 @@ class ShortlistJob:
     workers: int = 1
     ray: bool = False
     ray_address: str | None = None
-    extractor: ExtractorSpec = field(default_factory=ExtractorSpec)
+    #: How to extract what the store lacks; ``None``: re-rank the features the store holds,
+    #: whatever extractor made them, and extract nothing (a missing id is an error).
+    extractor: ExtractorSpec | None = field(default_factory=ExtractorSpec)
     config: RerankConfig | None = None
     batch_size: int = 256
     query_group: int = 32
@@ -147,9 +149,9 @@ class ShortlistJob:
             raise ConfigError(
                 f"config: expected RerankConfig, dict or None, got {type(self.config).__name__}"
             )
-        if not isinstance(self.extractor, ExtractorSpec):
+        if self.extractor is not None and not isinstance(self.extractor, ExtractorSpec):
             raise ConfigError(
-                f"extractor: expected an ExtractorSpec, got {type(self.extractor).__name__}"
+                f"extractor: expected an ExtractorSpec or None, got {type(self.extractor).__name__}"
             )
         self.store = Path(self.store)
         self.out = Path(self.out)
@@ -165,7 +167,8 @@ class ShortlistJob:
         if self.ray:
             from .ray_backend import RayBackend
 
-            gpus = 1 if self.extractor.device.startswith("cuda") else 0
+            device = self.extractor.device if self.extractor is not None else "cpu"
+            gpus = 1 if device.startswith("cuda") else 0
             return RayBackend(self.ray_address, workers=self.workers, num_gpus=gpus)
         from .local import LocalBackend
 
@@ -210,14 +213,21 @@ class ShortlistJob:
         # Features of another method or backend are refused even when nothing is missing
         # (re-ranking them would silently answer for another extractor).
         held = store.extractor.get("name") if store is not None and len(store) else None
-        if held is not None and held != self.extractor.manifest_name():
+        missing = sorted(needed - have)
+        if self.extractor is None:
+            if missing:
+                raise InvalidInputError(
+                    f"{self.store}: lacks {len(missing)} of the {len(needed)} ids this job "
+                    f"needs (first: {missing[:3]}), and a job without an extractor "
+                    "(--method store) extracts nothing"
+                )
+        elif held is not None and held != self.extractor.manifest_name():
             raise ConfigError(
                 f"{self.store}: expected features of {self.extractor.manifest_name()!r} "
                 f"(--method {self.extractor.method}, backend "
                 f"{self.extractor.backend or 'default'}), got a store of {held!r} (use "
                 "another --store or the store's method)"
             )
-        missing = sorted(needed - have)
         if missing:
             # The extractor is built here once before any worker: a bad setting is a clear
             # error now, and a store of other features is refused before any work.
