@@ -161,7 +161,7 @@ def test_a_store_of_other_features_is_refused_even_when_nothing_is_missing(tmp_p
         )
 
 
-def test_a_job_without_an_extractor_reranks_any_store_and_extracts_nothing(tmp_path):
+def test_a_job_without_an_extractor_reranks_any_store_and_extracts_nothing(tmp_path, capsys):
     """``extractor=None`` (``--method store``): features some other tool made are
     re-ranked as they are; an id the store lacks is an error before any work."""
     from ilias_rerank.reranker import load_similarities, save_similarities
@@ -194,6 +194,15 @@ def test_a_job_without_an_extractor_reranks_any_store_and_extracts_nothing(tmp_p
             tmp_path / "k2.json", tmp_path, tmp_path / "s", tmp_path / "o2.json", **run
         )
     assert not (tmp_path / "o2.json").exists()
+    # The CLI: --method store needs no --images; any other method does.
+    from ilias_rerank.cli import main
+
+    cli = ["rerank-shortlists", "--shortlists", str(tmp_path / "k.json"), "--store"]
+    cli += [str(tmp_path / "s"), "--out", str(tmp_path / "o3.json"), "-k", "2", "--no-progress"]
+    assert main([*cli, "--method", "store", "--no-merge"]) == 0
+    assert next(iter(load_similarities(tmp_path / "o3.json")["q"])) == "same"
+    assert main(cli) != 0  # sift, no --images: refused before any work
+    assert "expected --images" in capsys.readouterr().err
 
 
 def test_pca_whitening_fit_makes_nothing_n_by_d_in_float64():

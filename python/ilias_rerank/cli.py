@@ -25,7 +25,7 @@ from pathlib import Path
 from ._io import atomic_write_json
 from .config import RerankConfig
 from .datasets import DATASETS, load_dataset
-from .errors import ConfigError, FailureBudgetError, IliasRerankError
+from .errors import ConfigError, FailureBudgetError, IliasRerankError, InvalidInputError
 from .pipeline import DEFAULT_GLOBAL, GLOBAL_MODELS, Workspace
 from .reranker import load_similarities
 
@@ -130,10 +130,10 @@ def _shortlist_parser(sub) -> None:
     p.add_argument("--shortlists", type=Path, required=True, help="ILIAS .json, .pkl or .npz")
     p.add_argument(
         "--images",
-        required=True,
         action="append",
         help="a folder, a TSV of id<TAB>path, a .tar, a folder or glob of .tar files; "
-        "repeat it to look in several (the queries' folder, then the distractors' tars)",
+        "repeat it to look in several (the queries' folder, then the distractors' tars); "
+        "required unless --method store",
     )
     p.add_argument("--store", type=Path, required=True, help="the (sharded) feature store")
     p.add_argument("--out", type=Path, required=True, help="result file: .json, .npz or .pkl")
@@ -281,12 +281,18 @@ def _rerank_shortlists(args) -> dict:
     from .scale import rerank_shortlists
     from .scale.extraction import ExtractorSpec
 
+    if not args.images and args.method != "store":
+        raise InvalidInputError(
+            "rerank-shortlists: expected --images (where to read what the store lacks), "
+            "got none (only --method store extracts nothing and needs no images)"
+        )
+    images = args.images or []
     workers = args.workers
     if workers is None:  # every core here; one Ray actor or one GPU process unless asked
         workers = 1 if args.ray is not None or args.device != "cpu" else usable_cores()
     summary = rerank_shortlists(
         args.shortlists,
-        args.images if len(args.images) > 1 else args.images[0],
+        images if len(images) != 1 else images[0],
         args.store,
         args.out,
         k=args.k,

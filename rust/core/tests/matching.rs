@@ -128,6 +128,79 @@ proptest! {
     }
 }
 
+/// Where the CPU lists AMX-INT8 and Linux grants the tile state, the detected kernel is
+/// the AMX one (so the agreement tests above test it), unless `ILIAS_RERANK_NO_AMX` is set.
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#[test]
+fn the_amx_kernel_runs_where_the_cpu_and_the_os_allow_it() {
+    let flags = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let listed = flags.split_whitespace().any(|f| f == "amx_int8");
+    let off = std::env::var("ILIAS_RERANK_NO_AMX").is_ok_and(|v| !v.is_empty() && v != "0")
+        || std::env::var("ILIAS_RERANK_FORCE_PORTABLE").is_ok_and(|v| !v.is_empty() && v != "0");
+    // SAFETY: asks for this process's permission to use the tile state (ARCH_REQ_XCOMP_PERM,
+    // XFEATURE_XTILEDATA); no memory is passed.
+    let granted = unsafe { libc::syscall(libc::SYS_arch_prctl, 0x1023, 18) } == 0;
+    if listed && granted && !off {
+        assert_eq!(Isa::detect().name(), "avx512-amx");
+    } else {
+        assert_ne!(Isa::detect().name(), "avx512-amx");
+    }
+}
+
+/// Candidate rows read in place (64-byte aligned, whole 16-row steps) and copied
+/// (misaligned, or a partial last step) give the portable kernel's result.
+#[test]
+fn uint8_kernels_agree_on_aligned_and_misaligned_candidates() {
+    #[repr(C, align(64))]
+    #[derive(Clone, Copy)]
+    struct Line([u8; 64]);
+    let mut g = Gen::new(11);
+    for dim in [64usize, 128] {
+        let n = 70;
+        let q: Vec<u8> = (0..n * dim).map(|_| g.below(4) as u8 * 60).collect();
+        for m in [16usize, 32, 48, 17] {
+            let mut lines = vec![Line([0; 64]); (m * dim).div_ceil(64) + 1];
+            // SAFETY: the lines are plain initialised bytes, borrowed mutably once.
+            let bytes = unsafe {
+                std::slice::from_raw_parts_mut(lines.as_mut_ptr().cast::<u8>(), 64 * lines.len())
+            };
+            for offset in [0usize, 1] {
+                let cand = &mut bytes[offset..offset + m * dim];
+                for v in cand.iter_mut() {
+                    *v = g.below(4) as u8 * 60;
+                }
+                assert_eq!(
+                    cand.as_ptr().align_offset(64),
+                    if offset == 0 { 0 } else { 63 }
+                );
+                let rows = ilias_rerank_core::kernels::CandidateRows::U8(cand);
+                let (mut fast, mut slow) = (NnScratch::default(), NnScratch::default());
+                nearest_neighbours(
+                    &PackedQuery::from_u8(&q, n, dim, Isa::detect()),
+                    rows,
+                    m,
+                    &mut fast,
+                );
+                nearest_neighbours(
+                    &PackedQuery::from_u8(&q, n, dim, Isa::portable()),
+                    rows,
+                    m,
+                    &mut slow,
+                );
+                assert_eq!(
+                    fast.query_arg[..n],
+                    slow.query_arg[..n],
+                    "dim {dim} m {m} offset {offset}"
+                );
+                assert_eq!(fast.query_best[..n], slow.query_best[..n]);
+                assert_eq!(fast.query_second[..n], slow.query_second[..n]);
+                assert_eq!(fast.cand_arg[..m], slow.cand_arg[..m]);
+                assert_eq!(fast.cand_best[..m], slow.cand_best[..m]);
+            }
+        }
+    }
+}
+
 #[test]
 fn uint8_matching_finds_exact_copies() {
     let mut g = Gen::new(7);

@@ -10,7 +10,10 @@
 //! index) as every other kernel: the result is theirs bit for bit.
 //!
 //! Rust has no stable AMX intrinsics or target feature, so the tile instructions are
-//! inline assembly. They are only reached through an [`super::Isa`] of kind
+//! inline assembly. The query panel stays in tmm4-7 across several `asm!` blocks and the
+//! Rust code between them: sound because no compiled code (ours, the standard library's
+//! or libc's) touches tile registers, although `asm!` does not promise it; every call
+//! configures the tiles first and releases them last. They are only reached through an [`super::Isa`] of kind
 //! `Avx512Amx`, which [`enable`] grants after checking the CPU (CPUID) and obtaining the
 //! Linux kernel's permission for this process to use the tile registers
 //! (`arch_prctl(ARCH_REQ_XCOMP_PERM)`; without it the first tile instruction faults).
@@ -42,11 +45,15 @@ pub(super) fn enable() -> bool {
     if std::env::var("ILIAS_RERANK_NO_AMX").is_ok_and(|v| !v.is_empty() && v != "0") {
         return false;
     }
-    // Leaf 7 is only read when the maximum basic leaf says it exists.
-    if __cpuid(0).eax < 7 {
-        return false;
-    }
-    let edx = __cpuid_count(7, 0).edx;
+    // SAFETY: CPUID exists on every x86-64 CPU (the intrinsics are safe from Rust 1.94 on;
+    // the crate supports 1.89); leaf 7 is only read when the maximum basic leaf has it.
+    #[allow(unused_unsafe)]
+    let edx = unsafe {
+        if __cpuid(0).eax < 7 {
+            return false;
+        }
+        __cpuid_count(7, 0).edx
+    };
     let (tile, int8) = (edx >> 24 & 1 == 1, edx >> 25 & 1 == 1);
     tile && int8 && request_permission()
 }

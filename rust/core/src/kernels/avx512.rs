@@ -115,7 +115,7 @@ impl Tile<8, 32> for U8Vnni {
     ) {
         // SAFETY: as in `tile` (AVX-512F/BW and VNNI are present); every pointer comes
         // from a fixed-size array reference of sufficient length.
-        unsafe { reduce_dots(vnni_dots(block, panel), Some(correction), state) }
+        unsafe { reduce_dots(vnni_dots(block, panel), correction, state) }
     }
 }
 
@@ -124,16 +124,12 @@ impl Tile<8, 32> for U8Vnni {
 /// accumulators are converted (exactly: integers below 2^24) with the query-side state
 /// held in registers for the whole tile. Same arithmetic as `reduce_tile`: `norm - 2·dot`
 /// rounded once, strict `<` so ties keep the first. `correction[r]` is added to row `r`
-/// first (`None`: the dot products are final).
+/// first.
 ///
 /// # Safety
 /// Only call where AVX-512F/BW are enabled.
 #[inline(always)]
-unsafe fn reduce_dots(
-    acc: [[__m512i; 2]; 8],
-    correction: Option<&[i32; 8]>,
-    state: TileState<'_, 8, 32>,
-) {
+unsafe fn reduce_dots(acc: [[__m512i; 2]; 8], correction: &[i32; 8], state: TileState<'_, 8, 32>) {
     // SAFETY: the caller guarantees AVX-512F/BW; every pointer comes from a fixed-size
     // array reference of sufficient length.
     unsafe {
@@ -164,15 +160,13 @@ unsafe fn reduce_dots(
             let j = _mm512_set1_epi32((state.first + r as u32) as i32);
             let real_row = r < state.rows;
             for h in 0..2 {
-                let dot = match correction {
-                    Some(c) => _mm512_add_epi32(acc[r][h], _mm512_set1_epi32(c[r])),
-                    None => acc[r][h],
-                };
-                let dot = _mm512_cvtepi32_ps(dot);
+                let c = _mm512_set1_epi32(correction[r]);
+                let dot = _mm512_cvtepi32_ps(_mm512_add_epi32(acc[r][h], c));
                 // Candidate side.
                 let cb_ptr = state.cand_best[r].as_mut_ptr().add(16 * h);
                 let ca_ptr = state.cand_arg[r].as_mut_ptr().add(16 * h);
-                // `min` keeps `cb` on a tie (the same value: no -0.0 arises here).
+                // On a tie `min` returns `v`, the same value as `cb` (exact integers: no
+                // -0.0 or NaN arises here), so the stored value is as before.
                 let cb = _mm512_loadu_ps(cb_ptr);
                 let v = _mm512_fnmadd_ps(two, dot, qn[h]);
                 let m = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(v, cb);
