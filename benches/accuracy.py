@@ -574,6 +574,18 @@ def cascade_row(row: CascadeRow) -> dict:
     return out
 
 
+def rate_lines(rates: dict, tail: str) -> list[str]:
+    """The interleaved rate table of the cascade rows (``tail`` ends its title)."""
+    return [
+        "rOxf/rPar candidates/s, rows interleaved, median of 3 rounds (one shuffle, 340 "
+        f"candidates a round){tail}",
+        "",
+        "| configuration | candidates/s |",
+        "| --- | --- |",
+        *(f"| {k} | {v:.0f} |" for k, v in rates.items()),
+    ]
+
+
 def render_cascade(summary: dict) -> list[str]:
     lines = [
         "| configuration (OpenCV SIFT, strongest first) | rOxf/rPar mAP (5 shuffles) "
@@ -597,12 +609,7 @@ def render_cascade(summary: dict) -> list[str]:
         )
     lines += [
         "",
-        "rOxf/rPar candidates/s, rows interleaved, median of 3 rounds (one shuffle, 340 "
-        "candidates a round):",
-        "",
-        "| configuration | candidates/s |",
-        "| --- | --- |",
-        *(f"| {k} | {v:.0f} |" for k, v in summary["rates"].items()),
+        *rate_lines(summary["rates"], ":"),
         "",
         "Consensus, query features withheld (global order = VLAD-256 over the same features):",
         "",
@@ -678,15 +685,9 @@ def main(argv=None) -> int:
     if args.cascade_rates:
         rates = interleaved_rates(CASCADE_ROWS)
         name = "cascade_rates" if args.out == REPO / "out" / "accuracy" else args.out.name
-        lines = [
-            f"rOxf/rPar candidates/s, rows interleaved, median of 3 rounds (one shuffle, 340 "
-            f"candidates a round), both cores, kernels {ir.cpu_features()}, "
-            f"{time.strftime('%Y-%m-%d')}:",
-            "",
-            "| configuration | candidates/s |",
-            "| --- | --- |",
-            *(f"| {k} | {v:.0f} |" for k, v in rates.items()),
-        ]
+        lines = rate_lines(
+            rates, f", both cores, kernels {ir.cpu_features()}, {time.strftime('%Y-%m-%d')}:"
+        )
         summary = {"kernels": ir.cpu_features(), "rates": rates}
         write_report(args.out.with_name(name), summary, lines)
         return 0

@@ -27,7 +27,7 @@ from report import write_report
 import ilias_rerank as ir
 from ilias_rerank.datasets import load_dataset
 from ilias_rerank.pipeline import Workspace
-from ilias_rerank.reranker import by_score
+from ilias_rerank.reranker import by_score, rank_scores
 
 REPO = Path(__file__).resolve().parents[1]
 ROOT = REPO.parent / "shared" / "data" / "roxford_rparis_pixel_subset"
@@ -53,10 +53,7 @@ SETTINGS = {
 
 def reorder(sims: dict, q: str, head: list[str], order) -> dict[str, float]:
     """The re-ranked head then the rest of the global ranking, rank-based scores."""
-    ranked = by_score(sims[q])
-    ids = [head[i] for i in order] + ranked[len(head) :]
-    n = len(ids)
-    return {d: (n - r) / n for r, d in enumerate(ids)}
+    return rank_scores([head[i] for i in order] + by_score(sims[q])[len(head) :])
 
 
 def main(argv=None) -> int:

@@ -33,7 +33,7 @@ from .datasets import Dataset
 from .errors import ExtractionError, InvalidInputError
 from .evaluation import ilias_map, shortlist_metrics
 from .extractors import make_extractor
-from .reranker import Reranker, by_score, load_similarities, save_similarities
+from .reranker import Reranker, by_score, load_similarities, rank_scores, save_similarities
 from .store import FeatureStore, StoreWriter
 
 __all__ = ["DEFAULT_GLOBAL", "GLOBAL_MODELS", "Workspace"]
@@ -216,9 +216,7 @@ class Workspace:
         dt = time.perf_counter() - t0
         reranked, details = {}, {}
         for q, (ids, result) in found.items():
-            order = result.ranked_ids(ids) + ranked[q][self.k :]
-            n = len(order)
-            reranked[q] = {d: (n - r) / n for r, d in enumerate(order)}
+            reranked[q] = rank_scores(result.ranked_ids(ids) + ranked[q][self.k :])
             details[q] = {
                 d: (int(result.inliers[j]), result.transforms[j]) for j, d in enumerate(ids)
             }

@@ -192,6 +192,13 @@ def by_score(shortlist: Mapping[str, float]) -> list[str]:
     return sorted(shortlist, key=lambda d: -shortlist[d])
 
 
+def rank_scores(order: list[str]) -> dict[str, float]:
+    """Distinct, strictly decreasing scores ``(n - rank) / n`` for ids best first: what the
+    pipeline and the shortlist job write, so that every evaluator sees exactly ``order``."""
+    n = len(order)
+    return {d: (n - r) / n for r, d in enumerate(order)}
+
+
 def _score(value, path: Path, q: str, d: str) -> float:
     """A JSON score as a float: a number that fits one (not null, a string, a bool or a
     400-digit int)."""

@@ -33,7 +33,7 @@ from .._io import atomic_write
 from .._progress import Counter
 from ..config import RerankConfig
 from ..errors import ConfigError, FailureBudgetError, InvalidInputError
-from ..reranker import by_score, load_similarities, save_similarities
+from ..reranker import by_score, load_similarities, rank_scores, save_similarities
 from ..sources import ImageSource, open_source
 from ..store import SHARDS_FILE, FeatureStore, register_shards, writer_lock
 from ..store.lock import check_timeout
@@ -352,9 +352,7 @@ class ShortlistJob:
             if q in reranked:
                 lost = {d for d in head if d not in have}
                 head = merge_order(head, reranked[q], lost)
-            order = head + ranking[self.k :]
-            n = len(order)
-            out[q] = {d: (n - r) / n for r, d in enumerate(order)}
+            out[q] = rank_scores(head + ranking[self.k :])
         save_similarities(self.out, out)
         failures_path = Path(str(self.out) + ".failures.tsv")
         lines = "".join(f"{i}\t{' '.join(r.split())}\n" for i, r in sorted(failed.items()))

@@ -27,6 +27,7 @@ use std::arch::asm;
 use std::arch::x86_64::*;
 
 use super::nn_body::reset_outputs;
+use super::packing::u8_squared_norm;
 use super::NnScratch;
 
 /// Descriptor bytes one tile step reads (the depth of a `tdpbuud`).
@@ -178,10 +179,7 @@ pub(super) unsafe fn nn_amx(
     let npanels = padded / NR;
     assert!(panels.len() >= npanels * span && cand.len() >= cand_len * dim);
     for (norm, row) in scratch.cand_norms.iter_mut().zip(cand.chunks_exact(dim)) {
-        *norm = row
-            .iter()
-            .map(|&v| u32::from(v) * u32::from(v))
-            .sum::<u32>() as f32;
+        *norm = u8_squared_norm(row);
     }
     // The candidates read in place when their rows start on cache lines and fill whole
     // steps; else copied, zero-padded to whole steps (A tiles always read 16 rows), into

@@ -5,6 +5,7 @@
 use std::arch::x86_64::*;
 
 use super::nn_body::{F32Plain, Tile, TileState};
+use super::packing::u8_squared_norm;
 use super::NnScratch;
 
 /// float32, fused multiply-add.
@@ -75,9 +76,8 @@ impl Tile<8, 32> for U8Vnni {
             bytes[..tail.len()].copy_from_slice(tail);
             block[words.len()][r] = u32::from_le_bytes(bytes);
         }
-        let norm: u32 = row.iter().map(|&v| u32::from(v) * u32::from(v)).sum();
         let sum: u32 = row.iter().map(|&v| u32::from(v)).sum();
-        (norm as f32, 128 * sum as i32)
+        (u8_squared_norm(row), 128 * sum as i32)
     }
 
     #[inline(always)]

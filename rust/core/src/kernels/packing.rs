@@ -167,7 +167,7 @@ fn f32_squared_norm(row: &[f32]) -> f32 {
 
 /// Squared norm of a uint8 descriptor (exact: at most 65025 · D, below 2^24 for the
 /// D <= 258 that `LocalFeaturesRef::validate` admits).
-fn u8_squared_norm(row: &[u8]) -> f32 {
+pub(super) fn u8_squared_norm(row: &[u8]) -> f32 {
     row.iter()
         .map(|&v| u32::from(v) * u32::from(v))
         .sum::<u32>() as f32
