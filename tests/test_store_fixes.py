@@ -1,0 +1,210 @@
+"""Issue 21, items 2, 6, 7 and 8: repair and merge never delete or move data that no other
+registered shard holds, and a failed registration changes nothing.
+
+- (2) ``store repair`` keeps an intact shard whose layout differs from the store's (it was
+  deleted as "none of its images is needed");
+- (6) a failed ``register_shards`` leaves nothing behind that makes the next registration
+  under the same lock (the job's ``finally: register()``) delete shards;
+- (7) ``store merge`` refuses a store ``store check`` finds problems in, naming them, and a
+  merge whose copy fails leaves no half-merged shard;
+- (8) ``store repair`` moves an unreadable shard to ``damaged/`` only once the new
+  ``shards.json`` is durable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import ilias_rerank as ir
+from ilias_rerank.store import (
+    FeatureStore,
+    StoreWriter,
+    check_store,
+    merge_store,
+    register_shards,
+    repair_store,
+    shard_path,
+    writer_lock,
+)
+
+
+def _features(seed: int, n: int = 20, dim: int = 16) -> ir.LocalFeatures:
+    g = np.random.default_rng(seed)
+    return ir.LocalFeatures(
+        g.uniform(0, 500, (n, 2)).astype(np.float32),
+        g.integers(0, 256, (n, dim)).astype(np.uint8),
+    )
+
+
+def _seed(image_id: str) -> int:
+    return zlib.crc32(image_id.encode())
+
+
+def _shard(root: Path, name: str, ids: list[str], extractor=None, dim: int = 16) -> Path:
+    path = shard_path(root, name)
+    with StoreWriter(path, extractor or {"name": "t"}) as w:
+        for image_id in ids:
+            w.add(image_id, _features(_seed(image_id), dim=dim))
+    return path
+
+
+def _shard_dirs(root: Path) -> set[str]:
+    return {p.name for p in (root / "shards").iterdir()}
+
+
+def _assert_holds(store, ids, dim: int = 16) -> None:
+    assert sorted(store.ids) == sorted(ids)
+    for image_id in ids:
+        np.testing.assert_array_equal(
+            store[image_id].descriptors, _features(_seed(image_id), dim=dim).descriptors
+        )
+
+
+def test_repair_keeps_an_intact_shard_of_another_layout(tmp_path):
+    """Item 2: its images are held by no other shard, so it is never removed."""
+    root = tmp_path / "s"
+    _shard(root, "a", ["x1", "x2"])
+    register_shards(root, ["a"])
+    odd = _shard(root, "odd", ["y1", "y2", "y3"], dim=32)  # another descriptor dimension
+    report = repair_store(root)
+    assert odd.is_dir(), report
+    _assert_holds(FeatureStore(odd), ["y1", "y2", "y3"], dim=32)
+    text = "\n".join(report.actions)
+    assert "left orphan shard odd where it is" in text and "3 held by no other shard" in text
+    _assert_holds(FeatureStore(root), ["x1", "x2"])
+    # check names it (the user decides), and the next job's adoption leaves it alone.
+    assert "orphan shard odd: layout differs" in "\n".join(check_store(root).findings)
+    from ilias_rerank.store.maintenance import adopt_orphans
+
+    assert any("left orphan shard odd alone" in a for a in adopt_orphans(root))
+    assert odd.is_dir()
+
+
+def test_a_failed_registration_leaves_nothing_that_deletes_shards_later(tmp_path):
+    """Item 6: the job holds the root lock, registers, one registration fails, and its
+    ``finally`` registers the same shards again."""
+    root = tmp_path / "s"
+    _shard(root, "base", ["x1"])
+    _shard(root, "a", ["y1", "y2"])
+    _shard(root, "odd", ["z1"], extractor={"name": "other"})
+    with writer_lock(root, reentrant=True):
+        register_shards(root, ["base"])
+        with pytest.raises(ir.FormatError, match="shard odd: layout"):
+            register_shards(root, ["a", "odd"])
+        assert check_store(root).findings  # a and odd are orphans now, untouched
+        register_shards(root, ["a"])  # the retry
+    assert shard_path(root, "a").is_dir()
+    _assert_holds(FeatureStore(root), ["x1", "y1", "y2"])
+
+
+def test_a_failed_registration_removes_the_copies_it_wrote(tmp_path):
+    root = tmp_path / "s"
+    _shard(root, "base", ["x1"])
+    register_shards(root, ["base"])
+    _shard(root, "part", ["x1", "y1"])  # rewritten as a copy holding y1
+    _shard(root, "odd", ["z1"], extractor={"name": "other"})
+    with pytest.raises(ir.FormatError):
+        register_shards(root, ["part", "odd"])
+    assert _shard_dirs(root) == {"base", "part", "odd"}
+    _assert_holds(FeatureStore(root), ["x1"])
+
+
+def _duplicated_store(root: Path) -> None:
+    """A version-1 listing (an earlier release) that registers x1 in two shards."""
+    from ilias_rerank.store.sharded import _crc, _manifest_crc
+
+    _shard(root, "a", ["x1", "x2"])
+    _shard(root, "b", ["y1"])
+    register_shards(root, ["a", "b"])
+    _shard(root, "dup", ["x1", "y3"])
+    listing = json.loads((root / "shards.json").read_text())
+    listing["shards"].append(
+        {
+            "name": "dup",
+            "images": 2,
+            "features": 40,
+            "manifest_crc": _manifest_crc(root / "shards" / "dup"),
+        }
+    )
+    listing["version"] = 1
+    listing["checksum"] = _crc(listing)
+    (root / "shards.json").write_text(json.dumps(listing))
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != ".lock"
+    }
+
+
+def test_merge_refuses_a_store_check_finds_problems_in_and_names_them(tmp_path):
+    """Item 7: duplicate ids; before, merge died on a temporary shard's ValueError and left
+    that half-merged shard on disk."""
+    root = tmp_path / "s"
+    _duplicated_store(root)
+    before = _tree(root)
+    with pytest.raises(ir.FormatError, match="registered in more than one shard") as caught:
+        merge_store(root, target_bytes=1 << 20)
+    assert "store repair" in str(caught.value)
+    assert _tree(root) == before  # nothing written, nothing removed
+    from ilias_rerank.cli import main
+
+    assert main(["store", "merge", str(root), "--target-size", "1M"]) != 0
+    assert _tree(root) == before
+    repair_store(root)
+    merge_store(root, target_bytes=1 << 20)
+    _assert_holds(FeatureStore(root), ["x1", "x2", "y1", "y3"])
+
+
+def test_merge_refuses_an_orphan_and_a_failed_copy_leaves_no_half_merged_shard(tmp_path):
+    root = tmp_path / "s"
+    for name, ids in {"a": ["x1"], "b": ["x2"], "c": ["x3"]}.items():
+        _shard(root, name, ids)
+    register_shards(root, ["a", "b", "c"])
+    _shard(root, "orphan", ["x4"])
+    with pytest.raises(ir.FormatError, match="orphan shard orphan"):
+        merge_store(root, target_bytes=1 << 20)
+    register_shards(root, ["orphan"])
+    # A damaged image that the quick check does not read: the copy finds it.
+    d = shard_path(root, "b") / "descriptors.bin"
+    data = bytearray(d.read_bytes())
+    data[3] ^= 0xFF
+    d.write_bytes(bytes(data))
+    before = _tree(root)
+    with pytest.raises(ir.FormatError, match="checksum mismatch"):
+        merge_store(root, target_bytes=1 << 20)
+    assert _tree(root) == before
+
+
+def test_repair_moves_an_unreadable_shard_only_after_the_new_list_is_durable(tmp_path, monkeypatch):
+    """Item 8: a repair that dies before ``shards.json`` is replaced leaves every shard the
+    old list names where it was."""
+    root = tmp_path / "s"
+    _shard(root, "a", ["x1"])
+    _shard(root, "b", ["x2"])
+    register_shards(root, ["a", "b"])
+    (shard_path(root, "b") / "index.bin").write_bytes(b"garbage")
+    real_replace = os.replace
+
+    def crash_on_the_list(src, dst, *args, **kwargs):
+        if Path(dst).name == "shards.json":
+            raise OSError("simulated crash before the new list is durable")
+        return real_replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", crash_on_the_list)
+    with pytest.raises(OSError, match="simulated crash"):
+        repair_store(root)
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert shard_path(root, "b").is_dir() and not (root / "damaged").exists()
+    report = repair_store(root)
+    assert (root / "damaged" / "b").is_dir() and not shard_path(root, "b").exists()
+    assert any("moved unreadable shard b to damaged/b" in a for a in report.actions)
+    _assert_holds(FeatureStore(root), ["x1"])
