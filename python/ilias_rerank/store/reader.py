@@ -253,6 +253,11 @@ class FeatureStore(Mapping):
         return self._maps_of(0)
 
     @property
+    def _index(self) -> np.ndarray:
+        """The first directory's index records (a single store's: offset, count, size, CRC)."""
+        return self._parts[0].index
+
+    @property
     def mapped_shards(self) -> int:
         """How many directories are mapped now (at most ``max_open``)."""
         return sum(1 for part in self._parts if part.is_mapped)

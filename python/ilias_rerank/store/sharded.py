@@ -46,7 +46,7 @@ from .listing import (
     write_listing,
 )
 from .lock import writer_lock
-from .single import StoreDirectory, store_layout_key
+from .single import StoreDirectory, read_ids, store_layout_key
 from .writer import StoreWriter
 
 __all__ = [
@@ -240,9 +240,7 @@ class ShardRegistry:
     # --- ownership -----------------------------------------------------------------------
     def owners(self, listing: dict) -> dict[str, str]:
         """id -> the registered shard that owns it (the first listed that holds it)."""
-        return first_owners(
-            (e["name"], self.open(e["name"], verify="none").ids) for e in listing["shards"]
-        )
+        return first_owners((e["name"], read_ids(self.path(e["name"]))) for e in listing["shards"])
 
     # --- registration --------------------------------------------------------------------
     def register(self, names: Iterable[str], *, lock_timeout: float = 0.0) -> dict:

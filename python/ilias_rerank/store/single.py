@@ -51,6 +51,7 @@ __all__ = [
     "StoreDirectory",
     "image_crc",
     "manifest_checksum",
+    "read_ids",
     "read_manifest",
 ]
 
@@ -142,6 +143,22 @@ def read_manifest(root: Path) -> dict:
         raise FormatError(f"{path}: checksum mismatch (corrupt manifest)")
     manifest.setdefault("global_crc", None)  # version 1: global vectors without a CRC
     return manifest
+
+
+def read_ids(root: Path) -> list[str]:
+    """The committed ids of the store directory ``root`` (manifest and ``ids.txt`` only,
+    checked against their checksums): what id ownership needs, without the index."""
+    m = read_manifest(root)
+    raw = (root / "ids.txt").read_bytes()[: m["bytes"]["ids.txt"]]
+    if zlib.crc32(raw) != m["ids_crc"]:
+        raise FormatError(f"{root / 'ids.txt'}: checksum mismatch (corrupt ids)")
+    try:
+        ids = raw.decode("utf-8").split("\n")[:-1] if raw else []
+    except UnicodeDecodeError:
+        raise FormatError(f"{root / 'ids.txt'}: not UTF-8") from None
+    if len(ids) != m["images"]:
+        raise FormatError(f"{root / 'ids.txt'}: expected {m['images']} ids, got {len(ids)}")
+    return ids
 
 
 class StoreDirectory:
