@@ -260,3 +260,28 @@ def test_a_blank_image_in_a_job_is_stored_and_the_next_run_extends_the_store(tmp
     assert second["failed"] == 0 and second["extracted"] == 1
     assert sorted(FeatureStore(store)) == ["blank", "t0", "t1", "t2"]
     assert check_store(store).ok
+
+
+def test_a_shard_list_an_earlier_release_poisoned_takes_new_shards_of_the_layout(tmp_path):
+    """A ``shards.json`` without a declared layout, whose recorded one came from a blank
+    first image (frame width 0): its layout is read from its shards, so the next job's
+    shards of the extractor's layout register."""
+    from ilias_rerank.store import register_shards, shard_path
+    from ilias_rerank.store.sharded import _crc, _manifest_crc
+
+    root = tmp_path / "s"
+    _poisoned_old_store(shard_path(root, "blank"))
+    register_shards(root, ["blank"])
+    listing = json.loads((root / "shards.json").read_text())
+    m = json.loads((shard_path(root, "blank") / "manifest.json").read_text())
+    listing["layout"] = {k: m[k] for k in ("extractor", "descriptors", "frame_width", "global_dim")}
+    listing["shards"][0]["manifest_crc"] = _manifest_crc(shard_path(root, "blank"))
+    listing["checksum"] = _crc(listing)
+    (root / "shards.json").write_text(json.dumps(listing))
+    with StoreWriter(shard_path(root, "next"), {"name": "t"}, layout=SIFT) as w:
+        w.add("photo", _sift_like(1))
+    register_shards(root, ["next"])
+    store = FeatureStore(root)
+    assert sorted(store) == ["blank", "photo"] and store.layout == SIFT
+    assert json.loads((root / "shards.json").read_text())["layout"]["layout"] == SIFT.as_dict()
+    assert check_store(root).ok

@@ -41,9 +41,9 @@ from .listing import SHARDS_FILE, empty_listing
 from .lock import writer_lock
 from .sharded import (
     ShardRegistry,
-    _merge_keys,
     first_owners,
     layouts_fit,
+    merged_key,
     remove_shard,
 )
 from .single import StoreDirectory, store_layout_key
@@ -166,7 +166,7 @@ class ShardScan:
         else:
             for name in self.order:
                 if name in self.stores and layouts_fit(self.key, self.fit_key(name)):
-                    self.key = _merge_keys(self.key, self.fit_key(name))
+                    self.key = merged_key(self.key, self.fit_key(name))
 
     def fit_key(self, name: str) -> dict[str, Any]:
         return store_layout_key(self.stores[name])
@@ -364,7 +364,7 @@ def adopt_orphans(root: str | os.PathLike, *, lock_timeout: float = 0.0) -> list
                     f"left orphan shard {name} alone: its layout differs from the store's"
                 )
                 continue
-            key = _merge_keys(key, store_layout_key(shard))
+            key = merged_key(key, store_layout_key(shard))
             good.append(name)
         if good:
             registry.register(good)

@@ -28,7 +28,7 @@ from ..errors import FormatError, MissingIdError
 from ..features import LocalFeatures
 from .layout import StoreLayout
 from .listing import shard_manifest_crc
-from .sharded import ShardRegistry, _merge_keys, layouts_fit
+from .sharded import ShardRegistry, layouts_fit, merged_key
 from .single import StoreDirectory, store_layout_key
 
 __all__ = ["FeatureStore", "ShardedStore"]
@@ -117,7 +117,7 @@ class FeatureStore(Mapping):
             else:  # a listing of an earlier release: its shards' layout
                 for part in parts:
                     if layouts_fit(key, store_layout_key(part)):
-                        key = _merge_keys(key, store_layout_key(part))
+                        key = merged_key(key, store_layout_key(part))
             self.extractor = key["extractor"] if key else {}
             self.layout = StoreLayout.from_dict(key["layout"]) if key and key["layout"] else None
             self._global_dim = key["global_dim"] if key else 0

@@ -55,6 +55,7 @@ __all__ = [
     "copy_images",
     "first_owners",
     "layouts_fit",
+    "merged_key",
     "orphan_shards",
     "register_shards",
     "shard_path",
@@ -91,7 +92,7 @@ def layouts_fit(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
     )
 
 
-def _merge_keys(a: dict[str, Any] | None, b: dict[str, Any]) -> dict[str, Any]:
+def merged_key(a: dict[str, Any] | None, b: dict[str, Any]) -> dict[str, Any]:
     """The store key once ``b`` (which fits ``a``) is registered too."""
     if a is None:
         return b
@@ -165,7 +166,7 @@ class ShardRegistry:
             with contextlib.suppress(FormatError, OSError):
                 shard = self.open(entry["name"], verify="none")
                 if layouts_fit(key, store_layout_key(shard)):
-                    key = _merge_keys(key, store_layout_key(shard))
+                    key = merged_key(key, store_layout_key(shard))
         return key
 
     def names(self, listing: dict | None = None) -> list[str]:
@@ -286,7 +287,7 @@ class ShardRegistry:
                         raise FormatError(
                             f"shard {name}: layout {shard_key} differs from the store's {key}"
                         )
-                    key = _merge_keys(key, shard_key)
+                    key = merged_key(key, shard_key)
                     new = [i for i in shard.ids if i not in owner]
                     if len(new) < len(shard):
                         removed.append(path)
