@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import json
 import os
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
+from test_store_integrity import _assert_intact, _features, _seed, _tree
 
 import ilias_rerank as ir
 from ilias_rerank.store import (
@@ -34,23 +34,17 @@ from ilias_rerank.store import (
 )
 
 
-def _features(seed: int, n: int = 20, dim: int = 16) -> ir.LocalFeatures:
-    g = np.random.default_rng(seed)
-    return ir.LocalFeatures(
-        g.uniform(0, 500, (n, 2)).astype(np.float32),
-        g.integers(0, 256, (n, dim)).astype(np.uint8),
-    )
+def _wide(image_id: str) -> ir.LocalFeatures:
+    """Features of another layout than ``_features`` (32-D descriptors)."""
+    f = _features(_seed(image_id))
+    return ir.LocalFeatures(f.keypoints, np.hstack([f.descriptors, f.descriptors]))
 
 
-def _seed(image_id: str) -> int:
-    return zlib.crc32(image_id.encode())
-
-
-def _shard(root: Path, name: str, ids: list[str], extractor=None, dim: int = 16) -> Path:
+def _shard(root: Path, name: str, ids: list[str], extractor=None, make=None) -> Path:
     path = shard_path(root, name)
     with StoreWriter(path, extractor or {"name": "t"}) as w:
         for image_id in ids:
-            w.add(image_id, _features(_seed(image_id), dim=dim))
+            w.add(image_id, make(image_id) if make else _features(_seed(image_id)))
     return path
 
 
@@ -58,26 +52,21 @@ def _shard_dirs(root: Path) -> set[str]:
     return {p.name for p in (root / "shards").iterdir()}
 
 
-def _assert_holds(store, ids, dim: int = 16) -> None:
-    assert sorted(store.ids) == sorted(ids)
-    for image_id in ids:
-        np.testing.assert_array_equal(
-            store[image_id].descriptors, _features(_seed(image_id), dim=dim).descriptors
-        )
-
-
 def test_repair_keeps_an_intact_shard_of_another_layout(tmp_path):
     """Item 2: its images are held by no other shard, so it is never removed."""
     root = tmp_path / "s"
     _shard(root, "a", ["x1", "x2"])
     register_shards(root, ["a"])
-    odd = _shard(root, "odd", ["y1", "y2", "y3"], dim=32)  # another descriptor dimension
+    odd = _shard(root, "odd", ["y1", "y2", "y3"], make=_wide)  # another descriptor dimension
     report = repair_store(root)
     assert odd.is_dir(), report
-    _assert_holds(FeatureStore(odd), ["y1", "y2", "y3"], dim=32)
+    kept = FeatureStore(odd)
+    assert kept.ids == ["y1", "y2", "y3"]
+    for image_id in kept.ids:
+        np.testing.assert_array_equal(kept[image_id].descriptors, _wide(image_id).descriptors)
     text = "\n".join(report.actions)
     assert "left orphan shard odd where it is" in text and "3 held by no other shard" in text
-    _assert_holds(FeatureStore(root), ["x1", "x2"])
+    _assert_intact(FeatureStore(root), ["x1", "x2"])
     # check names it (the user decides), and the next job's adoption leaves it alone.
     assert "orphan shard odd: layout differs" in "\n".join(check_store(root).findings)
     from ilias_rerank.store.maintenance import adopt_orphans
@@ -100,7 +89,7 @@ def test_a_failed_registration_leaves_nothing_that_deletes_shards_later(tmp_path
         assert check_store(root).findings  # a and odd are orphans now, untouched
         register_shards(root, ["a"])  # the retry
     assert shard_path(root, "a").is_dir()
-    _assert_holds(FeatureStore(root), ["x1", "y1", "y2"])
+    _assert_intact(FeatureStore(root), ["x1", "y1", "y2"])
 
 
 def test_a_failed_registration_removes_the_copies_it_wrote(tmp_path):
@@ -112,7 +101,7 @@ def test_a_failed_registration_removes_the_copies_it_wrote(tmp_path):
     with pytest.raises(ir.FormatError):
         register_shards(root, ["part", "odd"])
     assert _shard_dirs(root) == {"base", "part", "odd"}
-    _assert_holds(FeatureStore(root), ["x1"])
+    _assert_intact(FeatureStore(root), ["x1"])
 
 
 def _duplicated_store(root: Path) -> None:
@@ -137,14 +126,6 @@ def _duplicated_store(root: Path) -> None:
     (root / "shards.json").write_text(json.dumps(listing))
 
 
-def _tree(root: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(root)): p.read_bytes()
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and p.name != ".lock"
-    }
-
-
 def test_merge_refuses_a_store_check_finds_problems_in_and_names_them(tmp_path):
     """Item 7: duplicate ids; before, merge died on a temporary shard's ValueError and left
     that half-merged shard on disk."""
@@ -161,7 +142,7 @@ def test_merge_refuses_a_store_check_finds_problems_in_and_names_them(tmp_path):
     assert _tree(root) == before
     repair_store(root)
     merge_store(root, target_bytes=1 << 20)
-    _assert_holds(FeatureStore(root), ["x1", "x2", "y1", "y3"])
+    _assert_intact(FeatureStore(root), ["x1", "x2", "y1", "y3"])
 
 
 def test_merge_refuses_an_orphan_and_a_failed_copy_leaves_no_half_merged_shard(tmp_path):
@@ -207,4 +188,4 @@ def test_repair_moves_an_unreadable_shard_only_after_the_new_list_is_durable(tmp
     report = repair_store(root)
     assert (root / "damaged" / "b").is_dir() and not shard_path(root, "b").exists()
     assert any("moved unreadable shard b to damaged/b" in a for a in report.actions)
-    _assert_holds(FeatureStore(root), ["x1"])
+    _assert_intact(FeatureStore(root), ["x1"])

@@ -178,6 +178,12 @@ class StoreLayout:
         return json.dumps(self.as_dict(), sort_keys=True)
 
 
+def descriptors_of(layout: StoreLayout | None) -> tuple[str, int]:
+    """``(descriptor dtype, dimension)`` of a layout; ``("uint8", 0)`` while none is fixed
+    (what the manifest's ``descriptors`` records for older readers)."""
+    return (layout.descriptor_dtype, layout.descriptor_dim) if layout else ("uint8", 0)
+
+
 def layout_of_manifest(manifest: Mapping[str, Any], where: Any) -> StoreLayout | None:
     """The layout a store manifest records: its ``layout`` (``None``: not fixed yet), or,
     for a manifest written before layouts were declared, the one its ``descriptors`` and

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import FormatError, MissingIdError
 from ..features import LocalFeatures
-from .layout import StoreLayout
+from .layout import StoreLayout, descriptors_of
 from .listing import shard_manifest_crc
 from .sharded import ShardRegistry, layouts_fit, merged_key
 from .single import StoreDirectory, store_layout_key
@@ -184,11 +184,13 @@ class FeatureStore(Mapping):
 
     @property
     def descriptor_dtype(self) -> str:
-        return self.layout.descriptor_dtype if self.layout else "uint8"
+        """The layout's descriptor dtype (``uint8`` while no layout is fixed)."""
+        return descriptors_of(self.layout)[0]
 
     @property
     def dim(self) -> int:
-        return self.layout.descriptor_dim if self.layout else 0
+        """The layout's descriptor dimension (0 while no layout is fixed)."""
+        return descriptors_of(self.layout)[1]
 
     # --- the mapping ---------------------------------------------------------------------
     def __len__(self) -> int:

@@ -41,7 +41,7 @@ import numpy as np
 
 from ..errors import FormatError, MissingIdError
 from ..features import LocalFeatures
-from .layout import StoreLayout, layout_of_manifest
+from .layout import StoreLayout, descriptors_of, layout_of_manifest
 
 __all__ = [
     "FORMAT_NAME",
@@ -145,10 +145,11 @@ def read_manifest(root: Path) -> dict:
     return manifest
 
 
-def read_ids(root: Path) -> list[str]:
-    """The committed ids of the store directory ``root`` (manifest and ``ids.txt`` only,
-    checked against their checksums): what id ownership needs, without the index."""
-    m = read_manifest(root)
+def read_ids(root: Path, m: dict | None = None) -> list[str]:
+    """The committed ids of the store directory ``root`` (its manifest ``m``, read if not
+    given, and ``ids.txt``, checked against its checksum): what id ownership needs, without
+    the index."""
+    m = read_manifest(root) if m is None else m
     raw = (root / "ids.txt").read_bytes()[: m["bytes"]["ids.txt"]]
     if zlib.crc32(raw) != m["ids_crc"]:
         raise FormatError(f"{root / 'ids.txt'}: checksum mismatch (corrupt ids)")
@@ -206,15 +207,7 @@ class StoreDirectory:
         if zlib.crc32(index_bytes) != m["index_crc"]:
             raise FormatError(f"{self.path / 'index.bin'}: checksum mismatch (corrupt index)")
         self.index = np.frombuffer(index_bytes, dtype=_INDEX_DTYPE)
-        ids_raw = (self.path / "ids.txt").read_bytes()[: m["bytes"]["ids.txt"]]
-        if zlib.crc32(ids_raw) != m["ids_crc"]:
-            raise FormatError(f"{self.path / 'ids.txt'}: checksum mismatch (corrupt ids)")
-        try:
-            ids = ids_raw.decode("utf-8").split("\n")[:-1] if ids_raw else []
-        except UnicodeDecodeError:
-            raise FormatError(f"{self.path / 'ids.txt'}: not UTF-8") from None
-        if len(ids) != n:
-            raise FormatError(f"{self.path / 'ids.txt'}: expected {n} ids, got {len(ids)}")
+        ids = read_ids(self.path, m)
         self.ids: list[str] = ids
         self._position = {image_id: i for i, image_id in enumerate(ids)}
         if len(self._position) != n:
@@ -234,12 +227,12 @@ class StoreDirectory:
     @property
     def descriptor_dtype(self) -> str:
         """The layout's descriptor dtype (``uint8`` while no layout is fixed)."""
-        return self.layout.descriptor_dtype if self.layout else "uint8"
+        return descriptors_of(self.layout)[0]
 
     @property
     def dim(self) -> int:
         """The layout's descriptor dimension (0 while no layout is fixed)."""
-        return self.layout.descriptor_dim if self.layout else 0
+        return descriptors_of(self.layout)[1]
 
     @property
     def global_dim(self) -> int:

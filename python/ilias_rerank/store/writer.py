@@ -16,7 +16,7 @@ import numpy as np
 from .._io import atomic_write_json
 from ..errors import DimensionMismatchError, FormatError, StoreWriteError
 from ..features import LocalFeatures
-from .layout import StoreLayout
+from .layout import StoreLayout, descriptors_of
 from .listing import registered_in
 from .lock import writer_lock
 from .single import (
@@ -287,10 +287,8 @@ class StoreWriter:
         layout = self.layout
         m["layout"] = layout.as_dict() if layout is not None else None
         # The same layout as the fields that readers of earlier releases read.
-        m["descriptors"] = {
-            "dtype": layout.descriptor_dtype if layout else "uint8",
-            "dim": layout.descriptor_dim if layout else 0,
-        }
+        dtype, dim = descriptors_of(layout)
+        m["descriptors"] = {"dtype": dtype, "dim": dim}
         m["frame_width"] = layout.frame_width if layout else 0
         if m["global_dim"] is None:  # nothing added yet
             m["global_dim"] = 0
