@@ -285,3 +285,23 @@ def test_a_shard_list_an_earlier_release_poisoned_takes_new_shards_of_the_layout
     assert sorted(store) == ["blank", "photo"] and store.layout == SIFT
     assert json.loads((root / "shards.json").read_text())["layout"]["layout"] == SIFT.as_dict()
     assert check_store(root).ok
+
+
+def test_one_reader_class_opens_single_and_sharded_stores_and_pickles_by_path(tmp_path):
+    import pickle
+
+    from ilias_rerank.store import ShardedStore, register_shards, shard_path
+
+    single, root = tmp_path / "single", tmp_path / "sharded"
+    for path in (single, shard_path(root, "a")):
+        with StoreWriter(path, {"name": "t"}, layout=SIFT) as w:
+            w.add("x", _sift_like(1))
+    register_shards(root, ["a"])
+    for path in (single, root):
+        store = FeatureStore(path)
+        assert type(store) is FeatureStore and isinstance(store, ShardedStore)
+        assert store.layout == SIFT and store.ids == ["x"]
+        again = pickle.loads(pickle.dumps(store))  # reopened from its path, not copied
+        assert again.path == store.path and again.sharded == store.sharded
+        np.testing.assert_array_equal(again["x"].descriptors, _sift_like(1).descriptors)
+    assert FeatureStore(root).shards[0].path.name == "a" and not FeatureStore(single).shards
