@@ -189,3 +189,21 @@ def test_repair_moves_an_unreadable_shard_only_after_the_new_list_is_durable(tmp
     assert (root / "damaged" / "b").is_dir() and not shard_path(root, "b").exists()
     assert any("moved unreadable shard b to damaged/b" in a for a in report.actions)
     _assert_intact(FeatureStore(root), ["x1"])
+
+
+def test_repair_records_the_layout_of_the_shards_it_registers(tmp_path):
+    """A store whose registered shards are all featureless has no layout yet; the orphan
+    repair registers fixes it, and readers see it."""
+    from test_store_layout import SIFT, _blank, _sift_like
+
+    root = tmp_path / "s"
+    with StoreWriter(shard_path(root, "a"), {"name": "t"}) as w:
+        w.add("blank", _blank(frames=False))
+    register_shards(root, ["a"])
+    assert FeatureStore(root).layout is None
+    with StoreWriter(shard_path(root, "b"), {"name": "t"}, layout=SIFT) as w:
+        w.add("photo", _sift_like(1))
+    repair_store(root)
+    store = FeatureStore(root)
+    assert store.layout == SIFT and sorted(store) == ["blank", "photo"]
+    assert store["photo"].frames.shape == (30, 2) and check_store(root).ok

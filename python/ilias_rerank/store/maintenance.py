@@ -258,6 +258,7 @@ def repair_store(root: str | os.PathLike, *, lock_timeout: float = 0.0) -> Store
             )
         listing = scan.listing or empty_listing()
         owner = scan.owners()
+        key = scan.key
         entries: list[dict] = []
         remove: list[Path] = []
         set_aside: list[tuple[Path, str]] = []
@@ -287,6 +288,8 @@ def repair_store(root: str | os.PathLike, *, lock_timeout: float = 0.0) -> Store
                 )
                 continue
             keep = [i for i in store.ids if owner.get(i) == name]
+            if keep:
+                key = merged_key(key, scan.fit_key(name))
             if len(keep) == len(store) and keep:
                 entries.append(registry.entry(store))
                 if name not in scan.listed:
@@ -316,7 +319,7 @@ def repair_store(root: str | os.PathLike, *, lock_timeout: float = 0.0) -> Store
             else:
                 remove.append(path)
         listing["shards"] = entries
-        registry.write(listing, scan.key)
+        registry.write(listing, key)
         # Only after the new list is durable: a crash before leaves the old list and every
         # shard it names, never a list that names a shard moved away.
         for path, action in set_aside:
