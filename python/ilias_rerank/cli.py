@@ -327,6 +327,8 @@ def _print_summary(summary: dict, args) -> None:
     )
     if summary["failed"]:
         print(f"failed images: {summary['failures']}")
+    if summary.get("merge_refused"):
+        print(f"store not merged: {summary['merge_refused']}", file=sys.stderr)
     if args.json:
         atomic_write_json(args.json, summary)
 

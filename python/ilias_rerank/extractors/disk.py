@@ -9,7 +9,7 @@ import functools
 
 import numpy as np
 
-from .base import Extractor, rgb_tensor, strongest_first
+from .base import Extractor, learned_strongest_first, rgb_tensor
 from .weights import load_state
 
 __all__ = ["Disk"]
@@ -48,4 +48,4 @@ class Disk(Extractor):
                 score_threshold=0.0,
                 pad_if_not_divisible=True,
             )[0]
-        return strongest_first(f.keypoints, f.descriptors, f.detection_scores)
+        return learned_strongest_first(f.keypoints, f.descriptors, f.detection_scores)

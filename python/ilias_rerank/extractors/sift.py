@@ -36,6 +36,7 @@ def _detector(num_features: int, device: str):
 class Sift(Extractor):
     method = "sift"
     manifest_name = "kornia-sift-rootsift"
+    frame_width = 6  # local affine frames
     image_mode = "L"
 
     def _detect(self, image: np.ndarray):

@@ -13,7 +13,7 @@ import threading
 import numpy as np
 
 from .base import Extractor
-from .sift_opencv import strongest_first
+from .sift_opencv import sift_strongest_first
 
 __all__ = ["KorniaRsSift"]
 
@@ -38,6 +38,7 @@ class KorniaRsSift(Extractor):
     devices = ("cpu",)
     requires = ("kornia_rs", "PIL")
     pixel_dtype = "uint8"
+    frame_width = 2
 
     def working_scale(self, width: int, height: int) -> float:
         # ``upsample`` here is the detector's doubled first octave, not a bigger image.
@@ -52,6 +53,7 @@ class KorniaRsSift(Extractor):
         plane = np.ascontiguousarray(image, dtype=np.float32)[:, :, None]
         keypoints, descriptors = sift.detect_and_compute(plane)
         if not keypoints:
-            return np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32), None
+            empty = np.zeros((0, 2), np.float32)
+            return empty, np.zeros((0, 128), np.float32), empty
         info = np.array([(k.response, k.x, k.y, k.size, k.angle) for k in keypoints], np.float64)
-        return strongest_first(info, descriptors, self.num_features)
+        return sift_strongest_first(info, descriptors, self.num_features)

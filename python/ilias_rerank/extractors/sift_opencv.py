@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import ConfigError
 from .base import Extractor
 
-__all__ = ["DEFAULT_CONTRAST", "OpenCvSift", "root_sift", "strongest_first"]
+__all__ = ["DEFAULT_CONTRAST", "OpenCvSift", "root_sift", "sift_strongest_first"]
 
 #: Contrast threshold of the detector (OpenCV's default is 0.04). 0.02 was measured better
 #: or equal on every shared set at 1,024 features (rOxf/rPar 0.516 vs 0.511, SMVS top-1
@@ -39,7 +39,7 @@ def _detector(num_features: int, contrast_threshold: float):
     return cv2.SIFT_create(nfeatures=num_features, contrastThreshold=contrast_threshold)
 
 
-def strongest_first(info: np.ndarray, descriptors, budget: int):
+def sift_strongest_first(info: np.ndarray, descriptors, budget: int):
     """``(keypoints, RootSIFT descriptors, (size, -angle) frames)`` of SIFT keypoints given as
     rows ``(response, x, y, size, angle)`` (OpenCV's convention), strongest first (ties by
     y then x, so the order is a function of the image alone) and cut to ``budget`` (ties at
@@ -68,6 +68,7 @@ class OpenCvSift(Extractor):
     devices = ("cpu",)
     requires = ("cv2", "PIL")
     pixel_dtype = "uint8"
+    frame_width = 2
 
     def __init__(self, *args, contrast_threshold: float = DEFAULT_CONTRAST, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -86,8 +87,9 @@ class OpenCvSift(Extractor):
         sift = _detector(self.num_features, self.contrast_threshold)
         keypoints, descriptors = sift.detectAndCompute(np.ascontiguousarray(image), None)
         if descriptors is None or not keypoints:
-            return np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32), None
+            empty = np.zeros((0, 2), np.float32)
+            return empty, np.zeros((0, 128), np.float32), empty
         info = np.array(
             [(k.response, k.pt[0], k.pt[1], k.size, k.angle) for k in keypoints], np.float64
         )
-        return strongest_first(info, descriptors, self.num_features)
+        return sift_strongest_first(info, descriptors, self.num_features)

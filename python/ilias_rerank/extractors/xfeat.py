@@ -9,7 +9,7 @@ import functools
 
 import numpy as np
 
-from .base import Extractor, rgb_tensor, strongest_first
+from .base import Extractor, learned_strongest_first, rgb_tensor
 from .weights import load_state
 
 __all__ = ["XFeat"]
@@ -27,6 +27,7 @@ def _network(num_features: int, device: str):
 class XFeat(Extractor):
     method = "xfeat"
     manifest_name = "kornia-xfeat"
+    descriptor_dim = 64
     image_mode = "RGB"
     default_dtype = "uint8"
     #: 64-D unit vectors have larger components: 300 keeps |d| <= 0.42 unclipped.
@@ -43,4 +44,4 @@ class XFeat(Extractor):
         x = rgb_tensor(image, self.device)
         with torch.inference_mode():
             f = net.detectAndCompute(x, top_k=self.num_features)[0]
-        return strongest_first(f["keypoints"], f["descriptors"], f["scores"])
+        return learned_strongest_first(f["keypoints"], f["descriptors"], f["scores"])

@@ -21,7 +21,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import IliasRerankError
+from ..errors import IliasRerankError, StoreLayoutError
 from ..extractors import make_extractor
 from ..store import StoreWriter, shard_path
 
@@ -132,7 +132,10 @@ def extract_batch(batch: Batch, source, extractor, root) -> BatchResult:
     t0 = time.perf_counter()
     result = BatchResult(batch.name)
     with StoreWriter(
-        shard_path(root, batch.name), extractor.params(), commit_every=COMMIT_EVERY
+        shard_path(root, batch.name),
+        extractor.params(),
+        layout=extractor.store_layout(),
+        commit_every=COMMIT_EVERY,
     ) as w:
         for image_id in batch.ids:
             if image_id in w:
@@ -146,7 +149,11 @@ def extract_batch(batch: Batch, source, extractor, root) -> BatchResult:
             except IMAGE_FAILURES as exc:
                 result.failed[image_id] = f"image {image_id!r}: {type(exc).__name__}: {exc}"
                 continue
-            w.add(image_id, features)
+            try:
+                w.add(image_id, features)
+            except StoreLayoutError as exc:  # arrays the store cannot hold: this image's
+                result.failed[image_id] = str(exc)
+                continue
             result.extracted += 1
     result.seconds = time.perf_counter() - t0
     return result

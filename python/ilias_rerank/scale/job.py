@@ -39,6 +39,7 @@ from ..store import SHARDS_FILE, FeatureStore, register_shards, writer_lock
 from ..store.lock import check_timeout
 from ..store.maintenance import (
     MERGE_TARGET_BYTES,
+    UnhealthyStoreError,
     adopt_orphans,
     check_target_bytes,
     merge_store,
@@ -273,9 +274,12 @@ class ShortlistJob:
             last = [time.monotonic()]
 
             def register() -> None:
-                if finished:
-                    register_shards(self.store, finished)
-                    finished.clear()
+                # Taken off the list first: a registration that fails changes nothing and
+                # leaves its shards as orphans for the next run, never retried here.
+                names = list(finished)
+                finished.clear()
+                if names:
+                    register_shards(self.store, names)
                 last[0] = time.monotonic()
 
             def done(result) -> None:
@@ -358,9 +362,13 @@ class ShortlistJob:
         lines = "".join(f"{i}\t{' '.join(r.split())}\n" for i, r in sorted(failed.items()))
         atomic_write(failures_path, ("id\treason\n" + lines).encode())
         merged = None
+        merge_refused = None
         if self.merge and store is not None:
             store.close()
-            merged = merge_store(self.store, target_bytes=self.merge_target_bytes)
+            try:
+                merged = merge_store(self.store, target_bytes=self.merge_target_bytes)
+            except UnhealthyStoreError as exc:  # the results stand; the store is as it was
+                merge_refused = str(exc)
         attempted = counts["extracted"] + len(failed)
         budget = (
             self.max_failed
@@ -379,6 +387,7 @@ class ShortlistJob:
             "failure_budget": budget,
             "adopted": list(self.adopted),
             "shards": merged.shards if merged is not None else len(getattr(store, "shards", ())),
+            "merge_refused": merge_refused,
             "pairs": pairs,
             "pairs_per_s": self.timing["rerank_pairs_per_s"],
             "backend": backend.name,

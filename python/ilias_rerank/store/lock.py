@@ -9,10 +9,8 @@ that long first. The kernel releases the lock when its holder exits, however it 
 (SIGKILL included), so a crash never locks a store out. Readers take no lock.
 
 Within one thread the root lock is re-entrant (a job that holds it registers, repairs and
-merges without taking it again); the lock of a store directory being written is not.
-While the root lock is held, ``state`` keeps what the holder learned about the store (the
-registered ids) so that it is not read again for every registration; it is dropped with
-the lock.
+merges without taking it again); the lock of a store directory being written is not. The
+lock keeps nothing about the store: what a holder needs, it reads from the store's files.
 """
 
 from __future__ import annotations
@@ -28,26 +26,17 @@ from pathlib import Path
 
 from ..errors import ConfigError, StoreLockedError, StoreWriteError
 
-__all__ = ["LOCK_FILE", "check_timeout", "held_state", "writer_lock"]
+__all__ = ["LOCK_FILE", "check_timeout", "writer_lock"]
 
 LOCK_FILE = ".lock"
 
 _GUARD = threading.Lock()
-# real path -> [thread id, open lock file, depth, state]
+# real path -> [thread id, open lock file, depth]
 _HELD: dict[str, list] = {}
 
 
 def _key(path: Path) -> str:
     return os.path.realpath(path)
-
-
-def held_state(path: str | os.PathLike) -> dict | None:
-    """The state dict of the lock on ``path`` if this thread holds it, else ``None``."""
-    with _GUARD:
-        held = _HELD.get(_key(Path(path)))
-    if held is not None and held[0] == threading.get_ident():
-        return held[3]
-    return None
 
 
 def check_timeout(timeout: float) -> float:
@@ -61,9 +50,9 @@ def check_timeout(timeout: float) -> float:
 @contextlib.contextmanager
 def writer_lock(
     path: str | os.PathLike, *, timeout: float = 0.0, reentrant: bool = False
-) -> Iterator[dict]:
+) -> Iterator[None]:
     """Hold the writer lock of the store directory ``path`` (created if needed) for the
-    ``with`` block; yields the lock's ``state`` dict. Another holder: wait up to
+    ``with`` block. Another holder: wait up to
     ``timeout`` seconds, then :class:`~ilias_rerank.errors.StoreLockedError`."""
     timeout = check_timeout(timeout)
     path = Path(path)
@@ -82,7 +71,7 @@ def writer_lock(
             nested = False
     if nested:
         try:
-            yield held[3]
+            yield
         finally:
             with _GUARD:
                 held[2] -= 1
@@ -108,15 +97,13 @@ def writer_lock(
                         "Wait for it to finish, or pass a lock timeout to wait"
                     ) from None
                 time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
-        state: dict = {}
         with _GUARD:
-            _HELD[key] = [me, fh, 1, state]
+            _HELD[key] = [me, fh, 1]
         try:
-            yield state
+            yield
         finally:
             with _GUARD:
                 _HELD.pop(key, None)
-            state.clear()
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
     finally:
         fh.close()

@@ -1,5 +1,7 @@
 """``store check | repair | merge``: keep a sharded store healthy (SQLite's
-``integrity_check`` and git's ``fsck`` are the models).
+``integrity_check`` and git's ``fsck`` are the models), through the public methods of
+:class:`~ilias_rerank.store.sharded.ShardRegistry` and
+:class:`~ilias_rerank.store.single.StoreDirectory`.
 
 - :func:`check_store` changes nothing: it lists what is wrong (an unreadable
   ``shards.json``, a listed shard that is missing, damaged, changed since it was registered
@@ -7,19 +9,24 @@
   shards, temporary files left by a killed writer). ``report.ok`` is true when it finds
   nothing.
 - :func:`repair_store` makes the store openable again without losing any image that an
-  intact shard holds: each id is kept in the first shard that holds it intact (registered
-  shards by name, then orphans by name); a shard that keeps all its ids is registered as
-  it is, one that keeps some is rewritten as a new shard, one that keeps none is removed;
-  a shard that cannot be read at all is moved to ``<root>/damaged/``. ``report.actions``
-  says what it did.
+  intact shard holds: each id is kept in the first shard of the store's layout that holds
+  it intact (registered shards by name, then orphans by name); a shard that keeps all its
+  ids is registered as it is, one that keeps some is rewritten as a new shard, one that
+  keeps none is removed; a shard that cannot be read at all, or holds damaged images, is
+  moved to ``<root>/damaged/`` once the new ``shards.json`` is durable. A shard of another
+  layout is never removed: it is left where it is, unregistered, and reported (it is a
+  store of its own; move it out, or delete it, yourself). ``report.actions`` says what it
+  did.
 - :func:`merge_store` rewrites many small shards into few large ones (``target_bytes``
   each): the merged shards are written first, then ``shards.json`` is replaced at once,
   then the old shards are removed, so a reader sees the old store or the new one, never a
-  half-merged one. (A reader opened before the merge that later needs a removed shard
-  gets a :class:`~ilias_rerank.errors.FormatError` asking it to reopen the store.)
+  half-merged one. A store ``store check --quick`` finds problems in is refused with
+  those problems (:class:`UnhealthyStoreError`); every image merged is checked against its
+  checksum as it is copied, and a failed copy leaves nothing behind.
 
-Repair and merge hold the root's writer lock (``lock.py``); a crash in either leaves
-orphans that the next repair or job resolves.
+Repair and merge hold the root's writer lock (``lock.py``) and never delete or move data
+that no other registered shard holds intact; a crash in either leaves orphans that the
+next repair or job resolves.
 """
 
 from __future__ import annotations
@@ -27,27 +34,28 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..errors import ConfigError, FormatError, IliasRerankError, StoreLockedError
+from .listing import SHARDS_FILE, empty_listing
 from .lock import writer_lock
 from .sharded import (
-    SHARDS_FILE,
-    _empty,
-    _entry,
-    _layout,
-    _manifest_crc,
-    _read,
-    _remove,
-    _rewrite,
-    _write,
-    copy_images,
-    new_shard_name,
-    shard_dirs,
-    shard_path,
+    ShardRegistry,
+    first_owners,
+    layouts_fit,
+    merged_key,
+    remove_shard,
 )
-from .single import FeatureStore, StoreWriter
+from .single import StoreDirectory, store_layout_key
 
-__all__ = ["StoreReport", "adopt_orphans", "check_store", "merge_store", "repair_store"]
+__all__ = [
+    "StoreReport",
+    "UnhealthyStoreError",
+    "adopt_orphans",
+    "check_store",
+    "merge_store",
+    "repair_store",
+]
 
 #: Default size of a merged shard (bytes of feature files).
 MERGE_TARGET_BYTES = 1 << 30
@@ -78,65 +86,53 @@ class StoreReport:
         return "\n".join(lines)
 
 
-def _tmp_files(root: Path) -> list[Path]:
+class UnhealthyStoreError(FormatError):
+    """``store merge`` refused a store that ``store check`` finds problems in; ``report``
+    is that check's report (``ilias-rerank store repair`` fixes what it names)."""
+
+    def __init__(self, message: str, report: StoreReport) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+def _tmp_files(registry: ShardRegistry) -> list[Path]:
     """Temporary files of atomic writes (``_io``) that a killed writer left behind, in
     the root and in the shards no one is writing."""
-    found = [p for p in root.glob(".*.tmp") if p.is_file()]
-    for name in shard_dirs(root):
-        tmp = [p for p in shard_path(root, name).glob(".*.tmp") if p.is_file()]
+    found = [p for p in registry.root.glob(".*.tmp") if p.is_file()]
+    for name in registry.dirs():
+        tmp = [p for p in registry.path(name).glob(".*.tmp") if p.is_file()]
         if tmp:
             try:
-                with writer_lock(shard_path(root, name)):
+                with writer_lock(registry.path(name)):
                     found += tmp
             except StoreLockedError:
                 pass  # its writer's own temporary file
     return found
 
 
-def _shard_bytes(store: FeatureStore) -> int:
-    return sum(int(v) for v in store.manifest["bytes"].values())
+class ShardScan:
+    """Every shard directory of a store, read once: registered first (by name), then
+    orphans; which are unreadable, changed, damaged, being written, of another layout."""
 
-
-def _bad_images(store: FeatureStore) -> list[str]:
-    """Ids of ``store`` whose features fail their checksum (the global vectors' CRC
-    failing marks every image)."""
-    bad = []
-    for i, image_id in enumerate(store.ids):
-        try:
-            store._features_at(i)
-        except FormatError:
-            bad.append(image_id)
-    try:
-        _ = store.global_vectors
-    except FormatError:
-        bad = list(store.ids)
-    store.release()
-    return bad
-
-
-class _Scan:
-    """Every shard directory of a store, read once: registered first (by name), orphans."""
-
-    def __init__(self, root: Path, verify_images: bool, skip_locked: bool) -> None:
-        self.root = root
+    def __init__(self, registry: ShardRegistry, verify_images: bool, skip_locked: bool) -> None:
+        self.registry = registry
         self.findings: list[str] = []
         self.listing_error: str | None = None
         try:
-            self.m = _read(root) if (root / SHARDS_FILE).is_file() else None
+            self.listing = registry.read() if registry.exists else None
         except FormatError as exc:
-            self.m, self.listing_error = None, str(exc)
+            self.listing, self.listing_error = None, str(exc)
             self.findings.append(str(exc))
-        listed = {e["name"]: e for e in self.m["shards"]} if self.m else {}
-        on_disk = set(shard_dirs(root))
-        self.order = sorted(listed) + sorted(on_disk - set(listed))
+        listed = {e["name"]: e for e in self.listing["shards"]} if self.listing else {}
         self.listed = listed
-        self.stores: dict[str, FeatureStore] = {}
+        self.order = sorted(listed) + sorted(set(registry.dirs()) - set(listed))
+        self.stores: dict[str, StoreDirectory] = {}
         self.unreadable: dict[str, str] = {}
         self.changed: set[str] = set()
         self.bad: dict[str, list[str]] = {}
         self.locked: set[str] = set()
         for name in self.order:
-            path = shard_path(root, name)
+            path = registry.path(name)
             if name in listed and not path.is_dir():
                 self.unreadable[name] = "missing"
                 continue
@@ -148,51 +144,65 @@ class _Scan:
                     self.locked.add(name)
                     continue
             try:
-                store = FeatureStore(path, verify="access")
+                store = StoreDirectory(path, verify="access")
             except (FormatError, FileNotFoundError, NotADirectoryError) as exc:
                 self.unreadable[name] = str(exc)
                 continue
             self.stores[name] = store
             if name in listed and (
-                _manifest_crc(path) != listed[name]["manifest_crc"]
+                registry.entry(store)["manifest_crc"] != listed[name]["manifest_crc"]
                 or len(store) != listed[name]["images"]
             ):
                 self.changed.add(name)
             if verify_images:
-                bad = _bad_images(store)
+                bad = store.damaged_ids()
                 if bad:
                     self.bad[name] = bad
-        self.layout = self.m["layout"] if self.m and self.m.get("layout") else None
-        if self.layout is None and self.stores:
-            self.layout = _layout(next(iter(self.stores.values())))
+        # The store's key: the one shards.json declares, else its shards' (in order).
+        recorded = self.listing.get("layout") if self.listing else None
+        self.key: dict[str, Any] | None = None
+        if recorded is not None and "layout" in recorded:
+            self.key = {k: recorded[k] for k in ("extractor", "layout", "global_dim")}
+        else:
+            for name in self.order:
+                if name in self.stores and layouts_fit(self.key, self.fit_key(name)):
+                    self.key = merged_key(self.key, self.fit_key(name))
+
+    def fit_key(self, name: str) -> dict[str, Any]:
+        return store_layout_key(self.stores[name])
+
+    def fits(self, name: str) -> bool:
+        """Whether shard ``name`` (readable) has the store's extractor and layout."""
+        return layouts_fit(self.key, self.fit_key(name))
 
     def owners(self) -> dict[str, str]:
-        """id -> the first shard (in ``order``) holding it intact, of the store's layout."""
-        owner: dict[str, str] = {}
-        for name in self.order:
-            store = self.stores.get(name)
-            if store is None or _layout(store) != self.layout:
-                continue
-            bad = set(self.bad.get(name, ()))
-            for image_id in store.ids:
-                if image_id not in bad:
-                    owner.setdefault(image_id, name)
-        return owner
+        """id -> the first shard (in ``order``) of the store's layout holding it intact."""
+        return first_owners(
+            (name, [i for i in store.ids if i not in set(self.bad.get(name, ()))])
+            for name, store in ((n, self.stores.get(n)) for n in self.order)
+            if store is not None and self.fits(name)
+        )
 
 
 def check_store(root: str | os.PathLike, *, verify_images: bool = True) -> StoreReport:
     """List what is wrong with the sharded store at ``root`` without changing anything
     (module docstring); ``verify_images=False`` skips the per-image checksums."""
-    root = Path(root)
-    report = StoreReport(str(root))
-    if not (root / SHARDS_FILE).is_file() and not shard_dirs(root):
-        report.findings.append(f"{root}: not a sharded store (no {SHARDS_FILE}, no shards)")
+    registry = ShardRegistry(root)
+    report = StoreReport(str(registry.root))
+    if not registry.exists and not registry.dirs():
+        report.findings.append(
+            f"{registry.root}: not a sharded store (no {SHARDS_FILE}, no shards)"
+        )
         return report
-    scan = _Scan(root, verify_images, skip_locked=False)
+    scan = ShardScan(registry, verify_images, skip_locked=False)
     report.findings += scan.findings
-    if scan.m is None and scan.listing_error is None:
+    if scan.listing is None and scan.listing_error is None:
         report.findings.append(f"{SHARDS_FILE} missing: {len(scan.order)} shards unlisted")
-    seen: dict[str, str] = {}
+    owner = first_owners(
+        (name, scan.stores[name].ids)
+        for name in scan.order
+        if name in scan.listed and name in scan.stores
+    )
     twice = 0
     example = ""
     for name in scan.order:
@@ -205,7 +215,7 @@ def check_store(root: str | os.PathLike, *, verify_images: bool = True) -> Store
             report.findings.append(
                 f"shard {name}: its manifest changed since it was registered (CRC mismatch)"
             )
-        if scan.layout is not None and _layout(store) != scan.layout:
+        if not scan.fits(name):
             report.findings.append(f"{where} {name}: layout differs from the store's")
         if name in scan.bad:
             bad = scan.bad[name]
@@ -215,23 +225,22 @@ def check_store(root: str | os.PathLike, *, verify_images: bool = True) -> Store
         if name in scan.listed:
             report.shards += 1
             for image_id in store.ids:
-                if image_id in seen:
+                if owner[image_id] != name:
                     twice += 1
-                    example = example or f"{image_id!r} in shards {seen[image_id]} and {name}"
-                else:
-                    seen[image_id] = name
+                    example = example or f"{image_id!r} in shards {owner[image_id]} and {name}"
         else:
-            new = sum(1 for i in store.ids if i not in seen)
+            new = sum(1 for i in store.ids if i not in owner)
             report.findings.append(
                 f"orphan shard {name}: {len(store)} images, {new} not in a registered shard"
             )
     if twice:
         report.findings.append(f"{twice} ids are registered in more than one shard ({example})")
-    report.images = len(seen)
-    tmp = _tmp_files(root)
+    report.images = len(owner)
+    tmp = _tmp_files(registry)
     if tmp:
         report.findings.append(
-            f"{len(tmp)} temporary files left by killed writers (e.g. {tmp[0].relative_to(root)})"
+            f"{len(tmp)} temporary files left by killed writers "
+            f"(e.g. {tmp[0].relative_to(registry.root)})"
         )
     return report
 
@@ -239,22 +248,22 @@ def check_store(root: str | os.PathLike, *, verify_images: bool = True) -> Store
 def repair_store(root: str | os.PathLike, *, lock_timeout: float = 0.0) -> StoreReport:
     """Make the sharded store at ``root`` openable again without losing an image that an
     intact shard holds, and say what was done (module docstring)."""
-    root = Path(root)
-    report = StoreReport(str(root))
-    with writer_lock(root, timeout=lock_timeout, reentrant=True) as state:
-        scan = _Scan(root, verify_images=True, skip_locked=True)
+    registry = ShardRegistry(root)
+    report = StoreReport(str(registry.root))
+    with writer_lock(registry.root, timeout=lock_timeout, reentrant=True):
+        scan = ShardScan(registry, verify_images=True, skip_locked=True)
         if scan.listing_error:
             report.actions.append(
                 f"{SHARDS_FILE} was unreadable ({scan.listing_error}): rebuilt from the shards"
             )
-        m = scan.m or _empty()
-        m["layout"] = scan.layout
+        listing = scan.listing or empty_listing()
         owner = scan.owners()
+        key = scan.key
         entries: list[dict] = []
         remove: list[Path] = []
-        set_aside: list[Path] = []
+        set_aside: list[tuple[Path, str]] = []
         for name in scan.order:
-            path = shard_path(root, name)
+            path = registry.path(name)
             where = "shard" if name in scan.listed else "orphan shard"
             if name in scan.locked:
                 report.actions.append(f"left {where} {name} alone: it is being written")
@@ -263,16 +272,26 @@ def repair_store(root: str | os.PathLike, *, lock_timeout: float = 0.0) -> Store
             if store is None:
                 reason = scan.unreadable.get(name, "unreadable")
                 if path.is_dir():
-                    _set_aside(root, path)
-                    report.actions.append(
-                        f"moved unreadable {where} {name} to damaged/{name} ({reason})"
+                    set_aside.append(
+                        (path, f"moved unreadable {where} {name} to damaged/{name} ({reason})")
                     )
                 else:
                     report.actions.append(f"dropped missing shard {name} from the list")
                 continue
+            if not scan.fits(name):
+                alone = sum(1 for i in store.ids if i not in owner)
+                report.actions.append(
+                    f"left {where} {name} where it is, unregistered: its layout "
+                    f"{scan.fit_key(name)} differs from the store's {scan.key}; its "
+                    f"{len(store)} images ({alone} held by no other shard) are kept (it is a "
+                    f"store of its own: move it out of {registry.root / 'shards'}, or delete it)"
+                )
+                continue
             keep = [i for i in store.ids if owner.get(i) == name]
+            if keep:
+                key = merged_key(key, scan.fit_key(name))
             if len(keep) == len(store) and keep:
-                entries.append(_entry(path, store))
+                entries.append(registry.entry(store))
                 if name not in scan.listed:
                     report.actions.append(f"registered orphan shard {name} ({len(keep)} images)")
                 elif name in scan.changed:
@@ -282,36 +301,35 @@ def repair_store(root: str | os.PathLike, *, lock_timeout: float = 0.0) -> Store
                     )
                 continue
             if keep:
-                new = _rewrite(root, store, keep)
-                entries.append(_entry(new, FeatureStore(new, verify="none")))
+                new = registry.rewrite(store, keep)
+                entries.append(registry.entry(new))
                 report.actions.append(
-                    f"rewrote {where} {name} as {new.name}: kept {len(keep)} of {len(store)} "
-                    "images (the others are held by another shard or damaged)"
+                    f"rewrote {where} {name} as {new.path.name}: kept {len(keep)} of "
+                    f"{len(store)} images (the others are held by another shard or damaged)"
                 )
-            else:
+            elif not scan.bad.get(name):
                 report.actions.append(
-                    f"removed {where} {name}: none of its {len(store)} images is needed "
-                    "(held by another shard, or damaged)"
+                    f"removed {where} {name}: each of its {len(store)} images is held by "
+                    "another shard"
                 )
             if scan.bad.get(name):
-                set_aside.append(path)
-                report.actions.append(
-                    f"moved {name} ({len(scan.bad[name])} damaged images) to damaged/{name}"
+                set_aside.append(
+                    (path, f"moved {name} ({len(scan.bad[name])} damaged images) to damaged/{name}")
                 )
             else:
                 remove.append(path)
-        m["shards"] = entries
-        _write(root, m)
-        state.pop("ids", None)
+        listing["shards"] = entries
+        registry.write(listing, key)
         # Only after the new list is durable: a crash before leaves the old list and every
         # shard it names, never a list that names a shard moved away.
-        for path in set_aside:
-            _set_aside(root, path)
+        for path, action in set_aside:
+            registry.set_aside(path)
+            report.actions.append(action)
         for path in remove:
-            _remove(path)
-        for tmp in _tmp_files(root):
+            remove_shard(path)
+        for tmp in _tmp_files(registry):
             tmp.unlink(missing_ok=True)
-            report.actions.append(f"removed temporary file {tmp.relative_to(root)}")
+            report.actions.append(f"removed temporary file {tmp.relative_to(registry.root)}")
         report.shards = len(entries)
         report.images = sum(e["images"] for e in entries)
     return report
@@ -319,49 +337,47 @@ def repair_store(root: str | os.PathLike, *, lock_timeout: float = 0.0) -> Store
 
 def adopt_orphans(root: str | os.PathLike, *, lock_timeout: float = 0.0) -> list[str]:
     """Resolve the orphan shards of ``root`` (committed, never registered: a job that was
-    killed or failed): register the ids they add
-    (:func:`~ilias_rerank.store.sharded.register_shards`), remove those
-    that add none or never committed anything, set aside the unreadable ones; and remove
-    the temporary files killed writers left. Shards being written are left alone. Returns
-    what was done. The job runs this first."""
-    from .sharded import orphan_shards, register_shards
-
-    root = Path(root)
+    killed or failed): register the ids they add (:meth:`ShardRegistry.register`), remove
+    those that never committed anything, set aside the unreadable ones, leave alone those
+    being written or of another layout; and remove the temporary files killed writers left.
+    Returns what was done. The job runs this first."""
+    registry = ShardRegistry(root)
     actions: list[str] = []
-    with writer_lock(root, timeout=lock_timeout, reentrant=True):
+    with writer_lock(registry.root, timeout=lock_timeout, reentrant=True):
+        key = registry.key(registry.read()) if registry.exists else None
         good = []
-        for name in orphan_shards(root):
-            path = shard_path(root, name)
+        for name in registry.orphans():
+            path = registry.path(name)
             try:
                 with writer_lock(path):
-                    FeatureStore(path, verify="none")
-                good.append(name)
+                    shard = StoreDirectory(path, verify="none")
             except StoreLockedError:
                 actions.append(f"left orphan shard {name} alone: it is being written")
+                continue
             except (FormatError, FileNotFoundError) as exc:
                 if (path / "manifest.json").exists():
-                    _set_aside(root, path)
+                    registry.set_aside(path)
                     actions.append(f"moved unreadable orphan shard {name} to damaged/ ({exc})")
                 else:
-                    _remove(path)
+                    remove_shard(path)
                     actions.append(f"removed orphan shard {name}: nothing was committed")
+                continue
+            if not layouts_fit(key, store_layout_key(shard)):
+                actions.append(
+                    f"left orphan shard {name} alone: its layout differs from the store's"
+                )
+                continue
+            key = merged_key(key, store_layout_key(shard))
+            good.append(name)
         if good:
-            register_shards(root, good)
+            registry.register(good)
             actions.append(f"registered the new ids of {len(good)} orphan shards")
-        for tmp in _tmp_files(root):
+        for tmp in _tmp_files(registry):
             tmp.unlink(missing_ok=True)
     return actions
 
 
-def _set_aside(root: Path, path: Path) -> None:
-    target = root / "damaged" / path.name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if target.exists():
-        target = target.with_name(new_shard_name(path.name[:100]))
-    os.replace(path, target)
-
-
-def check_target_bytes(target_bytes) -> int:
+def check_target_bytes(target_bytes: Any) -> int:
     """``target_bytes`` of a merge, range-checked (1 KiB to 16 TiB)."""
     if isinstance(target_bytes, bool) or not isinstance(target_bytes, int):
         raise ConfigError(f"target_bytes: expected an int, got {target_bytes!r}")
@@ -378,61 +394,63 @@ def merge_store(
 ) -> StoreReport:
     """Rewrite the small shards of the sharded store at ``root`` (under half of
     ``target_bytes``) into shards of about ``target_bytes``, atomically (module
-    docstring). A store ``store check`` finds problems in is refused: repair it first."""
+    docstring). A store ``store check --quick`` finds problems in is refused with an
+    :class:`UnhealthyStoreError` naming them: repair it first."""
     check_target_bytes(target_bytes)
-    root = Path(root)
-    report = StoreReport(str(root))
-    with writer_lock(root, timeout=lock_timeout, reentrant=True) as state:
-        m = _read(root)
-        stores = {e["name"]: FeatureStore(shard_path(root, e["name"])) for e in m["shards"]}
-        for e in m["shards"]:
-            if _manifest_crc(shard_path(root, e["name"])) != e["manifest_crc"]:
-                raise FormatError(
-                    f"shard {e['name']}: its manifest changed since it was registered; run "
-                    f"`ilias-rerank store repair {root}` before merging"
-                )
-        small = [n for n in sorted(stores) if _shard_bytes(stores[n]) < target_bytes // 2]
+    registry = ShardRegistry(root)
+    report = StoreReport(str(registry.root))
+    with writer_lock(registry.root, timeout=lock_timeout, reentrant=True):
+        health = check_store(registry.root, verify_images=False)
+        if not health.ok:
+            raise UnhealthyStoreError(
+                f"store merge: {registry.root} has problems `store check` finds: "
+                + "; ".join(health.findings)
+                + f"; run `ilias-rerank store repair {registry.root}` before merging",
+                health,
+            )
+        listing = registry.read()
+        key = registry.key(listing)
+        stores = {name: registry.open(name) for name in registry.names(listing)}
+        small = [n for n in sorted(stores) if stores[n].byte_size < target_bytes // 2]
         groups: list[list[str]] = [[]]
         size = 0
         for name in small:
-            if groups[-1] and size + _shard_bytes(stores[name]) > target_bytes:
+            if groups[-1] and size + stores[name].byte_size > target_bytes:
                 groups.append([])
                 size = 0
             groups[-1].append(name)
-            size += _shard_bytes(stores[name])
+            size += stores[name].byte_size
         groups = [g for g in groups if len(g) > 1]
-        entries = {e["name"]: e for e in m["shards"]}
+        entries = {e["name"]: e for e in listing["shards"]}
         old: list[Path] = []
-        for group in groups:
-            path = shard_path(root, new_shard_name("m"))
-            first = stores[group[0]]
-            with StoreWriter(path, first.extractor, commit_every=1 << 30) as writer:
-                for name in group:
-                    _copy_all(stores[name], writer)
-            merged = FeatureStore(path, verify="none")
-            expected = sum(len(stores[n]) for n in group)
-            if len(merged) != expected:
-                raise IliasRerankError(
-                    f"merge: expected {expected} images in {path}, got {len(merged)}"
+        written: list[Path] = []
+        try:
+            for group in groups:
+                merged = registry.write_shard(
+                    [(stores[name], stores[name].ids) for name in group], "m"
                 )
-            for name in group:
-                del entries[name]
-                old.append(shard_path(root, name))
-            entries[path.name] = _entry(path, merged)
-            report.actions.append(
-                f"merged {len(group)} shards into {path.name} ({expected} images)"
-            )
-        if groups:
-            m["shards"] = list(entries.values())
-            _write(root, m)  # the one moment the merge becomes visible
-            state.pop("ids", None)
-            for path in old:
-                _remove(path)
+                written.append(merged.path)
+                expected = sum(len(stores[n]) for n in group)
+                if len(merged) != expected:
+                    raise IliasRerankError(
+                        f"merge: expected {expected} images in {merged.path}, got {len(merged)}"
+                    )
+                for name in group:
+                    del entries[name]
+                    old.append(registry.path(name))
+                entries[merged.path.name] = registry.entry(merged)
+                report.actions.append(
+                    f"merged {len(group)} shards into {merged.path.name} ({expected} images)"
+                )
+            if groups:
+                listing["shards"] = list(entries.values())
+                registry.write(listing, key)  # the one moment the merge becomes visible
+        except BaseException:
+            for path in written:  # nothing lists them: the store is as it was
+                remove_shard(path)
+            raise
+        for path in old:
+            remove_shard(path)
         report.shards = len(entries)
         report.images = sum(e["images"] for e in entries.values())
     return report
-
-
-def _copy_all(store: FeatureStore, writer: StoreWriter) -> None:
-    copy_images(store, store.ids, writer)
-    store.release()
