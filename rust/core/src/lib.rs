@@ -21,6 +21,7 @@ pub mod kernels;
 pub mod matching;
 mod pair;
 pub mod rerank;
+pub mod sift;
 pub mod threads;
 pub mod verify;
 
