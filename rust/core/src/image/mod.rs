@@ -14,6 +14,7 @@
 //! of more than [`Limits::max_pixels`] is refused before any pixel buffer exists.
 
 pub mod exif;
+pub mod pipeline;
 pub mod resize;
 
 use std::io::Cursor;
