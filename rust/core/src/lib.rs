@@ -16,6 +16,7 @@ pub mod expansion;
 pub mod features;
 pub mod fusion;
 pub mod geometry;
+pub mod isa;
 pub mod kernels;
 pub mod matching;
 mod pair;
