@@ -17,6 +17,7 @@ pub mod features;
 pub mod fusion;
 pub mod geometry;
 pub mod image;
+pub mod isa;
 pub mod kernels;
 pub mod matching;
 mod pair;

@@ -2,11 +2,22 @@
 //! same scale space, extrema, refinement, orientations and descriptors, RootSIFT uint8
 //! output as the package stores it.
 
+mod blur;
 mod config;
+mod descriptor;
+mod extrema;
+mod math;
+mod orientation;
+mod pyramid;
+mod simd;
 
+pub use blur::reference_blur;
 pub use config::{SiftConfig, MAX_OCTAVE_LAYERS, MAX_SIFT_FEATURES};
+pub use extrema::reference_extrema;
+pub use pyramid::{gaussian_blur_plane, scan_extrema_plane};
 
 use crate::error::{RerankError, Result};
+use crate::isa::Isa;
 
 /// Largest image side accepted (pixels of the given image, before doubling).
 pub const MAX_SIFT_SIDE: usize = 16384;
@@ -82,9 +93,15 @@ impl GrayImage<'_> {
     }
 }
 
-/// SIFT keypoints and RootSIFT descriptors of one grey image.
+/// SIFT keypoints and RootSIFT descriptors of one grey image, on the best instruction set
+/// of this CPU ([`Isa::detect`]).
 pub fn extract_sift(image: &GrayImage, config: &SiftConfig) -> Result<SiftFeatures> {
+    extract_sift_with(image, config, Isa::detect())
+}
+
+/// [`extract_sift`] on a given instruction set (every ISA gives the same bits).
+pub fn extract_sift_with(image: &GrayImage, config: &SiftConfig, isa: Isa) -> Result<SiftFeatures> {
     config.validate()?;
     image.validate()?;
-    Ok(SiftFeatures::default())
+    Ok(pyramid::extract(image, config, isa))
 }

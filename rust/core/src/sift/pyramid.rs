@@ -1,0 +1,327 @@
+//! The whole extractor: scale space (doubled first octave, incremental blurs, halving),
+//! DoG extrema and their refinement octave by octave, then the cap, and orientations and
+//! descriptors only for the keypoints that survive it.
+//!
+//! The cap counts keypoints as OpenCV's `retainBest` does: every orientation of an
+//! extremum is one keypoint, and keypoints tied with the last kept response are kept
+//! before the final cut. Extrema are taken strongest first and oriented until the cap is
+//! reached (so the orientation of the others, most of them, is never computed); the
+//! survivors are then ordered by response (ties by y, then x) and cut to `max_features`,
+//! which is exactly `strongest_first` over OpenCV's output in the Python backend.
+
+use super::blur::{downsample2, gaussian_blur, gaussian_half_kernel, upsample2, BlurScratch};
+use super::descriptor::{raw_descriptor, root_sift, DescScratch, DIM};
+use super::extrema::{refine, scan_extrema, Plane, Refined};
+use super::orientation::{orientations, OriScratch};
+use super::{GrayImage, SiftConfig, SiftFeatures, SiftKeypoint};
+use crate::isa::Isa;
+
+/// The assumed blur of the input image (OpenCV's `SIFT_INIT_SIGMA`).
+const INIT_SIGMA: f32 = 0.5;
+
+/// A refined extremum ready for orientation: its octave and where it lies.
+#[derive(Debug, Clone, Copy)]
+struct Candidate {
+    octave: usize,
+    refined: Refined,
+    /// Position and size in the given image's pixels (OpenCV's `KeyPoint`).
+    x: f32,
+    y: f32,
+    size: f32,
+    packed_octave: i32,
+}
+
+/// `(width, height)` of each octave and how many there are.
+fn octave_count(width: usize, height: usize, upsample: bool) -> usize {
+    let base = if upsample {
+        2 * width.min(height)
+    } else {
+        width.min(height)
+    };
+    let first = if upsample { -1i64 } else { 0 };
+    let n = ((base as f64).log2() - 2.0).round() as i64 - first;
+    n.max(1) as usize
+}
+
+/// The blur between consecutive levels of an octave (OpenCV's `sig[i]`), as half kernels.
+fn level_kernels(sigma: f32, layers: usize) -> Vec<Vec<f32>> {
+    let k = 2f64.powf(1.0 / layers as f64);
+    (1..layers + 3)
+        .map(|i| {
+            let prev = k.powi(i as i32 - 1) * sigma as f64;
+            let total = prev * k;
+            gaussian_half_kernel((total * total - prev * prev).sqrt() as f32)
+        })
+        .collect()
+}
+
+/// `dst = G_σ * src` of a plane: the blur of the extractor, public for tests and benches.
+pub fn gaussian_blur_plane(
+    isa: Isa,
+    src: &[f32],
+    width: usize,
+    height: usize,
+    sigma: f32,
+) -> Vec<f32> {
+    let mut dst = vec![0f32; src.len()];
+    let k = gaussian_half_kernel(sigma);
+    gaussian_blur(
+        isa,
+        src,
+        &mut dst,
+        width,
+        height,
+        &k,
+        &mut BlurScratch::default(),
+    );
+    dst
+}
+
+/// The extrema scan of the extractor over DoG layers given as planes: public for tests.
+pub fn scan_extrema_plane(
+    isa: Isa,
+    dog: &[&[f32]],
+    width: usize,
+    height: usize,
+    thr: f32,
+) -> Vec<(u32, u32, u32)> {
+    let planes: Vec<Plane> = dog
+        .iter()
+        .map(|d| Plane {
+            data: d,
+            width,
+            height,
+        })
+        .collect();
+    let mut out = vec![];
+    scan_extrema(isa, &planes, thr, &mut out);
+    out
+}
+
+struct Octave {
+    width: usize,
+    height: usize,
+    gauss: Vec<Vec<f32>>,
+}
+
+pub(crate) fn extract(image: &GrayImage, config: &SiftConfig, isa: Isa) -> SiftFeatures {
+    let layers = config.n_octave_layers;
+    let t0 = std::time::Instant::now();
+    let mut tb = 0f64; let mut ts = 0f64; let mut tr = 0f64; let mut nf = 0usize;
+    let mut scratch = BlurScratch::default();
+    // Pixel values in [0, 255] as OpenCV sees a uint8 image.
+    let base: Vec<f32> = image.pixels.iter().map(|v| v * 255.0).collect();
+    let (mut w, mut h) = (image.width, image.height);
+    let mut first = Vec::new();
+    let init_sigma = if config.upsample {
+        upsample2(&base, w, h, &mut first);
+        w *= 2;
+        h *= 2;
+        (config.sigma * config.sigma - 4.0 * INIT_SIGMA * INIT_SIGMA)
+            .max(0.01)
+            .sqrt()
+    } else {
+        first = base;
+        (config.sigma * config.sigma - INIT_SIGMA * INIT_SIGMA)
+            .max(0.01)
+            .sqrt()
+    };
+    let n_octaves = octave_count(image.width, image.height, config.upsample);
+    let kernels = level_kernels(config.sigma, layers);
+    let threshold = (0.5 * config.contrast_threshold / layers as f32 * 255.0).floor();
+    let first_octave: i32 = if config.upsample { -1 } else { 0 };
+    let unscale = if config.upsample { 0.5f32 } else { 1.0 };
+    let shift = if config.upsample { 0.25f32 } else { 0.0 };
+
+    let mut octaves: Vec<Octave> = Vec::with_capacity(n_octaves);
+    let mut candidates: Vec<Candidate> = Vec::new();
+    let mut dog: Vec<Vec<f32>> = vec![Vec::new(); layers + 2];
+    let mut found = Vec::new();
+    let mut refined: Vec<Refined> = Vec::new();
+    for o in 0..n_octaves {
+        if w == 0 || h == 0 {
+            break;
+        }
+        let tt = std::time::Instant::now();
+        let mut gauss: Vec<Vec<f32>> = Vec::with_capacity(layers + 3);
+        let mut g0 = vec![0f32; w * h];
+        if o == 0 {
+            let k = gaussian_half_kernel(init_sigma);
+            gaussian_blur(isa, &first, &mut g0, w, h, &k, &mut scratch);
+        } else {
+            let prev = &octaves[o - 1];
+            downsample2(&prev.gauss[layers], prev.width, prev.height, &mut g0);
+        }
+        gauss.push(g0);
+        for k in &kernels {
+            let mut g = vec![0f32; w * h];
+            gaussian_blur(isa, gauss.last().unwrap(), &mut g, w, h, k, &mut scratch);
+            gauss.push(g);
+        }
+        for (i, d) in dog.iter_mut().enumerate() {
+            d.clear();
+            d.extend(gauss[i + 1].iter().zip(&gauss[i]).map(|(a, b)| a - b));
+        }
+        let planes: Vec<Plane> = dog
+            .iter()
+            .map(|d| Plane {
+                data: d,
+                width: w,
+                height: h,
+            })
+            .collect();
+        tb += tt.elapsed().as_secs_f64();
+        let tt = std::time::Instant::now();
+        found.clear();
+        scan_extrema(isa, &planes, threshold, &mut found);
+        ts += tt.elapsed().as_secs_f64();
+        let tt = std::time::Instant::now();
+        nf += found.len();
+        refined.clear();
+        for &(layer, r, c) in &found {
+            if let Some(k) = refine(
+                &planes,
+                layer as usize,
+                r as usize,
+                c as usize,
+                layers,
+                config.contrast_threshold,
+                config.edge_threshold,
+            ) {
+                refined.push(k);
+            }
+        }
+        // Extrema refined onto the same sample are one keypoint (OpenCV removes the
+        // duplicates by position, size and angle, which the same sample makes identical).
+        refined.sort_by_key(|k| (k.layer, k.r, k.c));
+        refined.dedup_by_key(|k| (k.layer, k.r, k.c));
+        tr += tt.elapsed().as_secs_f64();
+        let scale = (1u32 << o) as f32;
+        for k in &refined {
+            // The doubled octave samples the image at `x / 2 - 0.25` (OpenCV's resize), so
+            // that is where its pixel `x` lies; OpenCV reports `x / 2` (0.25 px off).
+            let x = (k.c as f32 + k.xc) * scale * unscale - shift;
+            let y = (k.r as f32 + k.xr) * scale * unscale - shift;
+            let size = config.sigma
+                * 2f32.powf((k.layer as f32 + k.xi) / layers as f32)
+                * scale
+                * 2.0
+                * unscale;
+            let packed_octave = ((o as i32 + first_octave) & 255)
+                | ((k.layer as i32) << 8)
+                | (((k.xi + 0.5) * 255.0).round_ties_even() as i32) << 16;
+            candidates.push(Candidate {
+                octave: o,
+                refined: *k,
+                x,
+                y,
+                size,
+                packed_octave,
+            });
+        }
+        octaves.push(Octave {
+            width: w,
+            height: h,
+            gauss,
+        });
+        w /= 2;
+        h /= 2;
+    }
+
+    let t1 = std::time::Instant::now();
+    // Strongest extrema first; orient until the cap (ties with the last kept included).
+    candidates.sort_by(|a, b| {
+        b.refined
+            .response
+            .total_cmp(&a.refined.response)
+            .then(a.y.total_cmp(&b.y))
+            .then(a.x.total_cmp(&b.x))
+    });
+    let mut samples = OriScratch::default();
+    let mut desc_scratch = DescScratch::default();
+    let mut angles = Vec::new();
+    let mut kept: Vec<(SiftKeypoint, usize)> = Vec::new();
+    let mut last_response = f32::INFINITY;
+    for (ci, cand) in candidates.iter().enumerate() {
+        if kept.len() >= config.max_features && cand.refined.response < last_response {
+            break;
+        }
+        let oct = &octaves[cand.octave];
+        let k = &cand.refined;
+        let scl_octv = config.sigma * 2f32.powf((k.layer as f32 + k.xi) / layers as f32);
+        angles.clear();
+        orientations(
+            isa,
+            &oct.gauss[k.layer],
+            oct.width,
+            oct.height,
+            k.c,
+            k.r,
+            scl_octv,
+            &mut samples,
+            &mut angles,
+        );
+        for &angle in &angles {
+            kept.push((
+                SiftKeypoint {
+                    x: cand.x,
+                    y: cand.y,
+                    size: cand.size,
+                    angle,
+                    response: k.response,
+                    octave: cand.packed_octave,
+                },
+                ci,
+            ));
+        }
+        if !angles.is_empty() {
+            last_response = k.response;
+        }
+    }
+    // Stable: the orientations of one extremum stay in histogram order.
+    kept.sort_by(|(a, _), (b, _)| {
+        b.response
+            .total_cmp(&a.response)
+            .then(a.y.total_cmp(&b.y))
+            .then(a.x.total_cmp(&b.x))
+    });
+    kept.truncate(config.max_features);
+
+    let t2 = std::time::Instant::now();
+    let mut descriptors = vec![0u8; kept.len() * DIM];
+    let mut raw = [0u8; DIM];
+    for ((kp, ci), out) in kept.iter().zip(descriptors.chunks_exact_mut(DIM)) {
+        let cand = &candidates[*ci];
+        let oct = &octaves[cand.octave];
+        let k = &cand.refined;
+        // OpenCV's unpackOctave: back to the octave's pixels from the keypoint's (a power
+        // of two, exact; the position is the refined one in the octave's grid).
+        let to_octave = if cand.octave as i32 + first_octave >= 0 {
+            1.0 / (1u32 << (cand.octave as i32 + first_octave)) as f32
+        } else {
+            (1u32 << -(cand.octave as i32 + first_octave)) as f32
+        };
+        let mut ori = 360.0 - kp.angle;
+        if (ori - 360.0).abs() < f32::EPSILON {
+            ori = 0.0;
+        }
+        raw_descriptor(
+            isa,
+            &oct.gauss[cand.refined.layer],
+            oct.width,
+            oct.height,
+            k.c as f32 + k.xc,
+            k.r as f32 + k.xr,
+            ori,
+            kp.size * to_octave * 0.5,
+            &mut desc_scratch,
+            &mut raw,
+        );
+        root_sift(&raw, out);
+    }
+    if std::env::var("SIFT_TIMES").is_ok() { eprintln!("blur {:.1} scan {:.1} refine {:.1} ({} found, {} cands) ori {:.1} desc {:.1} total {:.1}", tb*1e3, ts*1e3, tr*1e3, nf, candidates.len(), (t2-t1).as_secs_f64()*1e3, t2.elapsed().as_secs_f64()*1e3, t0.elapsed().as_secs_f64()*1e3); }
+    SiftFeatures {
+        keypoints: kept.into_iter().map(|(k, _)| k).collect(),
+        descriptors,
+    }
+}
