@@ -94,7 +94,8 @@ class RustSift(Extractor):
     manifest_name = "rust-sift-rootsift"
     image_mode = "L"
     devices = ("cpu",)
-    requires = ()
+    #: numpy alone (the pool reads the first entry to set library threads).
+    requires = ("numpy",)
     pixel_dtype = "uint8"
     #: Detection releases the GIL: a pool runs this backend in threads.
     releases_gil = True
