@@ -90,10 +90,19 @@ mod tests {
 
     fn tiff(big: bool, orientation: u16, kind: u16) -> Vec<u8> {
         let mut t = Vec::new();
-        let (u16b, u32b): (fn(u16) -> [u8; 2], fn(u32) -> [u8; 4]) = if big {
-            (u16::to_be_bytes, u32::to_be_bytes)
-        } else {
-            (u16::to_le_bytes, u32::to_le_bytes)
+        let u16b = |v: u16| {
+            if big {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            }
+        };
+        let u32b = |v: u32| {
+            if big {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            }
         };
         t.extend_from_slice(if big { b"MM\0*" } else { b"II*\0" });
         t.extend_from_slice(&u32b(8));
