@@ -165,7 +165,10 @@ pub fn working_image<'py>(
     let s = settings(py, 1, max_side, upsample, 0.02)?;
     let held = hold(source, 0)?;
     let borrowed = self::source(&held)?;
-    match py.detach(|| core_working(&borrowed, &s)) {
+    let got = py.detach(|| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| core_working(&borrowed, &s)))
+    });
+    match got.map_err(|payload| crate::errors::internal(py, payload))? {
         Ok(w) => {
             let (h, wd) = (w.image.height, w.image.width);
             let arr = PyArray1::from_vec(py, w.image.pixels).reshape([h, wd])?;

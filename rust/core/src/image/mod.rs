@@ -19,6 +19,8 @@ pub mod resize;
 
 use std::io::Cursor;
 
+use jpeg_decoder::PixelFormat;
+
 pub use resize::Filter;
 
 /// Why an image could not be turned into a working image.
@@ -158,13 +160,24 @@ pub fn decode_gray(
     reduce_for: Option<&WorkingSize>,
     limits: &Limits,
 ) -> Result<(Gray, (usize, usize)), DecodeError> {
-    if bytes.starts_with(&[0xFF, 0xD8]) {
-        decode_jpeg(bytes, reduce_for, limits)
+    let format = if bytes.starts_with(&[0xFF, 0xD8]) {
+        "JPEG"
     } else if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-        decode_png(bytes, limits)
+        "PNG"
     } else {
-        Err(DecodeError::Unsupported(sniff(bytes)))
-    }
+        return Err(DecodeError::Unsupported(sniff(bytes)));
+    };
+    // The decoders are third-party code: a panic on odd bytes is that image's error.
+    std::panic::catch_unwind(|| match format {
+        "JPEG" => decode_jpeg(bytes, reduce_for, limits),
+        _ => decode_png(bytes, limits),
+    })
+    .unwrap_or_else(|_| {
+        Err(DecodeError::Corrupt {
+            format,
+            reason: "the decoder failed on these bytes".into(),
+        })
+    })
 }
 
 fn sniff(bytes: &[u8]) -> String {
@@ -244,6 +257,7 @@ fn decode_jpeg(
     let full = if swapped { (h, w) } else { (w, h) };
     // Buffers of the decoder: the output and its planes (CMYK at most 4 bytes a pixel).
     decoder.set_max_decoding_buffer_size((limits.max_pixels as usize).saturating_mul(4));
+    let mut reduced = false;
     if let Some(size) = reduce_for {
         let want = size.of(full.0, full.1);
         if full.0 >= 2 * want.0 && full.1 >= 2 * want.1 {
@@ -254,37 +268,23 @@ fn decode_jpeg(
             if scale > 1 {
                 let (sw, sh) = (w.div_ceil(scale), h.div_ceil(scale));
                 decoder.scale(sw as u16, sh as u16).map_err(corrupt)?;
+                reduced = true;
             }
         }
     }
-    let data = decoder.decode().map_err(corrupt)?;
-    let info = decoder.info().ok_or_else(|| DecodeError::Corrupt {
-        format: "JPEG",
-        reason: "no frame header".into(),
-    })?;
-    let (dw, dh) = (usize::from(info.width), usize::from(info.height));
-    let n = dw * dh;
-    let pixels = match info.pixel_format {
-        jpeg_decoder::PixelFormat::L8 => data,
-        jpeg_decoder::PixelFormat::RGB24 => rgb_to_gray(&data, 3),
-        jpeg_decoder::PixelFormat::CMYK32 => data
-            .chunks_exact(4)
-            .map(|p| {
-                // Pillow's CMYK -> RGB, then L.
-                let nk = 255 - u32::from(p[3]);
-                let ch = |c: u8| (nk - (u32::from(c) * nk + 127) / 255) as u8;
-                luma(ch(p[0]), ch(p[1]), ch(p[2]))
-            })
-            .collect(),
-        jpeg_decoder::PixelFormat::L16 => data
-            .chunks_exact(2)
-            .map(|p| scale16(u16::from_be_bytes([p[0], p[1]])))
-            .collect(),
+    let whole = !reduced && matches!(info.pixel_format, PixelFormat::RGB24 | PixelFormat::L8);
+    let (pixels, dw, dh) = match whole.then(|| decode_jpeg_whole(bytes, info.pixel_format)) {
+        Some(Ok(done)) => done,
+        // Anything zune-jpeg refuses goes to jpeg-decoder, which names the error.
+        _ => decode_jpeg_decoder(decoder)?,
     };
-    if pixels.len() != n {
+    if pixels.len() != dw * dh || (!reduced && (dw, dh) != (w, h)) {
         return Err(DecodeError::Corrupt {
             format: "JPEG",
-            reason: format!("expected {n} pixels, got {}", pixels.len()),
+            reason: format!(
+                "expected {w} x {h} pixels (or a reduced scale of it), got {} for {dw} x {dh}",
+                pixels.len()
+            ),
         });
     }
     let (pixels, ow, oh) = exif::apply(pixels, dw, dh, orientation);
@@ -296,6 +296,71 @@ fn decode_jpeg(
         },
         full,
     ))
+}
+
+/// A JPEG decoded at full scale by zune-jpeg, to Pillow's grey: `(pixels, width, height)`.
+fn decode_jpeg_whole(
+    bytes: &[u8],
+    format: PixelFormat,
+) -> Result<(Vec<u8>, usize, usize), DecodeError> {
+    use zune_jpeg::zune_core::{
+        bytestream::ZCursor, colorspace::ColorSpace, options::DecoderOptions,
+    };
+    let corrupt = |e: zune_jpeg::errors::DecodeErrors| DecodeError::Corrupt {
+        format: "JPEG",
+        reason: e.to_string(),
+    };
+    let grey = format == PixelFormat::L8;
+    let options = DecoderOptions::default()
+        .set_max_width(usize::from(u16::MAX))
+        .set_max_height(usize::from(u16::MAX))
+        .jpeg_set_out_colorspace(if grey {
+            ColorSpace::Luma
+        } else {
+            ColorSpace::RGB
+        });
+    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
+    let data = decoder.decode().map_err(corrupt)?;
+    let (w, h) = decoder.dimensions().ok_or_else(|| DecodeError::Corrupt {
+        format: "JPEG",
+        reason: "no frame header".into(),
+    })?;
+    let pixels = if grey { data } else { rgb_to_gray(&data, 3) };
+    Ok((pixels, w, h))
+}
+
+/// A JPEG decoded by jpeg-decoder (at the scale set on it), to Pillow's grey.
+fn decode_jpeg_decoder(
+    mut decoder: jpeg_decoder::Decoder<Cursor<&[u8]>>,
+) -> Result<(Vec<u8>, usize, usize), DecodeError> {
+    let corrupt = |e: jpeg_decoder::Error| DecodeError::Corrupt {
+        format: "JPEG",
+        reason: e.to_string(),
+    };
+    let data = decoder.decode().map_err(corrupt)?;
+    let info = decoder.info().ok_or_else(|| DecodeError::Corrupt {
+        format: "JPEG",
+        reason: "no frame header".into(),
+    })?;
+    let (dw, dh) = (usize::from(info.width), usize::from(info.height));
+    let pixels = match info.pixel_format {
+        PixelFormat::L8 => data,
+        PixelFormat::RGB24 => rgb_to_gray(&data, 3),
+        PixelFormat::CMYK32 => data
+            .chunks_exact(4)
+            .map(|p| {
+                // Pillow's CMYK -> RGB, then L.
+                let nk = 255 - u32::from(p[3]);
+                let ch = |c: u8| (nk - (u32::from(c) * nk + 127) / 255) as u8;
+                luma(ch(p[0]), ch(p[1]), ch(p[2]))
+            })
+            .collect(),
+        PixelFormat::L16 => data
+            .chunks_exact(2)
+            .map(|p| scale16(u16::from_be_bytes([p[0], p[1]])))
+            .collect(),
+    };
+    Ok((pixels, dw, dh))
 }
 
 fn decode_png(bytes: &[u8], limits: &Limits) -> Result<(Gray, (usize, usize)), DecodeError> {
