@@ -134,6 +134,49 @@ pub(crate) fn gaussian_blur(
     k: &[f32],
     scratch: &mut BlurScratch,
 ) {
+    blur_rows(isa, src, dst, width, height, k, scratch, None);
+}
+
+/// `dst = G_σ * src` and `dog = dst - src` in the same pass (each DoG row is taken while
+/// the blurred row is still in L1).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gaussian_blur_dog(
+    isa: Isa,
+    src: &[f32],
+    dst: &mut [f32],
+    dog: &mut [f32],
+    width: usize,
+    height: usize,
+    k: &[f32],
+    scratch: &mut BlurScratch,
+) {
+    blur_rows(isa, src, dst, width, height, k, scratch, Some(dog));
+}
+
+#[inline(always)]
+fn sub_body(a: &[f32], b: &[f32], out: &mut [f32]) {
+    let n = out.len();
+    let (a, b) = (&a[..n], &b[..n]);
+    for x in 0..n {
+        out[x] = a[x] - b[x];
+    }
+}
+
+multiversion! {
+    fn sub(a: &[f32], b: &[f32], out: &mut [f32]) = sub_body;
+}
+
+#[allow(clippy::too_many_arguments)]
+fn blur_rows(
+    isa: Isa,
+    src: &[f32],
+    dst: &mut [f32],
+    width: usize,
+    height: usize,
+    k: &[f32],
+    scratch: &mut BlurScratch,
+    mut dog: Option<&mut [f32]>,
+) {
     debug_assert_eq!(src.len(), width * height);
     debug_assert_eq!(dst.len(), width * height);
     let r = k.len() - 1;
@@ -153,7 +196,12 @@ pub(crate) fn gaussian_blur(
             padded[r - 1 - j] = scratch.column[reflect101(-1 - j as isize, width)];
             padded[r + width + j] = scratch.column[reflect101((width + j) as isize, width)];
         }
-        fold_row(isa, padded, k, &mut dst[y * width..(y + 1) * width]);
+        let out = &mut dst[y * width..(y + 1) * width];
+        fold_row(isa, padded, k, out);
+        if let Some(dog) = dog.as_deref_mut() {
+            let base = &src[y * width..(y + 1) * width];
+            sub(isa, out, base, &mut dog[y * width..(y + 1) * width]);
+        }
     }
 }
 
@@ -167,7 +215,11 @@ pub(crate) fn upsample2(src: &[f32], width: usize, height: usize, dst: &mut Vec<
     let hrow = |y: usize, out: &mut [f32]| {
         let s = &src[y * width..(y + 1) * width];
         for x in 0..width {
-            out[2 * x] = if x == 0 { s[0] } else { s[x - 1] * 0.25 + s[x] * 0.75 };
+            out[2 * x] = if x == 0 {
+                s[0]
+            } else {
+                s[x - 1] * 0.25 + s[x] * 0.75
+            };
             out[2 * x + 1] = if x + 1 == width {
                 s[x]
             } else {

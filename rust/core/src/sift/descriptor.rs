@@ -36,7 +36,13 @@ pub(crate) struct DescScratch {
 #[inline(always)]
 fn votes_body(s: &mut DescScratch, n: usize, ori: f32) {
     let bins_per_deg = N as f32 / 360.0;
-    let (dx, dy, rb, cb, w) = (&s.dx[..n], &s.dy[..n], &s.rbin[..n], &s.cbin[..n], &s.w[..n]);
+    let (dx, dy, rb, cb, w) = (
+        &s.dx[..n],
+        &s.dy[..n],
+        &s.rbin[..n],
+        &s.cbin[..n],
+        &s.w[..n],
+    );
     let (votes, idx) = (&mut s.votes[..n], &mut s.idx[..n]);
     for k in 0..n {
         let weight = exp(w[k]);
@@ -69,13 +75,59 @@ fn votes_body(s: &mut DescScratch, n: usize, ori: f32) {
         votes[k] = [
             v_rco000, v_rco001, v_rco010, v_rco011, v_rco100, v_rco101, v_rco110, v_rco111,
         ];
-        idx[k] =
-            (((r0 as i32 + 1) * (D as i32 + 2) + c0 as i32 + 1) * (N as i32 + 2) + o0) as u32;
+        idx[k] = (((r0 as i32 + 1) * (D as i32 + 2) + c0 as i32 + 1) * (N as i32 + 2) + o0) as u32;
     }
 }
 
 multiversion! {
     fn votes(s: &mut DescScratch, n: usize, ori: f32) = votes_body;
+}
+
+/// Samples `n..n + len` from the image row run starting at pixel index `first` (window
+/// column `lo`, window row `fi`): gradients, grid position and Gaussian exponent, with
+/// OpenCV's exact in-grid test (samples outside get zero gradient, hence zero votes).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn gather_body(
+    img: &[f32],
+    width: usize,
+    first: usize,
+    lo: i64,
+    fi: f32,
+    rot: [f32; 3],
+    s: &mut DescScratch,
+    n: usize,
+    len: usize,
+) {
+    let [cos_t, sin_t, exp_scale] = rot;
+    let half = D as f32 / 2.0 - 0.5;
+    let left = &img[first - 1..first - 1 + len];
+    let right = &img[first + 1..first + 1 + len];
+    let up = &img[first - width..first - width + len];
+    let down = &img[first + width..first + width + len];
+    let dx = &mut s.dx[n..n + len];
+    let dy = &mut s.dy[n..n + len];
+    let rb = &mut s.rbin[n..n + len];
+    let cb = &mut s.cbin[n..n + len];
+    let w = &mut s.w[n..n + len];
+    for t in 0..len {
+        let fj = (lo + t as i64) as f32;
+        let c_rot = fj * cos_t - fi * sin_t;
+        let r_rot = fj * sin_t + fi * cos_t;
+        let rbin = r_rot + half;
+        let cbin = c_rot + half;
+        let inside = (rbin > -1.0) & (rbin < D as f32) & (cbin > -1.0) & (cbin < D as f32);
+        dx[t] = if inside { right[t] - left[t] } else { 0.0 };
+        dy[t] = if inside { up[t] - down[t] } else { 0.0 };
+        rb[t] = if inside { rbin } else { 0.0 };
+        cb[t] = if inside { cbin } else { 0.0 };
+        w[t] = (c_rot * c_rot + r_rot * r_rot) * exp_scale;
+    }
+}
+
+multiversion! {
+    #[allow(clippy::too_many_arguments)]
+    fn gather(img: &[f32], width: usize, first: usize, lo: i64, fi: f32, rot: [f32; 3], s: &mut DescScratch, n: usize, len: usize) = gather_body;
 }
 
 /// The interval of `j` (within `[lo, hi]`) where `a·j + b` can lie in `(-1, D)`, one
@@ -117,8 +169,8 @@ pub(crate) fn raw_descriptor(
     let (mut cos_t, mut sin_t) = (rad.cos(), rad.sin());
     let exp_scale = -1.0 / (D as f32 * D as f32 * 0.5);
     let hist_width = DESCR_SCL_FCTR * scl;
-    let mut radius = (hist_width * std::f32::consts::SQRT_2 * (D as f32 + 1.0) * 0.5)
-        .round_ties_even() as i64;
+    let mut radius =
+        (hist_width * std::f32::consts::SQRT_2 * (D as f32 + 1.0) * 0.5).round_ties_even() as i64;
     let diag = ((width as f64) * (width as f64) + (height as f64) * (height as f64)).sqrt() as i64;
     radius = radius.min(diag);
     cos_t /= hist_width;
@@ -150,27 +202,20 @@ pub(crate) fn raw_descriptor(
         if lo > hi {
             continue;
         }
-        let row = (r * cols) as usize;
+        let first = (r * cols + px + lo) as usize;
         let len = (hi - lo + 1) as usize;
-        let first = row + (px + lo) as usize;
-        let left = &img[first - 1..first - 1 + len];
-        let right = &img[first + 1..first + 1 + len];
-        let up = &img[first - width..first - width + len];
-        let down = &img[first + width..first + width + len];
-        for t in 0..len {
-            let fj = (lo + t as i64) as f32;
-            let c_rot = fj * cos_t - fi * sin_t;
-            let r_rot = fj * sin_t + fi * cos_t;
-            let rbin = r_rot + half;
-            let cbin = c_rot + half;
-            let inside = rbin > -1.0 && rbin < D as f32 && cbin > -1.0 && cbin < D as f32;
-            let k = n + t;
-            s.dx[k] = if inside { right[t] - left[t] } else { 0.0 };
-            s.dy[k] = if inside { up[t] - down[t] } else { 0.0 };
-            s.rbin[k] = if inside { rbin } else { 0.0 };
-            s.cbin[k] = if inside { cbin } else { 0.0 };
-            s.w[k] = (c_rot * c_rot + r_rot * r_rot) * exp_scale;
-        }
+        gather(
+            isa,
+            img,
+            width,
+            first,
+            lo,
+            fi,
+            [cos_t, sin_t, exp_scale],
+            s,
+            n,
+            len,
+        );
         n += len;
     }
     votes(isa, s, n, ori);

@@ -25,92 +25,124 @@ impl Plane<'_> {
     }
 }
 
-/// `flags[x - BORDER]` for `x` in `BORDER..width - BORDER`: 1 where the centre of the
-/// 3x3x3 block is a maximum above `thr` or a minimum below `-thr` (ties allowed, as in
-/// OpenCV). `rows` holds the nine rows `[prev, cur, next] x [r - 1, r, r + 1]`.
+/// `hi[x] = max(row[x], row[x + 1], row[x + 2])` and `lo` the min, for `x < row.len() - 2`.
 #[inline(always)]
-fn scan_row_body(rows: &[&[f32]; 9], thr: f32, flags: &mut [u8]) {
-    const L: usize = 16;
-    let n = flags.len();
-    let pixel = |x: usize| -> u8 {
-        // Column BORDER + x of the plane.
-        let v = rows[4][BORDER + x];
-        let (mut hi, mut lo) = (v, v);
-        for row in rows.iter() {
-            for dx in 0..3 {
-                let u = row[BORDER + x + dx - 1];
-                hi = if u > hi { u } else { hi };
-                lo = if u < lo { u } else { lo };
-            }
-        }
-        ((v > thr && v >= hi) | (v < -thr && v <= lo)) as u8
-    };
-    let mut x0 = 0;
-    while x0 + L <= n {
-        let centre: &[f32; L] = rows[4][BORDER + x0..BORDER + x0 + L].try_into().unwrap();
-        let mut hi = *centre;
-        let mut lo = *centre;
-        for row in rows.iter() {
-            for dx in 0..3 {
-                let s: &[f32; L] = row[BORDER - 1 + x0 + dx..BORDER - 1 + x0 + dx + L]
-                    .try_into()
-                    .unwrap();
-                for l in 0..L {
-                    hi[l] = if s[l] > hi[l] { s[l] } else { hi[l] };
-                    lo[l] = if s[l] < lo[l] { s[l] } else { lo[l] };
-                }
-            }
-        }
-        let out: &mut [u8; L] = (&mut flags[x0..x0 + L]).try_into().unwrap();
-        for l in 0..L {
-            let v = centre[l];
-            out[l] = ((v > thr && v >= hi[l]) | (v < -thr && v <= lo[l])) as u8;
-        }
-        x0 += L;
+fn h3_body(row: &[f32], hi: &mut [f32], lo: &mut [f32]) {
+    let n = hi.len();
+    let (a, b, c) = (&row[..n], &row[1..n + 1], &row[2..n + 2]);
+    let lo = &mut lo[..n];
+    for x in 0..n {
+        let m = if a[x] > b[x] { a[x] } else { b[x] };
+        hi[x] = if c[x] > m { c[x] } else { m };
+        let m = if a[x] < b[x] { a[x] } else { b[x] };
+        lo[x] = if c[x] < m { c[x] } else { m };
     }
-    for (x, f) in flags.iter_mut().enumerate().skip(x0) {
-        *f = pixel(x);
+}
+
+/// Element-wise max (`is_max`) or min of three rows into `out`.
+#[inline(always)]
+fn v3_body(a: &[f32], b: &[f32], c: &[f32], is_max: bool, out: &mut [f32]) {
+    let n = out.len();
+    let (a, b, c) = (&a[..n], &b[..n], &c[..n]);
+    if is_max {
+        for x in 0..n {
+            let m = if a[x] > b[x] { a[x] } else { b[x] };
+            out[x] = if c[x] > m { c[x] } else { m };
+        }
+    } else {
+        for x in 0..n {
+            let m = if a[x] < b[x] { a[x] } else { b[x] };
+            out[x] = if c[x] < m { c[x] } else { m };
+        }
+    }
+}
+
+/// `flags[x] = 1` where `v[x]` is above `thr` and at least the 3x3 maxima `hi*` of the
+/// three layers, or below `-thr` and at most their minima `lo*` (ties allowed, as in
+/// OpenCV).
+#[inline(always)]
+fn test_body(v: &[f32], hi: [&[f32]; 3], lo: [&[f32]; 3], thr: f32, flags: &mut [u8]) {
+    let n = flags.len();
+    let v = &v[..n];
+    let (h0, h1, h2) = (&hi[0][..n], &hi[1][..n], &hi[2][..n]);
+    let (l0, l1, l2) = (&lo[0][..n], &lo[1][..n], &lo[2][..n]);
+    for x in 0..n {
+        let h = if h0[x] > h1[x] { h0[x] } else { h1[x] };
+        let h = if h2[x] > h { h2[x] } else { h };
+        let l = if l0[x] < l1[x] { l0[x] } else { l1[x] };
+        let l = if l2[x] < l { l2[x] } else { l };
+        let is_max = (v[x] > thr) & (v[x] >= h);
+        let is_min = (v[x] < -thr) & (v[x] <= l);
+        flags[x] = (is_max | is_min) as u8;
     }
 }
 
 multiversion! {
-    fn scan_row(rows: &[&[f32]; 9], thr: f32, flags: &mut [u8]) = scan_row_body;
+    fn h3(row: &[f32], hi: &mut [f32], lo: &mut [f32]) = h3_body;
+}
+multiversion! {
+    fn v3(a: &[f32], b: &[f32], c: &[f32], is_max: bool, out: &mut [f32]) = v3_body;
+}
+multiversion! {
+    fn test(v: &[f32], hi: [&[f32]; 3], lo: [&[f32]; 3], thr: f32, flags: &mut [u8]) = test_body;
 }
 
-/// `(layer, row, col)` of every 3x3x3 extremum of the DoG layers `1..=layers` with
-/// `|value| > thr`, in layer, row, column order.
-pub(crate) fn scan_extrema<'a>(
-    isa: Isa,
-    dog: &[Plane<'a>],
-    thr: f32,
-    out: &mut Vec<(u32, u32, u32)>,
-) {
+/// `(layer, row, col)` of every 3x3x3 extremum of the DoG layers `1..dog.len() - 1` with
+/// `|value| > thr`, in layer-major, then row, then column order.
+///
+/// Streams rows: per layer, a ring of the last three rows' horizontal 3-maxima and
+/// 3-minima; their vertical combination gives each layer's 3x3 maxima/minima of row `r`
+/// once, and the three layers around an interior one are then compared in one pass.
+pub(crate) fn scan_extrema(isa: Isa, dog: &[Plane], thr: f32, out: &mut Vec<(u32, u32, u32)>) {
     let (w, h) = (dog[0].width, dog[0].height);
-    if w < 2 * BORDER + 1 || h < 2 * BORDER + 1 {
+    if w < 2 * BORDER + 1 || h < 2 * BORDER + 1 || dog.len() < 3 {
         return;
     }
-    let mut flags = vec![0u8; w - 2 * BORDER];
-    for layer in 1..dog.len() - 1 {
-        for r in BORDER..h - BORDER {
-            let (a, b, c) = (dog[layer - 1].data, dog[layer].data, dog[layer + 1].data);
-            let row = |p: &'a [f32], rr: usize| -> &'a [f32] { &p[rr * w..(rr + 1) * w] };
-            let rows = [
-                row(a, r - 1),
-                row(a, r),
-                row(a, r + 1),
-                row(b, r - 1),
-                row(b, r),
-                row(b, r + 1),
-                row(c, r - 1),
-                row(c, r),
-                row(c, r + 1),
-            ];
-            // The centre must be rows[4]: the current layer's row r.
-            scan_row(isa, &rows, thr, &mut flags);
+    let nl = dog.len();
+    // Interior columns 1..w-1 (index x - 1) for the horizontal pass; the scan needs
+    // columns BORDER..w-BORDER.
+    let hw = w - 2;
+    let sw = w - 2 * BORDER;
+    let mut ring_hi = vec![vec![0f32; hw]; 3 * nl];
+    let mut ring_lo = vec![vec![0f32; hw]; 3 * nl];
+    let mut box_hi = vec![vec![0f32; hw]; nl];
+    let mut box_lo = vec![vec![0f32; hw]; nl];
+    let mut flags = vec![0u8; sw];
+    let mut found: Vec<Vec<(u32, u32, u32)>> = vec![Vec::new(); nl];
+    let row = |l: usize, r: usize| &dog[l].data[r * w..(r + 1) * w];
+    for l in 0..nl {
+        for t in 0..2 {
+            let r = BORDER - 1 + t;
+            let (hi, lo) = (&mut ring_hi[3 * l + r % 3], &mut ring_lo[3 * l + r % 3]);
+            h3(isa, row(l, r), hi, lo);
+        }
+    }
+    for r in BORDER..h - BORDER {
+        for l in 0..nl {
+            let (hi, lo) = (
+                &mut ring_hi[3 * l + (r + 1) % 3],
+                &mut ring_lo[3 * l + (r + 1) % 3],
+            );
+            h3(isa, row(l, r + 1), hi, lo);
+            let q = &ring_hi[3 * l..3 * l + 3];
+            v3(isa, &q[0], &q[1], &q[2], true, &mut box_hi[l]);
+            let q = &ring_lo[3 * l..3 * l + 3];
+            v3(isa, &q[0], &q[1], &q[2], false, &mut box_lo[l]);
+        }
+        // Box column x sits at index x - 1; the scan starts at column BORDER.
+        let o = BORDER - 1;
+        for l in 1..nl - 1 {
+            let v = &row(l, r)[BORDER..w - BORDER];
+            let hi = [&box_hi[l - 1][o..], &box_hi[l][o..], &box_hi[l + 1][o..]];
+            let lo = [&box_lo[l - 1][o..], &box_lo[l][o..], &box_lo[l + 1][o..]];
+            test(isa, v, hi, lo, thr, &mut flags);
             for (i, _) in flags.iter().enumerate().filter(|(_, f)| **f != 0) {
-                out.push((layer as u32, r as u32, (i + BORDER) as u32));
+                found[l].push((l as u32, r as u32, (i + BORDER) as u32));
             }
         }
+    }
+    for f in found {
+        out.extend(f);
     }
 }
 
@@ -148,8 +180,9 @@ fn solve3(mut a: [[f32; 3]; 3], mut b: [f32; 3]) -> Option<[f32; 3]> {
         let d = -1.0 / a[i][i];
         for j in i + 1..3 {
             let alpha = a[j][i] * d;
-            for k in i + 1..3 {
-                a[j][k] += alpha * a[i][k];
+            let pivot_row = a[i];
+            for (ajk, aik) in a[j].iter_mut().zip(pivot_row).skip(i + 1) {
+                *ajk += alpha * aik;
             }
             b[j] += alpha * b[i];
         }

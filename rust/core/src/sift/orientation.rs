@@ -83,7 +83,11 @@ pub(crate) fn orientations(
         let right = &img[first + 1..first + 1 + len];
         let up = &img[first - width..first - width + len];
         let down = &img[first + width..first + width + len];
-        let (dx, dy, ws) = (&mut s.dx[n..n + len], &mut s.dy[n..n + len], &mut s.w[n..n + len]);
+        let (dx, dy, ws) = (
+            &mut s.dx[n..n + len],
+            &mut s.dy[n..n + len],
+            &mut s.w[n..n + len],
+        );
         for t in 0..len {
             let j = lo + t as i64;
             dx[t] = right[t] - left[t];

@@ -9,12 +9,15 @@
 //! survivors are then ordered by response (ties by y, then x) and cut to `max_features`,
 //! which is exactly `strongest_first` over OpenCV's output in the Python backend.
 
-use super::blur::{downsample2, gaussian_blur, gaussian_half_kernel, upsample2, BlurScratch};
+use super::blur::{
+    downsample2, gaussian_blur, gaussian_blur_dog, gaussian_half_kernel, upsample2, BlurScratch,
+};
 use super::descriptor::{raw_descriptor, root_sift, DescScratch, DIM};
 use super::extrema::{refine, scan_extrema, Plane, Refined};
 use super::orientation::{orientations, OriScratch};
 use super::{GrayImage, SiftConfig, SiftFeatures, SiftKeypoint};
 use crate::isa::Isa;
+use std::cell::RefCell;
 
 /// The assumed blur of the input image (OpenCV's `SIFT_INIT_SIGMA`).
 const INIT_SIGMA: f32 = 0.5;
@@ -98,6 +101,39 @@ pub fn scan_extrema_plane(
     out
 }
 
+/// Planes a thread keeps between images, so that the next image of a batch finds its
+/// memory mapped and warm (no page faults); at most [`POOL_BYTES`] stay.
+struct Pool(Vec<Vec<f32>>);
+
+const POOL_BYTES: usize = 256 << 20;
+
+thread_local! {
+    static POOL: RefCell<Pool> = const { RefCell::new(Pool(Vec::new())) };
+}
+
+impl Pool {
+    /// A plane of `n` values (contents unspecified): the shortest kept one at least that
+    /// long (so that it is neither grown nor zeroed), else a new one.
+    fn take(&mut self, n: usize) -> Vec<f32> {
+        let best = (0..self.0.len())
+            .filter(|&i| self.0[i].len() >= n)
+            .min_by_key(|&i| self.0[i].len());
+        let mut v = match best {
+            Some(i) => self.0.swap_remove(i),
+            None => Vec::new(),
+        };
+        v.resize(n, 0.0);
+        v
+    }
+
+    fn give(&mut self, v: Vec<f32>) {
+        let held: usize = self.0.iter().map(|p| p.capacity() * 4).sum();
+        if held + v.capacity() * 4 <= POOL_BYTES {
+            self.0.push(v);
+        }
+    }
+}
+
 struct Octave {
     width: usize,
     height: usize,
@@ -107,25 +143,33 @@ struct Octave {
 pub(crate) fn extract(image: &GrayImage, config: &SiftConfig, isa: Isa) -> SiftFeatures {
     let layers = config.n_octave_layers;
     let t0 = std::time::Instant::now();
-    let mut tb = 0f64; let mut ts = 0f64; let mut tr = 0f64; let mut nf = 0usize;
+    let mut tb = 0f64;
+    let mut ts = 0f64;
+    let mut tr = 0f64;
+    let mut nf = 0usize;
     let mut scratch = BlurScratch::default();
+    let mut pool = POOL.with(|p| std::mem::replace(&mut *p.borrow_mut(), Pool(Vec::new())));
     // Pixel values in [0, 255] as OpenCV sees a uint8 image.
-    let base: Vec<f32> = image.pixels.iter().map(|v| v * 255.0).collect();
+    let mut base = pool.take(image.pixels.len());
+    for (b, v) in base.iter_mut().zip(image.pixels) {
+        *b = v * 255.0;
+    }
     let (mut w, mut h) = (image.width, image.height);
-    let mut first = Vec::new();
     let init_sigma = if config.upsample {
-        upsample2(&base, w, h, &mut first);
+        let mut doubled = pool.take(4 * w * h);
+        upsample2(&base, w, h, &mut doubled);
+        pool.give(std::mem::replace(&mut base, doubled));
         w *= 2;
         h *= 2;
         (config.sigma * config.sigma - 4.0 * INIT_SIGMA * INIT_SIGMA)
             .max(0.01)
             .sqrt()
     } else {
-        first = base;
         (config.sigma * config.sigma - INIT_SIGMA * INIT_SIGMA)
             .max(0.01)
             .sqrt()
     };
+    let first = base;
     let n_octaves = octave_count(image.width, image.height, config.upsample);
     let kernels = level_kernels(config.sigma, layers);
     let threshold = (0.5 * config.contrast_threshold / layers as f32 * 255.0).floor();
@@ -135,32 +179,41 @@ pub(crate) fn extract(image: &GrayImage, config: &SiftConfig, isa: Isa) -> SiftF
 
     let mut octaves: Vec<Octave> = Vec::with_capacity(n_octaves);
     let mut candidates: Vec<Candidate> = Vec::new();
-    let mut dog: Vec<Vec<f32>> = vec![Vec::new(); layers + 2];
     let mut found = Vec::new();
     let mut refined: Vec<Refined> = Vec::new();
+    let mut first = Some(first);
     for o in 0..n_octaves {
         if w == 0 || h == 0 {
             break;
         }
         let tt = std::time::Instant::now();
         let mut gauss: Vec<Vec<f32>> = Vec::with_capacity(layers + 3);
-        let mut g0 = vec![0f32; w * h];
-        if o == 0 {
+        let mut g0 = pool.take(w * h);
+        if let Some(src) = first.take() {
             let k = gaussian_half_kernel(init_sigma);
-            gaussian_blur(isa, &first, &mut g0, w, h, &k, &mut scratch);
+            gaussian_blur(isa, &src, &mut g0, w, h, &k, &mut scratch);
+            pool.give(src);
         } else {
             let prev = &octaves[o - 1];
             downsample2(&prev.gauss[layers], prev.width, prev.height, &mut g0);
         }
         gauss.push(g0);
+        let mut dog: Vec<Vec<f32>> = Vec::with_capacity(layers + 2);
         for k in &kernels {
-            let mut g = vec![0f32; w * h];
-            gaussian_blur(isa, gauss.last().unwrap(), &mut g, w, h, k, &mut scratch);
+            let mut g = pool.take(w * h);
+            let mut d = pool.take(w * h);
+            gaussian_blur_dog(
+                isa,
+                gauss.last().unwrap(),
+                &mut g,
+                &mut d,
+                w,
+                h,
+                k,
+                &mut scratch,
+            );
             gauss.push(g);
-        }
-        for (i, d) in dog.iter_mut().enumerate() {
-            d.clear();
-            d.extend(gauss[i + 1].iter().zip(&gauss[i]).map(|(a, b)| a - b));
+            dog.push(d);
         }
         let planes: Vec<Plane> = dog
             .iter()
@@ -218,6 +271,14 @@ pub(crate) fn extract(image: &GrayImage, config: &SiftConfig, isa: Isa) -> SiftF
                 size,
                 packed_octave,
             });
+        }
+        drop(planes);
+        for d in dog {
+            pool.give(d);
+        }
+        // Layers 1..=layers carry keypoints; layer `layers` also seeds the next octave.
+        for l in [0, layers + 1, layers + 2] {
+            pool.give(std::mem::take(&mut gauss[l]));
         }
         octaves.push(Octave {
             width: w,
@@ -319,7 +380,17 @@ pub(crate) fn extract(image: &GrayImage, config: &SiftConfig, isa: Isa) -> SiftF
         );
         root_sift(&raw, out);
     }
-    if std::env::var("SIFT_TIMES").is_ok() { eprintln!("blur {:.1} scan {:.1} refine {:.1} ({} found, {} cands) ori {:.1} desc {:.1} total {:.1}", tb*1e3, ts*1e3, tr*1e3, nf, candidates.len(), (t2-t1).as_secs_f64()*1e3, t2.elapsed().as_secs_f64()*1e3, t0.elapsed().as_secs_f64()*1e3); }
+    if std::env::var("SIFT_TIMES").is_ok() {
+        eprintln!("blur {:.1} scan {:.1} refine {:.1} ({} found, {} cands) ori {:.1} desc {:.1} total {:.1}", tb*1e3, ts*1e3, tr*1e3, nf, candidates.len(), (t2-t1).as_secs_f64()*1e3, t2.elapsed().as_secs_f64()*1e3, t0.elapsed().as_secs_f64()*1e3);
+    }
+    for oct in octaves {
+        for g in oct.gauss {
+            if g.capacity() > 0 {
+                pool.give(g);
+            }
+        }
+    }
+    POOL.with(|p| *p.borrow_mut() = pool);
     SiftFeatures {
         keypoints: kept.into_iter().map(|(k, _)| k).collect(),
         descriptors,
