@@ -209,9 +209,8 @@ fn blur_rows(
 /// aligned: output pixel `x` samples the source at `x / 2 - 0.25`, edges replicated), the
 /// interpolation OpenCV's SIFT doubles its first octave with: output pixels take
 /// `0.25·a + 0.75·b` of their two nearest source pixels in each direction.
-pub(crate) fn upsample2(src: &[f32], width: usize, height: usize, dst: &mut Vec<f32>) {
-    let (w2, h2) = (2 * width, 2 * height);
-    dst.resize(w2 * h2, 0.0);
+pub(crate) fn upsample2(src: &[f32], width: usize, height: usize, dst: &mut [f32]) {
+    let w2 = 2 * width;
     let hrow = |y: usize, out: &mut [f32]| {
         let s = &src[y * width..(y + 1) * width];
         for x in 0..width {
@@ -255,9 +254,8 @@ pub(crate) fn upsample2(src: &[f32], width: usize, height: usize, dst: &mut Vec<
 }
 
 /// Every second pixel of every second row (OpenCV's `INTER_NEAREST` halving).
-pub(crate) fn downsample2(src: &[f32], width: usize, height: usize, dst: &mut Vec<f32>) {
+pub(crate) fn downsample2(src: &[f32], width: usize, height: usize, dst: &mut [f32]) {
     let (w2, h2) = (width / 2, height / 2);
-    dst.resize(w2 * h2, 0.0);
     for (y, out) in dst.chunks_exact_mut(w2.max(1)).take(h2).enumerate() {
         let row = &src[2 * y * width..(2 * y + 1) * width];
         for (x, o) in out.iter_mut().enumerate() {

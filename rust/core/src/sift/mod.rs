@@ -14,7 +14,7 @@ mod simd;
 pub use blur::reference_blur;
 pub use config::{SiftConfig, MAX_OCTAVE_LAYERS, MAX_SIFT_FEATURES};
 pub use extrema::reference_extrema;
-pub use pyramid::{gaussian_blur_plane, scan_extrema_plane};
+pub use pyramid::{gaussian_blur_plane, scan_extrema_plane, SiftProfile};
 
 use crate::error::{RerankError, Result};
 use crate::isa::Isa;
@@ -101,7 +101,18 @@ pub fn extract_sift(image: &GrayImage, config: &SiftConfig) -> Result<SiftFeatur
 
 /// [`extract_sift`] on a given instruction set (every ISA gives the same bits).
 pub fn extract_sift_with(image: &GrayImage, config: &SiftConfig, isa: Isa) -> Result<SiftFeatures> {
+    Ok(extract_sift_profiled(image, config, isa)?.0)
+}
+
+/// [`extract_sift_with`] and where its time went, stage by stage (for benches).
+pub fn extract_sift_profiled(
+    image: &GrayImage,
+    config: &SiftConfig,
+    isa: Isa,
+) -> Result<(SiftFeatures, SiftProfile)> {
     config.validate()?;
     image.validate()?;
-    Ok(pyramid::extract(image, config, isa))
+    let mut profile = SiftProfile::default();
+    let features = pyramid::extract(image, config, isa, &mut profile);
+    Ok((features, profile))
 }
