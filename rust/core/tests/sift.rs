@@ -269,6 +269,15 @@ fn bad_input_is_refused_with_what_was_expected() {
     };
     let err = extract_sift(&huge, &SiftConfig::default()).unwrap_err();
     assert!(matches!(err, RerankError::TooLarge { .. }), "{err}");
+    // 2,049 x 2,048 doubled is past the first-octave bound: refused before any plane.
+    let big = vec![0f32; 2049 * 2048];
+    let wide = GrayImage {
+        width: 2049,
+        height: 2048,
+        pixels: &big,
+    };
+    let err = extract_sift(&wide, &SiftConfig::default()).unwrap_err();
+    assert!(matches!(err, RerankError::TooLarge { .. }), "{err}");
 
     let base = SiftConfig::default();
     let bad = [

@@ -124,35 +124,6 @@ pub(crate) struct BlurScratch {
     padded: Vec<f32>,
 }
 
-/// `dst = G_σ * src` for a `width x height` plane, with the half kernel `k`.
-pub(crate) fn gaussian_blur(
-    isa: Isa,
-    src: &[f32],
-    dst: &mut [f32],
-    width: usize,
-    height: usize,
-    k: &[f32],
-    scratch: &mut BlurScratch,
-) {
-    blur_rows(isa, src, dst, width, height, k, scratch, None);
-}
-
-/// `dst = G_σ * src` and `dog = dst - src` in the same pass (each DoG row is taken while
-/// the blurred row is still in L1).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn gaussian_blur_dog(
-    isa: Isa,
-    src: &[f32],
-    dst: &mut [f32],
-    dog: &mut [f32],
-    width: usize,
-    height: usize,
-    k: &[f32],
-    scratch: &mut BlurScratch,
-) {
-    blur_rows(isa, src, dst, width, height, k, scratch, Some(dog));
-}
-
 #[inline(always)]
 fn sub_body(a: &[f32], b: &[f32], out: &mut [f32]) {
     let n = out.len();
@@ -166,8 +137,11 @@ multiversion! {
     fn sub(a: &[f32], b: &[f32], out: &mut [f32]) = sub_body;
 }
 
+/// `dst = G_σ * src` for a `width x height` plane, with the half kernel `k`; with `dog`,
+/// also `dog = dst - src` in the same pass (each DoG row taken while the blurred row is
+/// still in L1).
 #[allow(clippy::too_many_arguments)]
-fn blur_rows(
+pub(crate) fn gaussian_blur(
     isa: Isa,
     src: &[f32],
     dst: &mut [f32],

@@ -9,9 +9,7 @@
 //! survivors are then ordered by response (ties by y, then x) and cut to `max_features`,
 //! which is exactly `strongest_first` over OpenCV's output in the Python backend.
 
-use super::blur::{
-    downsample2, gaussian_blur, gaussian_blur_dog, gaussian_half_kernel, upsample2, BlurScratch,
-};
+use super::blur::{downsample2, gaussian_blur, gaussian_half_kernel, upsample2, BlurScratch};
 use super::descriptor::{raw_descriptor, root_sift, DescScratch, DIM};
 use super::extrema::{refine, scan_extrema, Plane, Refined};
 use super::orientation::{orientations, OriScratch};
@@ -97,6 +95,7 @@ pub fn gaussian_blur_plane(
         height,
         &k,
         &mut BlurScratch::default(),
+        None,
     );
     dst
 }
@@ -217,7 +216,8 @@ pub(crate) fn extract(
         let mut g0 = pool.take(w * h);
         if let Some(src) = first.take() {
             let k = gaussian_half_kernel(init_sigma);
-            gaussian_blur(isa, &src[..w * h], &mut g0[..w * h], w, h, &k, &mut scratch);
+            let g0 = &mut g0[..w * h];
+            gaussian_blur(isa, &src[..w * h], g0, w, h, &k, &mut scratch, None);
             pool.give(src);
         } else {
             let prev = &octaves[o - 1];
@@ -234,15 +234,15 @@ pub(crate) fn extract(
         for k in &kernels {
             let mut g = pool.take(w * h);
             let mut d = pool.take(w * h);
-            gaussian_blur_dog(
+            gaussian_blur(
                 isa,
                 &gauss.last().unwrap()[..w * h],
                 &mut g[..w * h],
-                &mut d[..w * h],
                 w,
                 h,
                 k,
                 &mut scratch,
+                Some(&mut d[..w * h]),
             );
             gauss.push(g);
             dog.push(d);
