@@ -15,46 +15,12 @@ use proptest::prelude::*;
 const W: usize = 320;
 const H: usize = 240;
 
-/// The procedural scene of `sift_data/make_opencv_fixture.py`, byte for byte.
+#[path = "sift_data/scene.rs"]
+mod scene_data;
+
+/// The fixture's scene (`sift_data/make_opencv_fixture.py`).
 fn scene() -> Vec<u8> {
-    let mut state: u64 = 12345;
-    let mut draw = |n: u64| -> i64 {
-        state = (state * 1103515245 + 12345) % (1 << 31);
-        ((state >> 8) % n) as i64
-    };
-    let mut img = vec![110i64; W * H];
-    for _ in 0..90 {
-        let (kind, cx, cy) = (draw(2), draw(W as u64), draw(H as u64));
-        let (size, grey) = (3 + draw(28), draw(256));
-        for y in 0..H as i64 {
-            for x in 0..W as i64 {
-                let inside = if kind == 0 {
-                    (x - cx).abs() <= size && (y - cy).abs() <= size * 2 / 3
-                } else {
-                    (x - cx) * (x - cx) + (y - cy) * (y - cy) <= size * size
-                };
-                if inside {
-                    img[y as usize * W + x as usize] = grey;
-                }
-            }
-        }
-    }
-    let at = |x: i64, y: i64| {
-        img[y.clamp(0, H as i64 - 1) as usize * W + x.clamp(0, W as i64 - 1) as usize]
-    };
-    let mut out = vec![0u8; W * H];
-    for y in 0..H as i64 {
-        for x in 0..W as i64 {
-            let mut s = 0;
-            for dy in -1..=1 {
-                for dx in -1..=1 {
-                    s += at(x + dx, y + dy);
-                }
-            }
-            out[y as usize * W + x as usize] = (s / 9) as u8;
-        }
-    }
-    out
+    scene_data::scene(W, H, 90, 0)
 }
 
 fn to_f32(bytes: &[u8]) -> Vec<f32> {
@@ -302,6 +268,15 @@ fn bad_input_is_refused_with_what_was_expected() {
         pixels: &[],
     };
     let err = extract_sift(&huge, &SiftConfig::default()).unwrap_err();
+    assert!(matches!(err, RerankError::TooLarge { .. }), "{err}");
+    // 2,049 x 2,048 doubled is past the first-octave bound: refused before any plane.
+    let big = vec![0f32; 2049 * 2048];
+    let wide = GrayImage {
+        width: 2049,
+        height: 2048,
+        pixels: &big,
+    };
+    let err = extract_sift(&wide, &SiftConfig::default()).unwrap_err();
     assert!(matches!(err, RerankError::TooLarge { .. }), "{err}");
 
     let base = SiftConfig::default();

@@ -124,35 +124,6 @@ pub(crate) struct BlurScratch {
     padded: Vec<f32>,
 }
 
-/// `dst = G_σ * src` for a `width x height` plane, with the half kernel `k`.
-pub(crate) fn gaussian_blur(
-    isa: Isa,
-    src: &[f32],
-    dst: &mut [f32],
-    width: usize,
-    height: usize,
-    k: &[f32],
-    scratch: &mut BlurScratch,
-) {
-    blur_rows(isa, src, dst, width, height, k, scratch, None);
-}
-
-/// `dst = G_σ * src` and `dog = dst - src` in the same pass (each DoG row is taken while
-/// the blurred row is still in L1).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn gaussian_blur_dog(
-    isa: Isa,
-    src: &[f32],
-    dst: &mut [f32],
-    dog: &mut [f32],
-    width: usize,
-    height: usize,
-    k: &[f32],
-    scratch: &mut BlurScratch,
-) {
-    blur_rows(isa, src, dst, width, height, k, scratch, Some(dog));
-}
-
 #[inline(always)]
 fn sub_body(a: &[f32], b: &[f32], out: &mut [f32]) {
     let n = out.len();
@@ -166,8 +137,11 @@ multiversion! {
     fn sub(a: &[f32], b: &[f32], out: &mut [f32]) = sub_body;
 }
 
+/// `dst = G_σ * src` for a `width x height` plane, with the half kernel `k`; with `dog`,
+/// also `dog = dst - src` in the same pass (each DoG row taken while the blurred row is
+/// still in L1).
 #[allow(clippy::too_many_arguments)]
-fn blur_rows(
+pub(crate) fn gaussian_blur(
     isa: Isa,
     src: &[f32],
     dst: &mut [f32],
@@ -209,9 +183,8 @@ fn blur_rows(
 /// aligned: output pixel `x` samples the source at `x / 2 - 0.25`, edges replicated), the
 /// interpolation OpenCV's SIFT doubles its first octave with: output pixels take
 /// `0.25·a + 0.75·b` of their two nearest source pixels in each direction.
-pub(crate) fn upsample2(src: &[f32], width: usize, height: usize, dst: &mut Vec<f32>) {
-    let (w2, h2) = (2 * width, 2 * height);
-    dst.resize(w2 * h2, 0.0);
+pub(crate) fn upsample2(src: &[f32], width: usize, height: usize, dst: &mut [f32]) {
+    let w2 = 2 * width;
     let hrow = |y: usize, out: &mut [f32]| {
         let s = &src[y * width..(y + 1) * width];
         for x in 0..width {
@@ -255,9 +228,8 @@ pub(crate) fn upsample2(src: &[f32], width: usize, height: usize, dst: &mut Vec<
 }
 
 /// Every second pixel of every second row (OpenCV's `INTER_NEAREST` halving).
-pub(crate) fn downsample2(src: &[f32], width: usize, height: usize, dst: &mut Vec<f32>) {
+pub(crate) fn downsample2(src: &[f32], width: usize, height: usize, dst: &mut [f32]) {
     let (w2, h2) = (width / 2, height / 2);
-    dst.resize(w2 * h2, 0.0);
     for (y, out) in dst.chunks_exact_mut(w2.max(1)).take(h2).enumerate() {
         let row = &src[2 * y * width..(2 * y + 1) * width];
         for (x, o) in out.iter_mut().enumerate() {

@@ -136,8 +136,14 @@ pub(crate) fn scan_extrema(isa: Isa, dog: &[Plane], thr: f32, out: &mut Vec<(u32
             let hi = [&box_hi[l - 1][o..], &box_hi[l][o..], &box_hi[l + 1][o..]];
             let lo = [&box_lo[l - 1][o..], &box_lo[l][o..], &box_lo[l + 1][o..]];
             test(isa, v, hi, lo, thr, &mut flags);
-            for (i, _) in flags.iter().enumerate().filter(|(_, f)| **f != 0) {
-                found[l].push((l as u32, r as u32, (i + BORDER) as u32));
+            // Extrema are sparse: skip eight flags at a time.
+            for (j, word) in flags.chunks(8).enumerate() {
+                if word.iter().all(|&f| f == 0) {
+                    continue;
+                }
+                for (i, _) in word.iter().enumerate().filter(|(_, f)| **f != 0) {
+                    found[l].push((l as u32, r as u32, (8 * j + i + BORDER) as u32));
+                }
             }
         }
     }

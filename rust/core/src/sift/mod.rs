@@ -1,6 +1,32 @@
 //! SIFT (Lowe 2004) in pure Rust, with OpenCV's conventions: a doubled first octave, the
 //! same scale space, extrema, refinement, orientations and descriptors, RootSIFT uint8
 //! output as the package stores it.
+//!
+//! - **Input**: a grey image as `f32` in [0, 1] (a uint8 image divided by 255; internally
+//!   scaled to [0, 255] as OpenCV sees a uint8 image, so every threshold keeps OpenCV's
+//!   meaning).
+//! - **Same keypoints as OpenCV** (5.1, `cv2.SIFT_create(1024, contrastThreshold=0.02)`):
+//!   same doubled image (OpenCV's bilinear `resize`), Gaussian kernels, DoG, 26-neighbour
+//!   extrema with OpenCV's floored early threshold, Newton refinement, contrast and edge
+//!   tests, 36-bin orientation histograms (OpenCV's `fastAtan2`) and 4 x 4 x 8
+//!   descriptors: on the test scene and on photos every one of OpenCV's strongest 150 /
+//!   1,024 keypoints is found again to 0.01 px with its size, angle and descriptor bytes.
+//! - **One deliberate difference, coordinates**: OpenCV doubles with a centre-aligned
+//!   resize (output pixel `x` samples the input at `x / 2 - 0.25`) but halves keypoint
+//!   coordinates as if corner-aligned, so its keypoints from every octave sit 0.25 px
+//!   right of and below where they are. Ours are where they are (an exact quarter turn of
+//!   the image turns them exactly; `tests/sift.rs`): `ours = OpenCV's - 0.25`.
+//! - **The cap** counts keypoints as OpenCV's `retainBest` (each orientation of an extremum
+//!   is one keypoint; ties with the last kept response kept), then orders them strongest
+//!   first (ties by y, then x) and cuts to `max_features` — what the Python OpenCV backend's
+//!   `strongest_first` makes of OpenCV's output. Orientations are computed only for
+//!   extrema taken in response order until the cap is full, descriptors only for the kept.
+//! - **Instruction sets**: the hot loops are plain Rust compiled for AVX-512, AVX2 and
+//!   portable, chosen by [`crate::isa::Isa`] (the one detection the matching kernels use);
+//!   every ISA gives the same bits.
+//! - **Memory**: planes of the whole pyramid, kept per thread between calls (at most
+//!   256 MB a thread; about 140 MB for a 768-px image); the first octave is bounded by
+//!   [`MAX_SIFT_OCTAVE_PIXELS`].
 
 mod blur;
 mod config;
@@ -14,13 +40,16 @@ mod simd;
 pub use blur::reference_blur;
 pub use config::{SiftConfig, MAX_OCTAVE_LAYERS, MAX_SIFT_FEATURES};
 pub use extrema::reference_extrema;
-pub use pyramid::{gaussian_blur_plane, scan_extrema_plane};
+pub use pyramid::{gaussian_blur_plane, scan_extrema_plane, SiftProfile};
 
 use crate::error::{RerankError, Result};
 use crate::isa::Isa;
 
 /// Largest image side accepted (pixels of the given image, before doubling).
 pub const MAX_SIFT_SIDE: usize = 16384;
+/// Most pixels of the first octave (the doubled image when `upsample`): 16.8 M, e.g. a
+/// 2,048 x 2,048 image doubled, which keeps one call's planes under about 1 GB.
+pub const MAX_SIFT_OCTAVE_PIXELS: usize = 1 << 24;
 
 /// A grey image borrowed from the caller: `width * height` values, row-major, in [0, 1]
 /// (a uint8 image divided by 255).
@@ -101,7 +130,27 @@ pub fn extract_sift(image: &GrayImage, config: &SiftConfig) -> Result<SiftFeatur
 
 /// [`extract_sift`] on a given instruction set (every ISA gives the same bits).
 pub fn extract_sift_with(image: &GrayImage, config: &SiftConfig, isa: Isa) -> Result<SiftFeatures> {
+    Ok(extract_sift_profiled(image, config, isa)?.0)
+}
+
+/// [`extract_sift_with`] and where its time went, stage by stage (for benches).
+pub fn extract_sift_profiled(
+    image: &GrayImage,
+    config: &SiftConfig,
+    isa: Isa,
+) -> Result<(SiftFeatures, SiftProfile)> {
     config.validate()?;
     image.validate()?;
-    Ok(pyramid::extract(image, config, isa))
+    let factor = if config.upsample { 4 } else { 1 };
+    let pixels = image.width * image.height * factor;
+    if pixels > MAX_SIFT_OCTAVE_PIXELS {
+        return Err(RerankError::TooLarge {
+            what: "first-octave pixels (width x height, x 4 when upsample)".into(),
+            limit: MAX_SIFT_OCTAVE_PIXELS,
+            got: pixels,
+        });
+    }
+    let mut profile = SiftProfile::default();
+    let features = pyramid::extract(image, config, isa, &mut profile);
+    Ok((features, profile))
 }

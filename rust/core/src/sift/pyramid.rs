@@ -9,15 +9,34 @@
 //! survivors are then ordered by response (ties by y, then x) and cut to `max_features`,
 //! which is exactly `strongest_first` over OpenCV's output in the Python backend.
 
-use super::blur::{
-    downsample2, gaussian_blur, gaussian_blur_dog, gaussian_half_kernel, upsample2, BlurScratch,
-};
+use super::blur::{downsample2, gaussian_blur, gaussian_half_kernel, upsample2, BlurScratch};
 use super::descriptor::{raw_descriptor, root_sift, DescScratch, DIM};
 use super::extrema::{refine, scan_extrema, Plane, Refined};
 use super::orientation::{orientations, OriScratch};
 use super::{GrayImage, SiftConfig, SiftFeatures, SiftKeypoint};
 use crate::isa::Isa;
 use std::cell::RefCell;
+use std::time::{Duration, Instant};
+
+/// Where the time of one [`extract_sift_profiled`](super::extract_sift_profiled) call went
+/// (wall clock of the calling thread), and how many extrema each stage saw.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SiftProfile {
+    /// Input scaling, doubling, Gaussian levels and DoG of every octave.
+    pub pyramid: Duration,
+    /// Extrema scan, refinement, contrast and edge tests.
+    pub extrema: Duration,
+    /// Ranking and orientations of the extrema that reach the cap.
+    pub orientation: Duration,
+    /// Descriptors (and RootSIFT bytes) of the kept keypoints.
+    pub descriptors: Duration,
+    /// The whole call.
+    pub total: Duration,
+    /// 3x3x3 extrema the scan found (before refinement).
+    pub extrema_found: usize,
+    /// Extrema that passed refinement, contrast and edge tests (all octaves).
+    pub candidates: usize,
+}
 
 /// The assumed blur of the input image (OpenCV's `SIFT_INIT_SIGMA`).
 const INIT_SIGMA: f32 = 0.5;
@@ -76,6 +95,7 @@ pub fn gaussian_blur_plane(
         height,
         &k,
         &mut BlurScratch::default(),
+        None,
     );
     dst
 }
@@ -112,17 +132,21 @@ thread_local! {
 }
 
 impl Pool {
-    /// A plane of `n` values (contents unspecified): the shortest kept one at least that
-    /// long (so that it is neither grown nor zeroed), else a new one.
+    /// A plane of at least `n` values (contents unspecified; callers use `[..n]`): the
+    /// shortest kept one that long, else the longest grown to `n`. Planes never shrink,
+    /// so that a batch of images of one size stops allocating and zeroing after the first.
     fn take(&mut self, n: usize) -> Vec<f32> {
         let best = (0..self.0.len())
             .filter(|&i| self.0[i].len() >= n)
-            .min_by_key(|&i| self.0[i].len());
+            .min_by_key(|&i| self.0[i].len())
+            .or_else(|| (0..self.0.len()).max_by_key(|&i| self.0[i].len()));
         let mut v = match best {
             Some(i) => self.0.swap_remove(i),
             None => Vec::new(),
         };
-        v.resize(n, 0.0);
+        if v.len() < n {
+            v.resize(n, 0.0);
+        }
         v
     }
 
@@ -140,13 +164,14 @@ struct Octave {
     gauss: Vec<Vec<f32>>,
 }
 
-pub(crate) fn extract(image: &GrayImage, config: &SiftConfig, isa: Isa) -> SiftFeatures {
+pub(crate) fn extract(
+    image: &GrayImage,
+    config: &SiftConfig,
+    isa: Isa,
+    profile: &mut SiftProfile,
+) -> SiftFeatures {
     let layers = config.n_octave_layers;
-    let t0 = std::time::Instant::now();
-    let mut tb = 0f64;
-    let mut ts = 0f64;
-    let mut tr = 0f64;
-    let mut nf = 0usize;
+    let start = Instant::now();
     let mut scratch = BlurScratch::default();
     let mut pool = POOL.with(|p| std::mem::replace(&mut *p.borrow_mut(), Pool(Vec::new())));
     // Pixel values in [0, 255] as OpenCV sees a uint8 image.
@@ -157,7 +182,7 @@ pub(crate) fn extract(image: &GrayImage, config: &SiftConfig, isa: Isa) -> SiftF
     let (mut w, mut h) = (image.width, image.height);
     let init_sigma = if config.upsample {
         let mut doubled = pool.take(4 * w * h);
-        upsample2(&base, w, h, &mut doubled);
+        upsample2(&base[..w * h], w, h, &mut doubled[..4 * w * h]);
         pool.give(std::mem::replace(&mut base, doubled));
         w *= 2;
         h *= 2;
@@ -186,31 +211,38 @@ pub(crate) fn extract(image: &GrayImage, config: &SiftConfig, isa: Isa) -> SiftF
         if w == 0 || h == 0 {
             break;
         }
-        let tt = std::time::Instant::now();
+        let start_octave = if o == 0 { start } else { Instant::now() };
         let mut gauss: Vec<Vec<f32>> = Vec::with_capacity(layers + 3);
         let mut g0 = pool.take(w * h);
         if let Some(src) = first.take() {
             let k = gaussian_half_kernel(init_sigma);
-            gaussian_blur(isa, &src, &mut g0, w, h, &k, &mut scratch);
+            let g0 = &mut g0[..w * h];
+            gaussian_blur(isa, &src[..w * h], g0, w, h, &k, &mut scratch, None);
             pool.give(src);
         } else {
             let prev = &octaves[o - 1];
-            downsample2(&prev.gauss[layers], prev.width, prev.height, &mut g0);
+            let n = prev.width * prev.height;
+            downsample2(
+                &prev.gauss[layers][..n],
+                prev.width,
+                prev.height,
+                &mut g0[..w * h],
+            );
         }
         gauss.push(g0);
         let mut dog: Vec<Vec<f32>> = Vec::with_capacity(layers + 2);
         for k in &kernels {
             let mut g = pool.take(w * h);
             let mut d = pool.take(w * h);
-            gaussian_blur_dog(
+            gaussian_blur(
                 isa,
-                gauss.last().unwrap(),
-                &mut g,
-                &mut d,
+                &gauss.last().unwrap()[..w * h],
+                &mut g[..w * h],
                 w,
                 h,
                 k,
                 &mut scratch,
+                Some(&mut d[..w * h]),
             );
             gauss.push(g);
             dog.push(d);
@@ -218,18 +250,16 @@ pub(crate) fn extract(image: &GrayImage, config: &SiftConfig, isa: Isa) -> SiftF
         let planes: Vec<Plane> = dog
             .iter()
             .map(|d| Plane {
-                data: d,
+                data: &d[..w * h],
                 width: w,
                 height: h,
             })
             .collect();
-        tb += tt.elapsed().as_secs_f64();
-        let tt = std::time::Instant::now();
+        let t_scan = Instant::now();
+        profile.pyramid += t_scan - start_octave;
         found.clear();
         scan_extrema(isa, &planes, threshold, &mut found);
-        ts += tt.elapsed().as_secs_f64();
-        let tt = std::time::Instant::now();
-        nf += found.len();
+        profile.extrema_found += found.len();
         refined.clear();
         for &(layer, r, c) in &found {
             if let Some(k) = refine(
@@ -248,7 +278,7 @@ pub(crate) fn extract(image: &GrayImage, config: &SiftConfig, isa: Isa) -> SiftF
         // duplicates by position, size and angle, which the same sample makes identical).
         refined.sort_by_key(|k| (k.layer, k.r, k.c));
         refined.dedup_by_key(|k| (k.layer, k.r, k.c));
-        tr += tt.elapsed().as_secs_f64();
+        profile.extrema += t_scan.elapsed();
         let scale = (1u32 << o) as f32;
         for k in &refined {
             // The doubled octave samples the image at `x / 2 - 0.25` (OpenCV's resize), so
@@ -289,7 +319,8 @@ pub(crate) fn extract(image: &GrayImage, config: &SiftConfig, isa: Isa) -> SiftF
         h /= 2;
     }
 
-    let t1 = std::time::Instant::now();
+    profile.candidates = candidates.len();
+    let t_orient = Instant::now();
     // Strongest extrema first; orient until the cap (ties with the last kept included).
     candidates.sort_by(|a, b| {
         b.refined
@@ -313,7 +344,7 @@ pub(crate) fn extract(image: &GrayImage, config: &SiftConfig, isa: Isa) -> SiftF
         angles.clear();
         orientations(
             isa,
-            &oct.gauss[k.layer],
+            &oct.gauss[k.layer][..oct.width * oct.height],
             oct.width,
             oct.height,
             k.c,
@@ -348,10 +379,20 @@ pub(crate) fn extract(image: &GrayImage, config: &SiftConfig, isa: Isa) -> SiftF
     });
     kept.truncate(config.max_features);
 
-    let t2 = std::time::Instant::now();
+    let t_describe = Instant::now();
+    profile.orientation = t_describe - t_orient;
     let mut descriptors = vec![0u8; kept.len() * DIM];
     let mut raw = [0u8; DIM];
-    for ((kp, ci), out) in kept.iter().zip(descriptors.chunks_exact_mut(DIM)) {
+    // In plane order (octave, level, row), not rank order: the windows of neighbouring
+    // keypoints share image rows, which then come from cache instead of memory.
+    let mut order: Vec<usize> = (0..kept.len()).collect();
+    order.sort_by_key(|&i| {
+        let c = &candidates[kept[i].1];
+        (c.octave, c.refined.layer, c.refined.r, c.refined.c)
+    });
+    for &i in &order {
+        let (kp, ci) = &kept[i];
+        let out = &mut descriptors[i * DIM..(i + 1) * DIM];
         let cand = &candidates[*ci];
         let oct = &octaves[cand.octave];
         let k = &cand.refined;
@@ -368,7 +409,7 @@ pub(crate) fn extract(image: &GrayImage, config: &SiftConfig, isa: Isa) -> SiftF
         }
         raw_descriptor(
             isa,
-            &oct.gauss[cand.refined.layer],
+            &oct.gauss[cand.refined.layer][..oct.width * oct.height],
             oct.width,
             oct.height,
             k.c as f32 + k.xc,
@@ -380,9 +421,8 @@ pub(crate) fn extract(image: &GrayImage, config: &SiftConfig, isa: Isa) -> SiftF
         );
         root_sift(&raw, out);
     }
-    if std::env::var("SIFT_TIMES").is_ok() {
-        eprintln!("blur {:.1} scan {:.1} refine {:.1} ({} found, {} cands) ori {:.1} desc {:.1} total {:.1}", tb*1e3, ts*1e3, tr*1e3, nf, candidates.len(), (t2-t1).as_secs_f64()*1e3, t2.elapsed().as_secs_f64()*1e3, t0.elapsed().as_secs_f64()*1e3);
-    }
+    profile.descriptors = t_describe.elapsed();
+    profile.total = start.elapsed();
     for oct in octaves {
         for g in oct.gauss {
             if g.capacity() > 0 {
