@@ -36,6 +36,8 @@ pub struct SiftProfile {
     pub extrema_found: usize,
     /// Extrema that passed refinement, contrast and edge tests (all octaves).
     pub candidates: usize,
+    /// Candidates whose orientations were computed before the cap was full.
+    pub oriented: usize,
 }
 
 /// The assumed blur of the input image (OpenCV's `SIFT_INIT_SIGMA`).
@@ -340,6 +342,7 @@ pub(crate) fn extract(
         }
         let oct = &octaves[cand.octave];
         let k = &cand.refined;
+        profile.oriented += 1;
         let scl_octv = config.sigma * 2f32.powf((k.layer as f32 + k.xi) / layers as f32);
         angles.clear();
         orientations(
