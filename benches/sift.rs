@@ -77,8 +77,9 @@ fn stage_table(pixels: &[f32], w: usize, h: usize, isa: Isa) {
     runs.sort_by_key(|(_, p)| p.total);
     let p = runs[0].1;
     println!(
-        "\nSIFT stages, {w} x {h}, {} ISA, {kept} keypoints kept of {} candidates ({} raw extrema); median of 15 runs, ms (machine load shows here: read beside a peer run at the same time)",
+        "\nSIFT stages, {w} x {h}, {} ISA, {kept} keypoints kept from {} oriented of {} candidates ({} raw extrema); median of 15 runs, ms (machine load shows here: read beside a peer run at the same time)",
         isa.name(),
+        p.oriented,
         p.candidates,
         p.extrema_found
     );

@@ -149,7 +149,25 @@ pub(crate) fn gaussian_blur(
     height: usize,
     k: &[f32],
     scratch: &mut BlurScratch,
+    dog: Option<&mut [f32]>,
+) {
+    gaussian_blur_rows(isa, src, dst, width, height, k, scratch, dog, 0..height);
+}
+
+/// Rows `rows` of [`gaussian_blur`]: only source rows within `k.len() - 1` of them (or
+/// their reflections) are read, so a pyramid can compute a level a band of rows behind the
+/// level it blurs.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gaussian_blur_rows(
+    isa: Isa,
+    src: &[f32],
+    dst: &mut [f32],
+    width: usize,
+    height: usize,
+    k: &[f32],
+    scratch: &mut BlurScratch,
     mut dog: Option<&mut [f32]>,
+    rows_out: std::ops::Range<usize>,
 ) {
     debug_assert_eq!(src.len(), width * height);
     debug_assert_eq!(dst.len(), width * height);
@@ -157,7 +175,7 @@ pub(crate) fn gaussian_blur(
     scratch.column.resize(width, 0.0);
     scratch.padded.resize(width + 2 * r, 0.0);
     let mut rows: Vec<&[f32]> = Vec::with_capacity(2 * r + 1);
-    for y in 0..height {
+    for y in rows_out {
         rows.clear();
         rows.extend((0..=2 * r).map(|t| {
             let sy = reflect101(y as isize + t as isize - r as isize, height);

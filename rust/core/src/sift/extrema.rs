@@ -88,67 +88,102 @@ multiversion! {
 }
 
 /// `(layer, row, col)` of every 3x3x3 extremum of the DoG layers `1..dog.len() - 1` with
-/// `|value| > thr`, in layer-major, then row, then column order.
-///
-/// Streams rows: per layer, a ring of the last three rows' horizontal 3-maxima and
-/// 3-minima; their vertical combination gives each layer's 3x3 maxima/minima of row `r`
-/// once, and the three layers around an interior one are then compared in one pass.
+/// `|value| > thr`.
 pub(crate) fn scan_extrema(isa: Isa, dog: &[Plane], thr: f32, out: &mut Vec<(u32, u32, u32)>) {
-    let (w, h) = (dog[0].width, dog[0].height);
-    if w < 2 * BORDER + 1 || h < 2 * BORDER + 1 || dog.len() < 3 {
-        return;
-    }
-    let nl = dog.len();
-    // Interior columns 1..w-1 (index x - 1) for the horizontal pass; the scan needs
-    // columns BORDER..w-BORDER.
-    let hw = w - 2;
-    let sw = w - 2 * BORDER;
-    let mut ring_hi = vec![vec![0f32; hw]; 3 * nl];
-    let mut ring_lo = vec![vec![0f32; hw]; 3 * nl];
-    let mut box_hi = vec![vec![0f32; hw]; nl];
-    let mut box_lo = vec![vec![0f32; hw]; nl];
-    let mut flags = vec![0u8; sw];
-    let mut found: Vec<Vec<(u32, u32, u32)>> = vec![Vec::new(); nl];
-    let row = |l: usize, r: usize| &dog[l].data[r * w..(r + 1) * w];
-    for l in 0..nl {
-        for t in 0..2 {
-            let r = BORDER - 1 + t;
-            let (hi, lo) = (&mut ring_hi[3 * l + r % 3], &mut ring_lo[3 * l + r % 3]);
-            h3(isa, row(l, r), hi, lo);
+    let start = out.len();
+    let mut scanner = Scanner::new(dog[0].width, dog.len());
+    scanner.advance(isa, dog, dog[0].height, thr, out);
+    out[start..].sort_unstable();
+}
+
+/// The extrema scan, row by row as the DoG rows become available.
+///
+/// Per layer, a ring of the last three rows' horizontal 3-maxima and 3-minima; their
+/// vertical combination gives each layer's 3x3 maxima/minima of row `r` once, and the three
+/// layers around an interior one are then compared in one pass.
+pub(crate) struct Scanner {
+    /// The next row to test.
+    next: usize,
+    ring_hi: Vec<Vec<f32>>,
+    ring_lo: Vec<Vec<f32>>,
+    box_hi: Vec<Vec<f32>>,
+    box_lo: Vec<Vec<f32>>,
+    flags: Vec<u8>,
+}
+
+impl Scanner {
+    pub(crate) fn new(width: usize, layers: usize) -> Scanner {
+        let hw = width.saturating_sub(2);
+        Scanner {
+            next: BORDER,
+            ring_hi: vec![vec![0f32; hw]; 3 * layers],
+            ring_lo: vec![vec![0f32; hw]; 3 * layers],
+            box_hi: vec![vec![0f32; hw]; layers],
+            box_lo: vec![vec![0f32; hw]; layers],
+            flags: vec![0u8; width.saturating_sub(2 * BORDER)],
         }
     }
-    for r in BORDER..h - BORDER {
-        for l in 0..nl {
-            let (hi, lo) = (
-                &mut ring_hi[3 * l + (r + 1) % 3],
-                &mut ring_lo[3 * l + (r + 1) % 3],
-            );
-            h3(isa, row(l, r + 1), hi, lo);
-            let q = &ring_hi[3 * l..3 * l + 3];
-            v3(isa, &q[0], &q[1], &q[2], true, &mut box_hi[l]);
-            let q = &ring_lo[3 * l..3 * l + 3];
-            v3(isa, &q[0], &q[1], &q[2], false, &mut box_lo[l]);
+
+    /// Test every row whose 3x3x3 neighbourhood lies in the first `ready` rows of every
+    /// DoG layer (all rows once `ready` is the height), appending to `out`.
+    pub(crate) fn advance(
+        &mut self,
+        isa: Isa,
+        dog: &[Plane],
+        ready: usize,
+        thr: f32,
+        out: &mut Vec<(u32, u32, u32)>,
+    ) {
+        let (w, h) = (dog[0].width, dog[0].height);
+        if w < 2 * BORDER + 1 || h < 2 * BORDER + 1 || dog.len() < 3 {
+            return;
         }
-        // Box column x sits at index x - 1; the scan starts at column BORDER.
-        let o = BORDER - 1;
-        for l in 1..nl - 1 {
-            let v = &row(l, r)[BORDER..w - BORDER];
-            let hi = [&box_hi[l - 1][o..], &box_hi[l][o..], &box_hi[l + 1][o..]];
-            let lo = [&box_lo[l - 1][o..], &box_lo[l][o..], &box_lo[l + 1][o..]];
-            test(isa, v, hi, lo, thr, &mut flags);
-            // Extrema are sparse: skip eight flags at a time.
-            for (j, word) in flags.chunks(8).enumerate() {
-                if word.iter().all(|&f| f == 0) {
-                    continue;
-                }
-                for (i, _) in word.iter().enumerate().filter(|(_, f)| **f != 0) {
-                    found[l].push((l as u32, r as u32, (8 * j + i + BORDER) as u32));
+        let nl = dog.len();
+        let row = |l: usize, r: usize| &dog[l].data[r * w..(r + 1) * w];
+        if self.next == BORDER && ready > BORDER + 1 {
+            for l in 0..nl {
+                for r in BORDER - 1..=BORDER {
+                    let (hi, lo) = (
+                        &mut self.ring_hi[3 * l + r % 3],
+                        &mut self.ring_lo[3 * l + r % 3],
+                    );
+                    h3(isa, row(l, r), hi, lo);
                 }
             }
         }
-    }
-    for f in found {
-        out.extend(f);
+        while self.next < h - BORDER && self.next + 1 < ready {
+            let r = self.next;
+            for l in 0..nl {
+                let (hi, lo) = (
+                    &mut self.ring_hi[3 * l + (r + 1) % 3],
+                    &mut self.ring_lo[3 * l + (r + 1) % 3],
+                );
+                h3(isa, row(l, r + 1), hi, lo);
+                let q = &self.ring_hi[3 * l..3 * l + 3];
+                v3(isa, &q[0], &q[1], &q[2], true, &mut self.box_hi[l]);
+                let q = &self.ring_lo[3 * l..3 * l + 3];
+                v3(isa, &q[0], &q[1], &q[2], false, &mut self.box_lo[l]);
+            }
+            // Box column x sits at index x - 1; the scan starts at column BORDER.
+            let o = BORDER - 1;
+            for l in 1..nl - 1 {
+                let v = &row(l, r)[BORDER..w - BORDER];
+                let (bh, bl) = (&self.box_hi, &self.box_lo);
+                let hi = [&bh[l - 1][o..], &bh[l][o..], &bh[l + 1][o..]];
+                let lo = [&bl[l - 1][o..], &bl[l][o..], &bl[l + 1][o..]];
+                test(isa, v, hi, lo, thr, &mut self.flags);
+                // Extrema are sparse: skip eight flags at a time.
+                for (j, word) in self.flags.chunks(8).enumerate() {
+                    if word.iter().all(|&f| f == 0) {
+                        continue;
+                    }
+                    for (i, _) in word.iter().enumerate().filter(|(_, f)| **f != 0) {
+                        out.push((l as u32, r as u32, (8 * j + i + BORDER) as u32));
+                    }
+                }
+            }
+            self.next += 1;
+        }
     }
 }
 

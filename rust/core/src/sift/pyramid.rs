@@ -9,9 +9,11 @@
 //! survivors are then ordered by response (ties by y, then x) and cut to `max_features`,
 //! which is exactly `strongest_first` over OpenCV's output in the Python backend.
 
-use super::blur::{downsample2, gaussian_blur, gaussian_half_kernel, upsample2, BlurScratch};
+use super::blur::{
+    downsample2, gaussian_blur, gaussian_blur_rows, gaussian_half_kernel, upsample2, BlurScratch,
+};
 use super::descriptor::{raw_descriptor, root_sift, DescScratch, DIM};
-use super::extrema::{refine, scan_extrema, Plane, Refined};
+use super::extrema::{refine, scan_extrema, Plane, Refined, Scanner};
 use super::orientation::{orientations, OriScratch};
 use super::{GrayImage, SiftConfig, SiftFeatures, SiftKeypoint};
 use crate::isa::Isa;
@@ -36,7 +38,12 @@ pub struct SiftProfile {
     pub extrema_found: usize,
     /// Extrema that passed refinement, contrast and edge tests (all octaves).
     pub candidates: usize,
+    /// Candidates whose orientations were computed before the cap was full.
+    pub oriented: usize,
 }
+
+/// Rows a level advances at a time in the banded pyramid.
+const BAND_ROWS: usize = 16;
 
 /// The assumed blur of the input image (OpenCV's `SIFT_INIT_SIGMA`).
 const INIT_SIGMA: f32 = 0.5;
@@ -230,22 +237,56 @@ pub(crate) fn extract(
             );
         }
         gauss.push(g0);
-        let mut dog: Vec<Vec<f32>> = Vec::with_capacity(layers + 2);
-        for k in &kernels {
-            let mut g = pool.take(w * h);
-            let mut d = pool.take(w * h);
-            gaussian_blur(
-                isa,
-                &gauss.last().unwrap()[..w * h],
-                &mut g[..w * h],
-                w,
-                h,
-                k,
-                &mut scratch,
-                Some(&mut d[..w * h]),
-            );
-            gauss.push(g);
-            dog.push(d);
+        // Levels 1.. and their DoG in row bands, each level a band behind the one it
+        // blurs and the extrema scan a row behind the last: the rows in flight stay in
+        // cache instead of whole planes going through memory.
+        let levels = layers + 3;
+        for _ in 1..levels {
+            gauss.push(pool.take(w * h));
+        }
+        let mut dog: Vec<Vec<f32>> = (0..levels - 1).map(|_| pool.take(w * h)).collect();
+        let mut done = vec![0usize; levels];
+        done[0] = h;
+        let mut scanner = Scanner::new(w, levels - 1);
+        let mut scan_time = Duration::ZERO;
+        found.clear();
+        while done[levels - 1] < h {
+            for i in 1..levels {
+                let r = kernels[i - 1].len() - 1;
+                let ready = if done[i - 1] >= h {
+                    h
+                } else {
+                    done[i - 1].saturating_sub(r)
+                };
+                let upto = ready.min(done[i] + BAND_ROWS);
+                if upto <= done[i] {
+                    continue;
+                }
+                let (below, above) = gauss.split_at_mut(i);
+                gaussian_blur_rows(
+                    isa,
+                    &below[i - 1][..w * h],
+                    &mut above[0][..w * h],
+                    w,
+                    h,
+                    &kernels[i - 1],
+                    &mut scratch,
+                    Some(&mut dog[i - 1][..w * h]),
+                    done[i]..upto,
+                );
+                done[i] = upto;
+            }
+            let t = Instant::now();
+            let planes: Vec<Plane> = dog
+                .iter()
+                .map(|d| Plane {
+                    data: &d[..w * h],
+                    width: w,
+                    height: h,
+                })
+                .collect();
+            scanner.advance(isa, &planes, done[levels - 1], threshold, &mut found);
+            scan_time += t.elapsed();
         }
         let planes: Vec<Plane> = dog
             .iter()
@@ -256,9 +297,8 @@ pub(crate) fn extract(
             })
             .collect();
         let t_scan = Instant::now();
-        profile.pyramid += t_scan - start_octave;
-        found.clear();
-        scan_extrema(isa, &planes, threshold, &mut found);
+        profile.pyramid += t_scan - start_octave - scan_time;
+        profile.extrema += scan_time;
         profile.extrema_found += found.len();
         refined.clear();
         for &(layer, r, c) in &found {
@@ -340,6 +380,7 @@ pub(crate) fn extract(
         }
         let oct = &octaves[cand.octave];
         let k = &cand.refined;
+        profile.oriented += 1;
         let scl_octv = config.sigma * 2f32.powf((k.layer as f32 + k.xi) / layers as f32);
         angles.clear();
         orientations(
