@@ -247,3 +247,18 @@ def test_float32_descriptors_are_the_uint8_ones_over_512():
     (f32,) = _photo_features(1, descriptor_dtype="float32")[:1]
     assert f32.descriptors.dtype == np.float32
     np.testing.assert_allclose(f32.descriptors, u8.descriptors / 512.0, atol=0)
+
+
+def test_detect_on_a_working_image_neither_resizes_nor_doubles_it():
+    """``_detect`` (what a batched path calls on already prepared images) sees the image
+    as given: the features of ``prepare`` + ``_detect`` + ``finish`` are those of a call."""
+    data_dir = shared_dataset("homogr_evd")
+    for upsample in (False, True):
+        # cityA is 329 px: doubled once to 658 by prepare, and never again (4 x 329 <= 1400)
+        ex = make_extractor("sift", 512, 1400, backend="rust", upsample=upsample)
+        for name in ("cityA.png", "BostonA.jpg"):
+            arr, original = ex.prepare(data_dir / name)
+            whole = ex(data_dir / name)
+            parts = ex.finish(ex._detect(arr), (arr.shape[1], arr.shape[0]), original)
+            np.testing.assert_allclose(parts.keypoints, whole.keypoints, atol=1e-3)
+            np.testing.assert_array_equal(parts.descriptors, whole.descriptors)

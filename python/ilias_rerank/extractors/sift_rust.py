@@ -124,14 +124,17 @@ class RustSift(Extractor):
     def extra_params(self) -> dict:
         return {"backend": self.backend, "contrast_threshold": self.contrast_threshold}
 
-    def _run(self, items: list, threads: int) -> list:
+    def _run(self, items: list, threads: int, as_is: bool = False) -> list:
+        """The core's batch call; ``as_is``: the images are working images already (no
+        resize: the longest side is the limit, nothing is doubled)."""
         from .. import _core
 
+        side = max((max(i.shape) for i in items), default=16) if as_is else self.max_side
         return _core.extract_sift(
             items,
             num_features=self.num_features,
-            max_side=self.max_side,
-            upsample=self.upsample,
+            max_side=max(16, side),
+            upsample=self.upsample and not as_is,
             contrast_threshold=self.contrast_threshold,
             threads=threads,
         )
@@ -190,7 +193,7 @@ class RustSift(Extractor):
         return image, tuple(original)
 
     def _detect(self, image: np.ndarray):
-        (got,) = self._run([np.ascontiguousarray(image, dtype=np.uint8)], 1)
+        (got,) = self._run([np.ascontiguousarray(image, dtype=np.uint8)], 1, as_is=True)
         if isinstance(got, str):
             raise ImageReadError(got)
         kp, desc, frames, _size, _working = got
