@@ -105,9 +105,19 @@ fn every_isa_and_thread_count_gives_the_same_bits() {
     let config = SiftConfig::default();
     let want = extract_sift_with(&image, &config, Isa::portable()).unwrap();
     assert!(want.keypoints.len() > 100);
+    // Without the doubled octave too (the first level blurred from the image itself).
+    let single = SiftConfig {
+        upsample: false,
+        ..config
+    };
+    let want_single = extract_sift_with(&image, &single, Isa::portable()).unwrap();
+    assert!(want_single.keypoints.len() > 50);
+    assert!(want_single.keypoints.iter().all(|k| k.octave & 255 != 255));
     for isa in Isa::available() {
         let got = extract_sift_with(&image, &config, isa).unwrap();
         assert!(got == want, "{} differs from portable", isa.name());
+        let got = extract_sift_with(&image, &single, isa).unwrap();
+        assert!(got == want_single, "{} differs from portable", isa.name());
     }
     // Several images at once on 1 and 2 threads (each thread has its own plane pool).
     let images: Vec<Vec<f32>> = (0..4)
