@@ -375,6 +375,27 @@ proptest! {
         }
     }
 
+    /// Any small image, any pixel values, either octave start: features, never a panic,
+    /// at most the cap, each with its 128 bytes and a position inside the image.
+    #[test]
+    fn any_small_image_gives_sane_features(
+        width in 1usize..48, height in 1usize..48, levels in 2u32..256,
+        upsample in any::<bool>(), cap in 1usize..64, seed in any::<u64>()
+    ) {
+        let pixels: Vec<f32> = plane(width, height, seed, levels)
+            .iter()
+            .map(|v| (v + (levels / 2) as f32) / 255.0)
+            .collect();
+        let config = SiftConfig { upsample, max_features: cap, ..SiftConfig::default() };
+        let f = extract(&pixels, width, height, &config);
+        prop_assert!(f.keypoints.len() <= cap);
+        prop_assert_eq!(f.descriptors.len(), f.keypoints.len() * SIFT_DIM);
+        for k in &f.keypoints {
+            prop_assert!(k.x > -1.0 && k.x < width as f32 && k.y > -1.0 && k.y < height as f32, "{:?}", k);
+            prop_assert!(k.size > 0.0 && (0.0..360.0).contains(&k.angle) && k.response > 0.0);
+        }
+    }
+
     /// The streamed extrema scan equals a brute-force 26-neighbour comparison.
     #[test]
     fn scan_matches_brute_force(
