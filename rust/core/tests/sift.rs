@@ -105,9 +105,19 @@ fn every_isa_and_thread_count_gives_the_same_bits() {
     let config = SiftConfig::default();
     let want = extract_sift_with(&image, &config, Isa::portable()).unwrap();
     assert!(want.keypoints.len() > 100);
+    // Without the doubled octave too (the first level blurred from the image itself).
+    let single = SiftConfig {
+        upsample: false,
+        ..config
+    };
+    let want_single = extract_sift_with(&image, &single, Isa::portable()).unwrap();
+    assert!(want_single.keypoints.len() > 50);
+    assert!(want_single.keypoints.iter().all(|k| k.octave & 255 != 255));
     for isa in Isa::available() {
         let got = extract_sift_with(&image, &config, isa).unwrap();
         assert!(got == want, "{} differs from portable", isa.name());
+        let got = extract_sift_with(&image, &single, isa).unwrap();
+        assert!(got == want_single, "{} differs from portable", isa.name());
     }
     // Several images at once on 1 and 2 threads (each thread has its own plane pool).
     let images: Vec<Vec<f32>> = (0..4)
@@ -362,6 +372,27 @@ proptest! {
         for isa in Isa::available() {
             let got = gaussian_blur_plane(isa, &src, width, height, sigma);
             prop_assert!(got == want, "{} {}x{} sigma {}", isa.name(), width, height, sigma);
+        }
+    }
+
+    /// Any small image, any pixel values, either octave start: features, never a panic,
+    /// at most the cap, each with its 128 bytes and a position inside the image.
+    #[test]
+    fn any_small_image_gives_sane_features(
+        width in 1usize..48, height in 1usize..48, levels in 2u32..256,
+        upsample in any::<bool>(), cap in 1usize..64, seed in any::<u64>()
+    ) {
+        let pixels: Vec<f32> = plane(width, height, seed, levels)
+            .iter()
+            .map(|v| (v + (levels / 2) as f32) / 255.0)
+            .collect();
+        let config = SiftConfig { upsample, max_features: cap, ..SiftConfig::default() };
+        let f = extract(&pixels, width, height, &config);
+        prop_assert!(f.keypoints.len() <= cap);
+        prop_assert_eq!(f.descriptors.len(), f.keypoints.len() * SIFT_DIM);
+        for k in &f.keypoints {
+            prop_assert!(k.x > -1.0 && k.x < width as f32 && k.y > -1.0 && k.y < height as f32, "{:?}", k);
+            prop_assert!(k.size > 0.0 && (0.0..360.0).contains(&k.angle) && k.response > 0.0);
         }
     }
 

@@ -201,7 +201,15 @@ pub(crate) fn gaussian_blur_rows(
 /// aligned: output pixel `x` samples the source at `x / 2 - 0.25`, edges replicated), the
 /// interpolation OpenCV's SIFT doubles its first octave with: output pixels take
 /// `0.25·a + 0.75·b` of their two nearest source pixels in each direction.
-pub(crate) fn upsample2(src: &[f32], width: usize, height: usize, dst: &mut [f32]) {
+/// Here for the source rows `y` in `rows` (output rows `2y` and `2y + 1`), so that the
+/// doubled image can be made a band at a time.
+pub(crate) fn upsample2_rows(
+    src: &[f32],
+    width: usize,
+    height: usize,
+    dst: &mut [f32],
+    rows: std::ops::Range<usize>,
+) {
     let w2 = 2 * width;
     let hrow = |y: usize, out: &mut [f32]| {
         let s = &src[y * width..(y + 1) * width];
@@ -220,8 +228,13 @@ pub(crate) fn upsample2(src: &[f32], width: usize, height: usize, dst: &mut [f32
     };
     // Source rows y - 1, y and y + 1, interpolated horizontally.
     let (mut prev, mut cur, mut next) = (vec![0f32; w2], vec![0f32; w2], vec![0f32; w2]);
-    hrow(0, &mut cur);
-    for y in 0..height {
+    if rows.start > 0 {
+        hrow(rows.start - 1, &mut prev);
+    }
+    if rows.start < height {
+        hrow(rows.start, &mut cur);
+    }
+    for y in rows {
         if y + 1 < height {
             hrow(y + 1, &mut next);
         }

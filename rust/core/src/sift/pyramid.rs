@@ -10,7 +10,8 @@
 //! which is exactly `strongest_first` over OpenCV's output in the Python backend.
 
 use super::blur::{
-    downsample2, gaussian_blur, gaussian_blur_rows, gaussian_half_kernel, upsample2, BlurScratch,
+    downsample2, gaussian_blur, gaussian_blur_rows, gaussian_half_kernel, upsample2_rows,
+    BlurScratch,
 };
 use super::descriptor::{raw_descriptor, root_sift, DescScratch, DIM};
 use super::extrema::{refine, scan_extrema, Plane, Refined, Scanner};
@@ -187,10 +188,11 @@ pub(crate) fn extract(
         *b = v * 255.0;
     }
     let (mut w, mut h) = (image.width, image.height);
+    // The doubled image is made in bands too, just ahead of the first level's blur.
+    let (base_w, base_h) = (w, h);
+    let mut doubled = None;
     let init_sigma = if config.upsample {
-        let mut doubled = pool.take(4 * w * h);
-        upsample2(&base[..w * h], w, h, &mut doubled[..4 * w * h]);
-        pool.give(std::mem::replace(&mut base, doubled));
+        doubled = Some(pool.take(4 * w * h));
         w *= 2;
         h *= 2;
         (config.sigma * config.sigma - 4.0 * INIT_SIGMA * INIT_SIGMA)
@@ -201,7 +203,7 @@ pub(crate) fn extract(
             .max(0.01)
             .sqrt()
     };
-    let first = base;
+    let init_kernel = gaussian_half_kernel(init_sigma);
     let n_octaves = octave_count(image.width, image.height, config.upsample);
     let kernels = level_kernels(config.sigma, layers);
     let threshold = (0.5 * config.contrast_threshold / layers as f32 * 255.0).floor();
@@ -213,7 +215,6 @@ pub(crate) fn extract(
     let mut candidates: Vec<Candidate> = Vec::new();
     let mut found = Vec::new();
     let mut refined: Vec<Refined> = Vec::new();
-    let mut first = Some(first);
     for o in 0..n_octaves {
         if w == 0 || h == 0 {
             break;
@@ -221,12 +222,7 @@ pub(crate) fn extract(
         let start_octave = if o == 0 { start } else { Instant::now() };
         let mut gauss: Vec<Vec<f32>> = Vec::with_capacity(layers + 3);
         let mut g0 = pool.take(w * h);
-        if let Some(src) = first.take() {
-            let k = gaussian_half_kernel(init_sigma);
-            let g0 = &mut g0[..w * h];
-            gaussian_blur(isa, &src[..w * h], g0, w, h, &k, &mut scratch, None);
-            pool.give(src);
-        } else {
+        if o > 0 {
             let prev = &octaves[o - 1];
             let n = prev.width * prev.height;
             downsample2(
@@ -246,11 +242,53 @@ pub(crate) fn extract(
         }
         let mut dog: Vec<Vec<f32>> = (0..levels - 1).map(|_| pool.take(w * h)).collect();
         let mut done = vec![0usize; levels];
-        done[0] = h;
+        // Octave 0 blurs its first level from the (doubled) image, band by band; the
+        // others start from a whole level of the previous octave.
+        done[0] = if o == 0 { 0 } else { h };
+        let mut doubled_rows = if doubled.is_some() { 0 } else { h };
         let mut scanner = Scanner::new(w, levels - 1);
         let mut scan_time = Duration::ZERO;
         found.clear();
         while done[levels - 1] < h {
+            if let (Some(d), true) = (doubled.as_mut(), doubled_rows < h) {
+                let from = doubled_rows / 2;
+                let to = (from + BAND_ROWS / 2).min(base_h);
+                upsample2_rows(
+                    &base[..base_w * base_h],
+                    base_w,
+                    base_h,
+                    &mut d[..w * h],
+                    from..to,
+                );
+                doubled_rows = 2 * to;
+            }
+            if done[0] < h {
+                let r = init_kernel.len() - 1;
+                let ready = if doubled_rows >= h {
+                    h
+                } else {
+                    doubled_rows.saturating_sub(r)
+                };
+                let upto = ready.min(done[0] + BAND_ROWS);
+                if upto > done[0] {
+                    let src = match doubled.as_ref() {
+                        Some(d) => &d[..w * h],
+                        None => &base[..w * h],
+                    };
+                    gaussian_blur_rows(
+                        isa,
+                        src,
+                        &mut gauss[0][..w * h],
+                        w,
+                        h,
+                        &init_kernel,
+                        &mut scratch,
+                        None,
+                        done[0]..upto,
+                    );
+                    done[0] = upto;
+                }
+            }
             for i in 1..levels {
                 let r = kernels[i - 1].len() - 1;
                 let ready = if done[i - 1] >= h {
@@ -345,6 +383,12 @@ pub(crate) fn extract(
         drop(planes);
         for d in dog {
             pool.give(d);
+        }
+        if o == 0 {
+            if let Some(d) = doubled.take() {
+                pool.give(d);
+            }
+            pool.give(std::mem::take(&mut base));
         }
         // Layers 1..=layers carry keypoints; layer `layers` also seeds the next octave.
         for l in [0, layers + 1, layers + 2] {
