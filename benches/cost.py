@@ -4,7 +4,8 @@ and storage computed from measured per-worker rates, never from guesses.
 Inputs (each written by its own command; a missing one leaves its rows marked unmeasured):
 
 - ``out/extract.json``: ``benches/extract.py`` (SIFT-1024 extraction on one CPU core of this
-  machine, decode included, for the default backend and the previous default);
+  machine, decode included, for the default backend, the rust backend and the previous
+  default);
 - ``docs/measured/gpu_h200_2026-11-30.jsonl``: ``benches/device_rates.py`` on an H200 machine
   (per-image extraction on the GPU, and on that machine's 16 CPU cores together);
 - ``out/scale.json``: ``benches/scale.py`` (re-rank pairs/s of the ILIAS-shaped job, both
@@ -100,6 +101,11 @@ def main() -> int:
         (
             "opencv SIFT-1024 (default: 768 px)",
             "OpenCV SIFT at 768 px, 1 thread, decode included (extract.py)",
+        ),
+        (
+            "rust SIFT-1024 (768 px)",
+            "the core's SIFT at 768 px (rust backend, numpy only), 1 thread, decode included "
+            "(extract.py)",
         ),
         (
             "kornia SIFT-1024, 1024 px (previous default)",

@@ -13,7 +13,7 @@ subset drawn with seed 0 (in a per-query shuffled order), and the first ``--smvs
 SMVS E63 phone photos (1600 x 1200) against the 100 references.
 
 Writes ``out/latency.{json,md}``. Run with both cores idle:
-``.venv/bin/python benches/latency.py [--backends opencv kornia-rs kornia]``
+``.venv/bin/python benches/latency.py [--backends opencv rust kornia-rs kornia]``
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def measure(backend: str, db, queries) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--backends", nargs="*", default=["opencv", "kornia-rs", "kornia"])
+    ap.add_argument("--backends", nargs="*", default=["opencv", "rust", "kornia-rs", "kornia"])
     ap.add_argument("--smvs", type=int, default=40, help="SMVS phone photos used as queries")
     ap.add_argument("--out", type=Path, default=REPO / "out" / "latency")
     args = ap.parse_args(argv)

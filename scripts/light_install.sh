@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The light install, as a user gets it from `pip install ilias-rerank`: the release wheel
 # (maturin build --release) in a fresh virtual environment that has nothing but numpy,
-# then scripts/light_smoke.py there (re-ranking, verification, store, evaluation work; the
-# import loads no torch or Pillow; extraction and the CLI name the extra to install).
+# then scripts/light_smoke.py there (re-ranking, verification, store, evaluation and the rust
+# backend's extraction from JPEG and PNG photos work; the import loads no torch or Pillow;
+# the OpenCV backend and the CLI name the extra to install).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -103,7 +103,12 @@ def test_bad_settings_are_refused_before_any_work(kwargs, message):
 
 def test_each_backend_is_recorded_and_a_store_never_mixes_them(photos, tmp_path):
     names = {make_extractor("sift", backend=b).params()["name"] for b in BACKENDS["sift"]}
-    assert names == {"opencv-sift-rootsift", "kornia-sift-rootsift", "kornia-rs-sift-rootsift"}
+    assert names == {
+        "opencv-sift-rootsift",
+        "rust-sift-rootsift",
+        "kornia-sift-rootsift",
+        "kornia-rs-sift-rootsift",
+    }
     cv = make_extractor("sift", 256, backend="opencv")
     assert cv.params()["backend"] == "opencv"
     with ir.StoreWriter(tmp_path / "s", cv.params()) as w:

@@ -121,11 +121,11 @@ def test_opencv_keypoints_enter_as_size_and_negated_angle(rotated_pair):
     assert raw_angle < 0.1 * documented
 
 
-@pytest.mark.parametrize("backend", ["opencv", "kornia-rs"])
+@pytest.mark.parametrize("backend", ["opencv", "kornia-rs", "rust"])
 def test_every_scale_orientation_backend_gives_frames_in_the_documented_convention(
     rotated_pair, backend
 ):
-    """The OpenCV and kornia-rs backends write ``(size, -angle)``: on the rotated photo the
+    """The OpenCV, kornia-rs and rust backends write ``(size, -angle)``: on the rotated photo the
     frames' own hypotheses are supported by most true correspondences, by almost none with
     the orientation turned the other way, and the orientation grows by the angle of the
     counter-clockwise turn, as kornia's does."""

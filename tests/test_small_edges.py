@@ -249,9 +249,13 @@ def test_a_gpu_job_on_ray_is_checked_in_the_driver_without_a_gpu():
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU: the driver-side check would pass anyway")
-    spec = ExtractorSpec(device="cuda", num_features=256)
+    # No recorded GPU run: a GPU device keeps the CPU default (issue 23)
+    assert ExtractorSpec(device="cuda", num_features=256).params(remote=True)["name"] == (
+        "opencv-sift-rootsift"
+    )
+    spec = ExtractorSpec(device="cuda", num_features=256, backend="kornia")
     params = spec.params(remote=True)
-    assert params["name"] == "kornia-sift-rootsift"  # the GPU default backend
+    assert params["name"] == "kornia-sift-rootsift"
     with pytest.raises(ConfigError, match="no CUDA device here"):
         spec.params(remote=False)
     with pytest.raises(ConfigError, match="device: expected 'cpu', 'cuda'"):

@@ -89,3 +89,14 @@ def cpu_features() -> str: ...
 def kernel_throughput(
     n: int, m: int, dim: int, uint8: bool = False, repeats: int = 64, threads: int = 0
 ) -> float: ...
+def extract_sift(
+    sources: Sequence[bytes | str | np.ndarray],
+    num_features: int = 1024,
+    max_side: int = 768,
+    upsample: bool = False,
+    contrast_threshold: float = 0.02,
+    threads: int = 0,
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, int], tuple[int, int]] | str]: ...
+def working_image(
+    source: bytes | str | np.ndarray, max_side: int = 768, upsample: bool = False
+) -> tuple[np.ndarray, tuple[int, int]]: ...

@@ -107,8 +107,9 @@ def _extraction_arguments(p, workers: bool = True) -> None:
     p.add_argument(
         "--backend",
         default=None,
-        help="how SIFT is computed: opencv (the CPU default), kornia (the GPU default; "
-        "batched there) or kornia-rs",
+        help="how SIFT is computed: opencv (the default, also on a GPU until a recorded GPU "
+        "run says otherwise), rust (the package's own, numpy only), kornia (batched on a GPU) "
+        "or kornia-rs",
     )
     p.add_argument("--device", default="cpu", help="extraction device: cpu, cuda, cuda:N")
     if workers:

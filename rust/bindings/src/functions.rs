@@ -16,7 +16,7 @@ use crate::config::parse;
 use crate::errors::{internal, raise, to_py};
 
 /// Run `work` without the GIL; a panic becomes `InternalError`, a core error its class.
-fn run_detached<T: Send>(
+pub(crate) fn run_detached<T: Send>(
     py: Python<'_>,
     work: impl FnOnce() -> core::Result<T> + Send,
 ) -> PyResult<T> {

@@ -5,6 +5,7 @@
 mod arrays;
 mod config;
 mod errors;
+mod extract;
 mod functions;
 mod throughput;
 
@@ -22,6 +23,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(config::validate_config, m)?)?;
     m.add_function(wrap_pyfunction!(functions::cpu_features, m)?)?;
     m.add_function(wrap_pyfunction!(throughput::kernel_throughput, m)?)?;
+    m.add_function(wrap_pyfunction!(extract::extract_sift, m)?)?;
+    m.add_function(wrap_pyfunction!(extract::working_image, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

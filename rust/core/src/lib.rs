@@ -16,10 +16,13 @@ pub mod expansion;
 pub mod features;
 pub mod fusion;
 pub mod geometry;
+pub mod image;
+pub mod isa;
 pub mod kernels;
 pub mod matching;
 mod pair;
 pub mod rerank;
+pub mod sift;
 pub mod threads;
 pub mod verify;
 

@@ -13,8 +13,8 @@
 //! inline assembly. The query panel stays in tmm4-7 across several `asm!` blocks and the
 //! Rust code between them: sound because no compiled code (ours, the standard library's
 //! or libc's) touches tile registers, although `asm!` does not promise it; every call
-//! configures the tiles first and releases them last. They are only reached through an [`super::Isa`] of kind
-//! `Avx512Amx`, which [`enable`] grants after checking the CPU (CPUID) and obtaining the
+//! configures the tiles first and releases them last. They are only reached through an [`crate::isa::Isa`] of kind
+//! `Avx512Amx`, which `Isa::detect` grants after checking the CPU (CPUID) and obtaining the
 //! Linux kernel's permission for this process to use the tile registers
 //! (`arch_prctl(ARCH_REQ_XCOMP_PERM)`; without it the first tile instruction faults).
 //!
@@ -38,57 +38,6 @@ const NR: usize = 32;
 const MR: usize = 16;
 /// Bytes of one B tile.
 const TILE_BYTES: usize = 1024;
-
-/// `true` when this CPU has AMX-TILE and AMX-INT8 and the kernel lets this process use
-/// them, unless `ILIAS_RERANK_NO_AMX` is set (to compare with the VNNI kernel). Called
-/// once per process by `Isa::detect`.
-pub(super) fn enable() -> bool {
-    if std::env::var("ILIAS_RERANK_NO_AMX").is_ok_and(|v| !v.is_empty() && v != "0") {
-        return false;
-    }
-    // SAFETY: CPUID exists on every x86-64 CPU (the intrinsics are safe from Rust 1.94 on;
-    // the crate supports 1.89); leaf 7 is only read when the maximum basic leaf has it.
-    #[allow(unused_unsafe)]
-    let edx = unsafe {
-        if __cpuid(0).eax < 7 {
-            return false;
-        }
-        __cpuid_count(7, 0).edx
-    };
-    let (tile, int8) = (edx >> 24 & 1 == 1, edx >> 25 & 1 == 1);
-    tile && int8 && request_permission()
-}
-
-#[cfg(target_os = "linux")]
-fn request_permission() -> bool {
-    const ARCH_GET_XCOMP_PERM: libc::c_long = 0x1022;
-    const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
-    const XFEATURE_XTILEDATA: libc::c_long = 18;
-    // SAFETY: arch_prctl with these codes reads or sets this process's permission for an
-    // extended state component; it writes only to `granted`, a live u64.
-    unsafe {
-        if libc::syscall(
-            libc::SYS_arch_prctl,
-            ARCH_REQ_XCOMP_PERM,
-            XFEATURE_XTILEDATA,
-        ) != 0
-        {
-            return false;
-        }
-        let mut granted: u64 = 0;
-        let got = libc::syscall(
-            libc::SYS_arch_prctl,
-            ARCH_GET_XCOMP_PERM,
-            &mut granted as *mut u64,
-        );
-        got == 0 && granted >> XFEATURE_XTILEDATA & 1 == 1
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn request_permission() -> bool {
-    false
-}
 
 /// Whether the AMX kernel can take descriptors of dimension `dim`: one or two whole
 /// 64-byte chunks (a panel's B tiles must fit the four tile registers left).

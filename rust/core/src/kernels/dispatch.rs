@@ -1,9 +1,9 @@
 //! The entry points compiled for each instruction set, and the run-time dispatch to them.
 
-use super::isa::IsaKind;
 use super::nn_body::{nn_body, reset_outputs, F32Plain, U8Exact};
 use super::packing::Panels;
 use super::{NnScratch, PackedQuery};
+use crate::isa::IsaKind;
 
 /// Candidate descriptors of one image, by element type.
 #[derive(Debug, Clone, Copy)]

@@ -2,7 +2,8 @@
 //! computed as a blocked `C · Qᵀ` product with the nearest-neighbour reductions fused in.
 //!
 //! The query side is packed once ([`PackedQuery`]) and reused for every candidate of a
-//! shortlist. The instruction set is chosen at run time ([`Isa::detect`]); setting the
+//! shortlist. The instruction set is chosen at run time ([`Isa::detect`], in [`crate::isa`],
+//! shared with SIFT); setting the
 //! environment variable `ILIAS_RERANK_FORCE_PORTABLE=1` forces the portable fallback.
 
 #[cfg(target_arch = "x86_64")]
@@ -11,12 +12,11 @@ mod amx;
 mod avx512;
 mod dispatch;
 mod hamming;
-mod isa;
 mod nn_body;
 mod packing;
 
+pub use crate::isa::Isa;
 pub use dispatch::{nearest_neighbours, CandidateRows};
-pub use isa::Isa;
 pub use packing::PackedQuery;
 
 /// Per-thread work buffers of [`nearest_neighbours`]; reused across calls so that the

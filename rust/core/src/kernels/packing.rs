@@ -1,7 +1,7 @@
 //! Packing of the query descriptors into k-major panels of `NR` columns, the layout the
 //! micro-kernel streams. Padding columns have an infinite norm so they never win.
 
-use super::isa::{Isa, IsaKind};
+use crate::isa::{Isa, IsaKind};
 
 /// The packed values, in the layout of the kernel family that will read them.
 #[derive(Debug, Clone)]
@@ -52,7 +52,7 @@ impl PackedQuery {
 
     /// Pack `len` float descriptors of dimension `dim` (row-major).
     pub fn from_f32(data: &[f32], len: usize, dim: usize, isa: Isa) -> Self {
-        let nr = isa.panel_width();
+        let nr = panel_width(isa);
         let (panels, norms) = pack(
             data,
             len,
@@ -71,7 +71,7 @@ impl PackedQuery {
 
     /// Pack `len` uint8 descriptors of dimension `dim` (row-major).
     pub fn from_u8(data: &[u8], len: usize, dim: usize, isa: Isa) -> Self {
-        let nr = isa.panel_width();
+        let nr = panel_width(isa);
         #[cfg(target_arch = "x86_64")]
         if isa.kind() == IsaKind::Avx512Amx && super::amx::supports(dim) {
             let (panels, norms) = pack(
@@ -171,4 +171,12 @@ pub(super) fn u8_squared_norm(row: &[u8]) -> f32 {
     row.iter()
         .map(|&v| u32::from(v) * u32::from(v))
         .sum::<u32>() as f32
+}
+
+/// Query columns per packed panel (two vector registers wide).
+fn panel_width(isa: Isa) -> usize {
+    match isa.kind() {
+        IsaKind::Avx512Amx | IsaKind::Avx512Vnni | IsaKind::Avx512 => 32,
+        IsaKind::Avx2 | IsaKind::Portable => 16,
+    }
 }

@@ -1,0 +1,200 @@
+"""SIFT in the package's own Rust core (``backend="rust"``): decode, resize and detect in
+one native call with numpy alone — no Pillow, no OpenCV, no torch — so the light install
+(``pip install ilias-rerank``) extracts features from JPEG and PNG photos.
+
+The core reproduces the OpenCV backend's path: Pillow's decoding rules (a JPEG at least
+twice the working size decoded at a reduced DCT scale, EXIF orientation, grey as Pillow's
+"L", 16-bit PNG scaled to 8 bits), Pillow's resize bit for bit, SIFT with OpenCV's
+conventions on a doubled first octave, RootSIFT uint8 as ``round(d * 512)``, frames
+``(size, -angle)``, strongest first, keypoints in original-image pixels.
+
+:meth:`RustSift.extract_many` runs a whole batch in one call with the GIL released, the
+images spread over the core's threads (``threads``), each image failing on its own: the
+method an extraction pool calls with a chunk of images (threads, not processes).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError, ImageReadError
+from ..features import LocalFeatures
+from .base import Extractor
+from .sift_opencv import DEFAULT_CONTRAST
+
+__all__ = ["RustSift", "gray_pixels"]
+
+
+def gray_pixels(source: Any, name: str) -> np.ndarray:
+    """A decoded image (numpy array, tensor, PIL image) as an ``(H, W)`` uint8 grey
+    array, converted as :mod:`~ilias_rerank.images` does (Pillow's "L" formula)."""
+    if type(source).__module__.startswith("PIL"):
+        from PIL import ImageOps
+
+        return np.asarray(ImageOps.exif_transpose(source).convert("L"))
+    if type(source).__module__.startswith("torch"):
+        source = source.detach().cpu().float().numpy()
+    if not isinstance(source, np.ndarray):
+        raise ImageReadError(
+            f"{name}: expected a path, encoded bytes, PIL image, numpy array or torch tensor"
+        )
+    arr = source
+    if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[-1] not in (1, 3, 4):
+        arr = np.moveaxis(arr, 0, -1)  # CHW (torch layout) -> HWC
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] not in (3, 4)):
+        raise ImageReadError(
+            f"{name}: expected an (H, W), (H, W, 3|4) or (3, H, W) image, got shape {arr.shape}"
+        )
+    if arr.dtype.kind == "f":
+        if not np.isfinite(arr).all():
+            raise ImageReadError(f"{name}: image contains NaN or infinity")
+        scale = 255.0 if arr.max(initial=0.0) <= 1.0 else 1.0
+        arr = np.clip(arr * scale, 0, 255).astype(np.uint8)
+    elif arr.dtype != np.uint8:
+        if arr.dtype.kind not in "iu":
+            raise ImageReadError(f"{name}: unsupported image dtype {arr.dtype}")
+        arr = np.clip(arr, 0, 255).astype(np.uint8)
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ImageReadError(f"{name}: empty image {arr.shape}")
+    if arr.ndim == 3:  # Pillow's RGB -> L: (19595 R + 38470 G + 7471 B + 2^15) >> 16
+        rgb = arr[..., :3].astype(np.uint32)
+        arr = ((rgb @ np.array([19595, 38470, 7471], np.uint32) + 0x8000) >> 16).astype(np.uint8)
+    return np.ascontiguousarray(arr)
+
+
+def _name(source: Any, index: int, name: str | None) -> str:
+    if name:
+        return name
+    if isinstance(source, (str, os.PathLike)):
+        return str(source)
+    return f"image #{index} ({type(source).__name__})"
+
+
+def _native(source: Any, name: str) -> Any:
+    """What the core reads: encoded ``bytes``, a path ``str`` or grey pixels."""
+    if isinstance(source, bytes):
+        return source
+    if isinstance(source, (bytearray, memoryview)):
+        return bytes(source)
+    if isinstance(source, (str, os.PathLike)):
+        return os.fsdecode(os.fspath(source))
+    return gray_pixels(source, name)
+
+
+class RustSift(Extractor):
+    method = "sift"
+    backend = "rust"
+    #: The OpenCV backend's settings (768 px, contrast 0.02, doubled first octave).
+    default_max_side = 768
+    manifest_name = "rust-sift-rootsift"
+    image_mode = "L"
+    devices = ("cpu",)
+    #: numpy alone (the pool reads the first entry to set library threads).
+    requires = ("numpy",)
+    pixel_dtype = "uint8"
+    #: Detection releases the GIL: a pool runs this backend in threads.
+    releases_gil = True
+
+    def __init__(
+        self, *args, contrast_threshold: float = DEFAULT_CONTRAST, threads: int = 1, **kwargs
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        if not isinstance(contrast_threshold, (int, float)) or not (
+            0.0 < float(contrast_threshold) <= 1.0
+        ):
+            raise ConfigError(
+                f"contrast_threshold: expected a number in (0, 1], got {contrast_threshold!r}"
+            )
+        if isinstance(threads, bool) or not isinstance(threads, int) or not 0 <= threads <= 1024:
+            raise ConfigError(f"threads: expected an int in 0..=1024, got {threads!r}")
+        if not self.draft:
+            raise ConfigError(
+                "draft: expected True (the rust backend always decodes JPEGs much larger "
+                "than the working size at a reduced DCT scale), got False"
+            )
+        self.contrast_threshold = float(contrast_threshold)
+        #: Threads of one :meth:`extract_many` call (0: every core; not a feature setting).
+        self.threads = threads
+
+    def extra_params(self) -> dict:
+        return {"backend": self.backend, "contrast_threshold": self.contrast_threshold}
+
+    def _run(self, items: list, threads: int, as_is: bool = False) -> list:
+        """The core's batch call; ``as_is``: the images are working images already (no
+        resize: the longest side is the limit, nothing is doubled)."""
+        from .. import _core
+
+        side = max((max(i.shape) for i in items), default=16) if as_is else self.max_side
+        return _core.extract_sift(
+            items,
+            num_features=self.num_features,
+            max_side=max(16, side),
+            upsample=self.upsample and not as_is,
+            contrast_threshold=self.contrast_threshold,
+            threads=threads,
+        )
+
+    def _features(self, got: tuple) -> LocalFeatures:
+        kp, desc, frames, size, _working = got
+        if self.descriptor_dtype == "float32":
+            desc = desc.astype(np.float32) / np.float32(self.uint8_scale)
+        return LocalFeatures(kp, desc, frames=frames, image_size=tuple(size))
+
+    def extract_many(
+        self, sources: list, threads: int | None = None, names: list | None = None
+    ) -> list[LocalFeatures | ImageReadError]:
+        """Features of every source in one native call (GIL released, ``threads`` threads;
+        ``None``: this extractor's ``threads``), in input order; an image that fails is
+        its :class:`~ilias_rerank.errors.ImageReadError` in its place."""
+        names = [_name(s, i, names[i] if names else None) for i, s in enumerate(sources)]
+        out: list[Any] = [None] * len(sources)
+        items, where = [], []
+        for i, (source, name) in enumerate(zip(sources, names, strict=True)):
+            try:
+                items.append(_native(source, name))
+                where.append(i)
+            except ImageReadError as exc:
+                out[i] = exc
+        got = self._run(items, self.threads if threads is None else threads)
+        for i, result in zip(where, got, strict=True):
+            out[i] = (
+                ImageReadError(f"{names[i]}: {result}")
+                if isinstance(result, str)
+                else self._features(result)
+            )
+        return out
+
+    def __call__(self, source: Any, index: int = 0, name: str | None = None) -> LocalFeatures:
+        name = _name(source, index, name)
+        (got,) = self._run([_native(source, name)], 1)
+        if isinstance(got, str):
+            raise ImageReadError(f"{name}: {got}")
+        return self._features(got)
+
+    def prepare(
+        self, source: Any, index: int = 0, name: str | None = None
+    ) -> tuple[np.ndarray, tuple[int, int]]:
+        """The grey working image the detector reads and the original ``(width, height)``,
+        decoded and resized by the core."""
+        from .. import _core
+
+        name = _name(source, index, name)
+        try:
+            image, original = _core.working_image(
+                _native(source, name), self.max_side, self.upsample
+            )
+        except ImageReadError as exc:
+            raise ImageReadError(f"{name}: {exc}") from None
+        return image, tuple(original)
+
+    def _detect(self, image: np.ndarray):
+        (got,) = self._run([np.ascontiguousarray(image, dtype=np.uint8)], 1, as_is=True)
+        if isinstance(got, str):
+            raise ImageReadError(got)
+        kp, desc, frames, _size, _working = got
+        return kp, desc.astype(np.float32) / np.float32(self.uint8_scale), frames

@@ -1,0 +1,299 @@
+//! Separable Gaussian blur with symmetric-tap folding, and the resampling between octaves.
+//!
+//! One pass per output row: the `2r + 1` source rows around it are folded vertically
+//! (`k0·c + Σ kᵢ·(upᵢ + downᵢ)`) into a row buffer with reflected margins, then the same
+//! folding runs horizontally into the output row. The source rows of a sliding window stay
+//! in L2; no intermediate plane is written. Borders reflect without repeating the edge
+//! (OpenCV's `BORDER_REFLECT_101`).
+
+use super::simd::multiversion;
+use crate::isa::Isa;
+
+/// Lanes processed together by the folded loops (four AVX-512 registers).
+const CHUNK: usize = 64;
+
+/// The half kernel `[k0, k1, ..., kr]` of a normalised Gaussian of standard deviation
+/// `sigma`, with OpenCV's size for float images (`round(8σ + 1) | 1` taps).
+pub(crate) fn gaussian_half_kernel(sigma: f32) -> Vec<f32> {
+    let size = (((sigma as f64) * 8.0 + 1.0).round() as usize) | 1;
+    let r = size / 2;
+    let s2 = -0.5 / ((sigma as f64) * (sigma as f64));
+    let full: Vec<f64> = (0..size)
+        .map(|i| {
+            let x = i as f64 - r as f64;
+            (x * x * s2).exp()
+        })
+        .collect();
+    let sum: f64 = full.iter().sum();
+    full[r..].iter().map(|v| (v / sum) as f32).collect()
+}
+
+/// Index `i` (possibly outside `[0, n)`) reflected into it without repeating the edge.
+pub(crate) fn reflect101(mut i: isize, n: usize) -> usize {
+    let n = n as isize;
+    if n == 1 {
+        return 0;
+    }
+    loop {
+        if i < 0 {
+            i = -i;
+        } else if i >= n {
+            i = 2 * n - 2 - i;
+        } else {
+            return i as usize;
+        }
+    }
+}
+
+/// `out[x] = k[0]·c[x] + Σᵢ k[i]·(up[i][x] + down[i][x])` for the rows of one output
+/// row (`rows[r]` is the centre, `rows[r - i]` and `rows[r + i]` the pair of tap `i`).
+#[inline(always)]
+fn fold_rows_body(rows: &[&[f32]], k: &[f32], out: &mut [f32]) {
+    let n = out.len();
+    let r = k.len() - 1;
+    let centre = &rows[r][..n];
+    let mut x = 0;
+    while x + CHUNK <= n {
+        let mut acc = [0f32; CHUNK];
+        for (a, c) in acc.iter_mut().zip(&centre[x..x + CHUNK]) {
+            *a = k[0] * c;
+        }
+        for (i, &ki) in k.iter().enumerate().skip(1) {
+            let up = &rows[r - i][x..x + CHUNK];
+            let down = &rows[r + i][x..x + CHUNK];
+            for l in 0..CHUNK {
+                acc[l] += ki * (up[l] + down[l]);
+            }
+        }
+        out[x..x + CHUNK].copy_from_slice(&acc);
+        x += CHUNK;
+    }
+    for x in x..n {
+        let mut a = k[0] * centre[x];
+        for (i, &ki) in k.iter().enumerate().skip(1) {
+            a += ki * (rows[r - i][x] + rows[r + i][x]);
+        }
+        out[x] = a;
+    }
+}
+
+/// `out[x] = k[0]·p[x + r] + Σᵢ k[i]·(p[x + r - i] + p[x + r + i])` over a row `p`
+/// padded by `r` on each side.
+#[inline(always)]
+fn fold_row_body(padded: &[f32], k: &[f32], out: &mut [f32]) {
+    let n = out.len();
+    let r = k.len() - 1;
+    let p = &padded[..n + 2 * r];
+    let mut x = 0;
+    while x + CHUNK <= n {
+        let mut acc = [0f32; CHUNK];
+        let c = &p[x + r..x + r + CHUNK];
+        for l in 0..CHUNK {
+            acc[l] = k[0] * c[l];
+        }
+        for (i, &ki) in k.iter().enumerate().skip(1) {
+            let left = &p[x + r - i..x + r - i + CHUNK];
+            let right = &p[x + r + i..x + r + i + CHUNK];
+            for l in 0..CHUNK {
+                acc[l] += ki * (left[l] + right[l]);
+            }
+        }
+        out[x..x + CHUNK].copy_from_slice(&acc);
+        x += CHUNK;
+    }
+    for x in x..n {
+        let mut a = k[0] * p[x + r];
+        for (i, &ki) in k.iter().enumerate().skip(1) {
+            a += ki * (p[x + r - i] + p[x + r + i]);
+        }
+        out[x] = a;
+    }
+}
+
+multiversion! {
+    fn fold_rows(rows: &[&[f32]], k: &[f32], out: &mut [f32]) = fold_rows_body;
+}
+multiversion! {
+    fn fold_row(padded: &[f32], k: &[f32], out: &mut [f32]) = fold_row_body;
+}
+
+/// Work rows of [`gaussian_blur`], kept between calls.
+#[derive(Debug, Default)]
+pub(crate) struct BlurScratch {
+    column: Vec<f32>,
+    padded: Vec<f32>,
+}
+
+#[inline(always)]
+fn sub_body(a: &[f32], b: &[f32], out: &mut [f32]) {
+    let n = out.len();
+    let (a, b) = (&a[..n], &b[..n]);
+    for x in 0..n {
+        out[x] = a[x] - b[x];
+    }
+}
+
+multiversion! {
+    fn sub(a: &[f32], b: &[f32], out: &mut [f32]) = sub_body;
+}
+
+/// `dst = G_σ * src` for a `width x height` plane, with the half kernel `k`; with `dog`,
+/// also `dog = dst - src` in the same pass (each DoG row taken while the blurred row is
+/// still in L1).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gaussian_blur(
+    isa: Isa,
+    src: &[f32],
+    dst: &mut [f32],
+    width: usize,
+    height: usize,
+    k: &[f32],
+    scratch: &mut BlurScratch,
+    dog: Option<&mut [f32]>,
+) {
+    gaussian_blur_rows(isa, src, dst, width, height, k, scratch, dog, 0..height);
+}
+
+/// Rows `rows` of [`gaussian_blur`]: only source rows within `k.len() - 1` of them (or
+/// their reflections) are read, so a pyramid can compute a level a band of rows behind the
+/// level it blurs.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gaussian_blur_rows(
+    isa: Isa,
+    src: &[f32],
+    dst: &mut [f32],
+    width: usize,
+    height: usize,
+    k: &[f32],
+    scratch: &mut BlurScratch,
+    mut dog: Option<&mut [f32]>,
+    rows_out: std::ops::Range<usize>,
+) {
+    debug_assert_eq!(src.len(), width * height);
+    debug_assert_eq!(dst.len(), width * height);
+    let r = k.len() - 1;
+    scratch.column.resize(width, 0.0);
+    scratch.padded.resize(width + 2 * r, 0.0);
+    let mut rows: Vec<&[f32]> = Vec::with_capacity(2 * r + 1);
+    for y in rows_out {
+        rows.clear();
+        rows.extend((0..=2 * r).map(|t| {
+            let sy = reflect101(y as isize + t as isize - r as isize, height);
+            &src[sy * width..(sy + 1) * width]
+        }));
+        fold_rows(isa, &rows, k, &mut scratch.column);
+        let padded = &mut scratch.padded;
+        padded[r..r + width].copy_from_slice(&scratch.column);
+        for j in 0..r {
+            padded[r - 1 - j] = scratch.column[reflect101(-1 - j as isize, width)];
+            padded[r + width + j] = scratch.column[reflect101((width + j) as isize, width)];
+        }
+        let out = &mut dst[y * width..(y + 1) * width];
+        fold_row(isa, padded, k, out);
+        if let Some(dog) = dog.as_deref_mut() {
+            let base = &src[y * width..(y + 1) * width];
+            sub(isa, out, base, &mut dog[y * width..(y + 1) * width]);
+        }
+    }
+}
+
+/// The plane doubled in each direction by OpenCV's bilinear `resize` (pixel centres
+/// aligned: output pixel `x` samples the source at `x / 2 - 0.25`, edges replicated), the
+/// interpolation OpenCV's SIFT doubles its first octave with: output pixels take
+/// `0.25·a + 0.75·b` of their two nearest source pixels in each direction.
+/// Here for the source rows `y` in `rows` (output rows `2y` and `2y + 1`), so that the
+/// doubled image can be made a band at a time.
+pub(crate) fn upsample2_rows(
+    src: &[f32],
+    width: usize,
+    height: usize,
+    dst: &mut [f32],
+    rows: std::ops::Range<usize>,
+) {
+    let w2 = 2 * width;
+    let hrow = |y: usize, out: &mut [f32]| {
+        let s = &src[y * width..(y + 1) * width];
+        for x in 0..width {
+            out[2 * x] = if x == 0 {
+                s[0]
+            } else {
+                s[x - 1] * 0.25 + s[x] * 0.75
+            };
+            out[2 * x + 1] = if x + 1 == width {
+                s[x]
+            } else {
+                s[x] * 0.75 + s[x + 1] * 0.25
+            };
+        }
+    };
+    // Source rows y - 1, y and y + 1, interpolated horizontally.
+    let (mut prev, mut cur, mut next) = (vec![0f32; w2], vec![0f32; w2], vec![0f32; w2]);
+    if rows.start > 0 {
+        hrow(rows.start - 1, &mut prev);
+    }
+    if rows.start < height {
+        hrow(rows.start, &mut cur);
+    }
+    for y in rows {
+        if y + 1 < height {
+            hrow(y + 1, &mut next);
+        }
+        let (even, odd) = dst[2 * y * w2..(2 * y + 2) * w2].split_at_mut(w2);
+        if y == 0 {
+            even.copy_from_slice(&cur);
+        } else {
+            for x in 0..w2 {
+                even[x] = prev[x] * 0.25 + cur[x] * 0.75;
+            }
+        }
+        if y + 1 == height {
+            odd.copy_from_slice(&cur);
+        } else {
+            for x in 0..w2 {
+                odd[x] = cur[x] * 0.75 + next[x] * 0.25;
+            }
+        }
+        std::mem::swap(&mut prev, &mut cur);
+        std::mem::swap(&mut cur, &mut next);
+    }
+}
+
+/// Every second pixel of every second row (OpenCV's `INTER_NEAREST` halving).
+pub(crate) fn downsample2(src: &[f32], width: usize, height: usize, dst: &mut [f32]) {
+    let (w2, h2) = (width / 2, height / 2);
+    for (y, out) in dst.chunks_exact_mut(w2.max(1)).take(h2).enumerate() {
+        let row = &src[2 * y * width..(2 * y + 1) * width];
+        for (x, o) in out.iter_mut().enumerate() {
+            *o = row[2 * x];
+        }
+    }
+}
+
+/// Plain reference of [`gaussian_blur`] (the same folding order, one pixel at a time).
+pub fn reference_blur(src: &[f32], width: usize, height: usize, sigma: f32) -> Vec<f32> {
+    let k = gaussian_half_kernel(sigma);
+    let r = k.len() as isize - 1;
+    let mut tmp = vec![0f32; width * height];
+    for y in 0..height {
+        for x in 0..width {
+            let at = |dy: isize| src[reflect101(y as isize + dy, height) * width + x];
+            let mut a = k[0] * at(0);
+            for i in 1..=r {
+                a += k[i as usize] * (at(-i) + at(i));
+            }
+            tmp[y * width + x] = a;
+        }
+    }
+    let mut out = vec![0f32; width * height];
+    for y in 0..height {
+        for x in 0..width {
+            let at = |dx: isize| tmp[y * width + reflect101(x as isize + dx, width)];
+            let mut a = k[0] * at(0);
+            for i in 1..=r {
+                a += k[i as usize] * (at(-i) + at(i));
+            }
+            out[y * width + x] = a;
+        }
+    }
+    out
+}

@@ -1,0 +1,264 @@
+"""The rust backend (``extract_local(backend="rust")``, ``extractors/sift_rust.py``) and
+the core's decoding behind it: the working image equals the Python path's (Pillow), 16-bit
+PNGs are scaled, EXIF orientation is applied, bad bytes, empty images and bombs fail alone
+with a clear error, and the batch entry gives the same features on any thread count."""
+
+from __future__ import annotations
+
+import io
+import resource
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from conftest import shared_dataset
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import ilias_rerank as ir
+from ilias_rerank import _core
+from ilias_rerank.errors import ConfigError, ImageReadError
+from ilias_rerank.extractors import make_extractor, resolve_backend
+
+
+def png_bytes(pixels: np.ndarray, *, exif: bytes | None = None) -> bytes:
+    """A PNG written with numpy and zlib alone: (H, W) grey or (H, W, 3) RGB, uint8 or
+    uint16 (big-endian samples), optionally with an eXIf chunk."""
+    arr = np.asarray(pixels)
+    depth = 16 if arr.dtype == np.uint16 else 8
+    colour = 0 if arr.ndim == 2 else 2
+    h, w = arr.shape[:2]
+    raw = arr.astype(">u2" if depth == 16 else np.uint8).reshape(h, -1).view(np.uint8)
+    rows = b"".join(b"\0" + raw[y].tobytes() for y in range(h))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", w, h, depth, colour, 0, 0, 0)
+    out = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+    if exif is not None:
+        out += chunk(b"eXIf", exif)
+    return out + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+def exif_orientation(o: int) -> bytes:
+    """A little-endian TIFF block whose IFD0 holds the orientation ``o``."""
+    entry = struct.pack("<HHIHH", 0x0112, 3, 1, o, 0)
+    return b"II*\0" + struct.pack("<IH", 8, 1) + entry + b"\0" * 4
+
+
+def declared_jpeg(width: int, height: int) -> bytes:
+    """A JPEG that declares ``width x height`` in its frame header and holds no data."""
+    dqt = b"\xff\xdb\x00\x43\x00" + b"\x01" * 64
+    sof = b"\xff\xc0\x00\x0b\x08" + struct.pack(">HH", height, width) + b"\x01\x01\x11\x00"
+    return b"\xff\xd8" + dqt + sof + b"\xff\xd9"
+
+
+def pillow_working(data: bytes, max_side: int = 768) -> tuple[np.ndarray, tuple[int, int]]:
+    pytest.importorskip("PIL")
+    return make_extractor("sift", 1024, max_side, backend="opencv").prepare(data)
+
+
+@pytest.fixture(scope="module")
+def rust():
+    return make_extractor("sift", 1024, 768, backend="rust")
+
+
+# --- decoding: the Python path's working image ---------------------------------------------
+
+
+def test_png_working_images_equal_pillows_bit_for_bit():
+    g = np.random.default_rng(3)
+    smooth = np.cumsum(np.cumsum(g.normal(0, 3, (900, 1300, 3)), 0), 1)
+    rgb = np.clip(smooth - smooth.min(), 0, 255).astype(np.uint8)
+    for arr in (rgb, rgb[..., 1], rgb[:300, :400], rgb[:50, :70, 0]):
+        data = png_bytes(arr)
+        want, want_size = pillow_working(data)
+        got, got_size = _core.working_image(data, 768)
+        assert got_size == want_size
+        np.testing.assert_array_equal(got, want)
+
+
+def test_jpeg_working_images_are_pillows_within_decoder_rounding():
+    """JPEG decoders differ by IDCT rounding: the mean difference stays under one grey
+    level on real photos, full-scale and reduced-scale decodes alike."""
+    data_dir = shared_dataset("homogr_evd")
+    for name in ("BostonA.jpg", "CapitalRegionA.jpg", "adamA.png"):
+        data = (data_dir / name).read_bytes()
+        want, want_size = pillow_working(data)
+        got, got_size = _core.working_image(data, 768)
+        assert got_size == want_size and got.shape == want.shape, name
+        diff = np.abs(got.astype(int) - want.astype(int))
+        assert diff.mean() < 1.5, (name, diff.mean())
+    # A 1024 px photo decoded in full (no reduced scale)
+    photos = sorted(shared_dataset("roxford_rparis_pixel_subset").glob("*/*.jpg"))[:3]
+    for p in photos:
+        want, _ = pillow_working(p.read_bytes())
+        got, _ = _core.working_image(p.read_bytes(), 768)
+        assert np.abs(got.astype(int) - want.astype(int)).mean() < 1.0, p
+
+
+def test_16_bit_png_is_scaled_not_clipped():
+    ramp = np.linspace(0, 65535, 64 * 64).astype(np.uint16).reshape(64, 64)
+    got, size = _core.working_image(png_bytes(ramp), 768)
+    assert size == (64, 64)
+    np.testing.assert_array_equal(got, ((ramp.astype(np.uint32) + 128) // 257).astype(np.uint8))
+    assert got.max() == 255 and got.min() == 0 and len(np.unique(got)) > 200
+    rgb16 = np.stack([ramp, ramp // 2, 65535 - ramp], -1)
+    got, _ = _core.working_image(png_bytes(rgb16), 768)
+    rgb8 = ((rgb16.astype(np.uint32) + 128) // 257).astype(np.uint32)
+    want = (rgb8 @ np.array([19595, 38470, 7471], np.uint32) + 0x8000) >> 16
+    np.testing.assert_array_equal(got, want.astype(np.uint8))
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied_as_pillow_does(orientation):
+    PIL = pytest.importorskip("PIL")
+    from PIL import Image
+
+    g = np.random.default_rng(orientation)
+    arr = g.integers(0, 256, (30, 50), dtype=np.uint8)
+    data = png_bytes(arr, exif=exif_orientation(orientation))
+    got, size = _core.working_image(data, 768)
+    want, want_size = pillow_working(data)
+    assert size == want_size == ((30, 50) if orientation >= 5 else (50, 30))
+    np.testing.assert_array_equal(got, want)
+    # JPEG: Pillow writes the orientation, both paths read it
+    buf = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(arr).save(buf, "JPEG", quality=95, exif=exif)
+    got, size = _core.working_image(buf.getvalue(), 768)
+    want, want_size = pillow_working(buf.getvalue())
+    assert size == want_size and got.shape == want.shape, PIL.__version__
+    assert np.abs(got.astype(int) - want.astype(int)).mean() < 1.0
+
+
+# --- failures: each image alone, with a clear error -----------------------------------------
+
+
+def test_bad_bytes_fail_alone_with_their_name(rust):
+    ok = png_bytes(np.full((40, 40), 128, np.uint8))
+    truncated = png_bytes(np.full((40, 40), 128, np.uint8))[:60]
+    items = [ok, b"", b"not an image at all", b"\xff\xd8\xff\xe0broken", truncated, ok]
+    out = rust.extract_many(items)
+    assert isinstance(out[0], ir.LocalFeatures) and isinstance(out[5], ir.LocalFeatures)
+    for i in range(1, 5):
+        assert isinstance(out[i], ImageReadError), out[i]
+        assert f"image #{i} (bytes)" in str(out[i])
+    assert "0 bytes" in str(out[1]) and "expected JPEG or PNG" in str(out[2])
+    assert "cannot decode JPEG" in str(out[3]) and "cannot decode PNG" in str(out[4])
+    with pytest.raises(ir.ExtractionError, match="image #1"):
+        ir.extract_local([ok, b"junk"], backend="rust", workers=1)
+
+
+def test_missing_files_and_wrong_types_are_errors(rust, tmp_path):
+    out = rust.extract_many([str(tmp_path / "nope.jpg"), object()])
+    assert "nope.jpg: no such file" in str(out[0])
+    assert "expected a path, encoded bytes" in str(out[1])
+
+
+def test_empty_and_tiny_images(rust):
+    out = rust.extract_many([np.zeros((0, 5), np.uint8), np.zeros((1, 1), np.uint8)])
+    assert isinstance(out[0], ImageReadError) and "empty image" in str(out[0])
+    assert isinstance(out[1], ir.LocalFeatures) and len(out[1]) == 0
+    assert out[1].image_size == (1, 1) and out[1].keypoints.shape == (0, 2)
+    assert out[1].frames.shape == (0, 2)
+
+
+@pytest.mark.parametrize("side", [60_000, 20_000])
+def test_a_declared_bomb_is_refused_before_allocation(rust, side):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    (out,) = rust.extract_many([declared_jpeg(side, side)])
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert isinstance(out, ImageReadError) and "too large" in str(out), out
+    assert f"{side} x {side}" in str(out)
+    assert grown_mib < 64, f"{grown_mib:.0f} MiB allocated for a refused image"
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.binary(max_size=400), st.sampled_from([b"", b"\xff\xd8", b"\x89PNG\r\n\x1a\n"]))
+def test_arbitrary_bytes_never_break_the_batch(data, head):
+    out = make_extractor("sift", 64, 64, backend="rust").extract_many([head + data, head + data])
+    assert len(out) == 2
+    for one in out:
+        assert isinstance(one, (ImageReadError, ir.LocalFeatures))
+
+
+# --- settings and contract ------------------------------------------------------------------
+
+
+def test_settings_are_checked_and_recorded():
+    ex = make_extractor("sift", 512, 640, backend="rust", contrast_threshold=0.03)
+    assert ex.params() == {
+        "name": "rust-sift-rootsift",
+        "num_features": 512,
+        "max_side": 640,
+        "descriptor_dtype": "uint8",
+        "backend": "rust",
+        "contrast_threshold": 0.03,
+    }
+    with pytest.raises(ConfigError, match="contrast_threshold"):
+        make_extractor("sift", backend="rust", contrast_threshold=0)
+    with pytest.raises(ConfigError, match="threads"):
+        make_extractor("sift", backend="rust", threads=-1)
+    with pytest.raises(ConfigError, match="draft"):
+        make_extractor("sift", backend="rust", draft=False)
+    with pytest.raises(ConfigError, match="max_side"):
+        _core.extract_sift([], max_side=8)
+    with pytest.raises(ConfigError, match="max_features"):
+        _core.extract_sift([], num_features=0)
+
+
+def test_a_gpu_device_keeps_the_cpu_default_without_a_recorded_gpu_run():
+    assert resolve_backend("sift", None, "cuda") == resolve_backend("sift", None, "cpu")
+    assert resolve_backend("aliked", None, "cuda") == "kornia"  # its only backend
+
+
+def _photo_features(threads: int, **kwargs):
+    data_dir = shared_dataset("homogr_evd")
+    paths = [str(data_dir / n) for n in ("BostonA.jpg", "adamA.png", "grafA.png")]
+    return make_extractor("sift", 1024, 768, backend="rust", **kwargs).extract_many(
+        paths, threads=threads
+    )
+
+
+def test_features_are_the_same_on_any_thread_count_and_strongest_first():
+    one, two = _photo_features(1), _photo_features(2)
+    for a, b in zip(one, two, strict=True):
+        assert isinstance(a, ir.LocalFeatures), a
+        np.testing.assert_array_equal(a.keypoints, b.keypoints)
+        np.testing.assert_array_equal(a.descriptors, b.descriptors)
+        np.testing.assert_array_equal(a.frames, b.frames)
+    boston = one[0]
+    assert 500 <= len(boston) <= 1024, len(boston)
+    h, w = boston.image_size
+    assert (h, w) == (1368, 1712)
+    # keypoints in original pixels (the image is 1712 px wide, the detector saw 768)
+    assert boston.keypoints[:, 0].max() > 768 and boston.keypoints[:, 0].max() < w
+    assert boston.keypoints[:, 1].max() < h and boston.keypoints.min() > -1
+    assert (boston.frames[:, 0] > 0).all() and np.abs(boston.frames[:, 1]).max() <= 360
+
+
+def test_float32_descriptors_are_the_uint8_ones_over_512():
+    (u8,) = _photo_features(1)[:1]
+    (f32,) = _photo_features(1, descriptor_dtype="float32")[:1]
+    assert f32.descriptors.dtype == np.float32
+    np.testing.assert_allclose(f32.descriptors, u8.descriptors / 512.0, atol=0)
+
+
+def test_detect_on_a_working_image_neither_resizes_nor_doubles_it():
+    """``_detect`` (what a batched path calls on already prepared images) sees the image
+    as given: the features of ``prepare`` + ``_detect`` + ``finish`` are those of a call."""
+    data_dir = shared_dataset("homogr_evd")
+    for upsample in (False, True):
+        # cityA is 329 px: doubled once to 658 by prepare, and never again (4 x 329 <= 1400)
+        ex = make_extractor("sift", 512, 1400, backend="rust", upsample=upsample)
+        for name in ("cityA.png", "BostonA.jpg"):
+            arr, original = ex.prepare(data_dir / name)
+            whole = ex(data_dir / name)
+            parts = ex.finish(ex._detect(arr), (arr.shape[1], arr.shape[0]), original)
+            np.testing.assert_allclose(parts.keypoints, whole.keypoints, atol=1e-3)
+            np.testing.assert_array_equal(parts.descriptors, whole.descriptors)
