@@ -137,20 +137,28 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=here / "python/ilias_rerank/codes/vocabulary.npz")
     ap.add_argument("--half-words", type=int, default=256)
     ap.add_argument("--bits", type=int, default=64)
+    ap.add_argument("--max-descriptors", type=int, default=150_000)
+    ap.add_argument("--iterations", type=int, default=15)
     args = ap.parse_args(argv)
     x, record = descriptors()
+    total = len(x)
+    x = x[np.sort(np.random.default_rng(0).permutation(len(x))[: args.max_descriptors])]
     trained_on = json.dumps(
         {
             "source": "photos shipped in PyPI wheels (scikit-image, matplotlib, scikit-learn), "
             "in no evaluation set",
             "augmentations": [list(a) for a in AUGMENT],
             "extraction": "OpenCV SIFT, 4096 strongest, RootSIFT",
-            "descriptors": len(x),
+            "descriptors": total,
+            "sampled": len(x),
+            "kmeans_iterations": args.iterations,
             "images": record,
         },
         sort_keys=True,
     )
-    voc = Vocabulary.train(x, trained_on, half_words=args.half_words, bits=args.bits)
+    voc = Vocabulary.train(
+        x, trained_on, half_words=args.half_words, bits=args.bits, iterations=args.iterations
+    )
     voc.save(args.out)
     print(json.dumps({"id": voc.name, "descriptors": len(x), "out": str(args.out)}))
     return 0

@@ -62,11 +62,12 @@ def kmeans(x: np.ndarray, k: int, iterations: int = 25, seed: int = 0) -> np.nda
         a = np.concatenate(
             [_sq_dist(x[s : s + 65536], c).argmin(1) for s in range(0, len(x), 65536)]
         )
-        counts = np.bincount(a, minlength=k).astype(np.float32)
-        sums = np.zeros_like(c)
-        np.add.at(sums, a, x)
+        counts = np.bincount(a, minlength=k)
+        order = np.argsort(a, kind="stable")
         empty = counts == 0
-        c[~empty] = sums[~empty] / counts[~empty, None]
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])[~empty]
+        sums = np.add.reduceat(x[order], starts, axis=0)
+        c[~empty] = sums / counts[~empty, None].astype(np.float32)
         if empty.any():  # re-seed empty cells with random points
             c[empty] = x[rng.integers(len(x), size=int(empty.sum()))]
     return c

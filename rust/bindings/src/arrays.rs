@@ -90,27 +90,29 @@ enum DescriptorArray<'py> {
     },
 }
 
+/// The 2-D C-contiguous array `obj.<name>` of element type `T`.
+fn attribute_2d<'py, T: numpy::Element>(
+    obj: &Bound<'py, PyAny>,
+    name: &str,
+    place: &str,
+    expected: &str,
+) -> PyResult<PyReadonlyArray2<'py, T>> {
+    let a = obj.getattr(name)?;
+    let what = format!("{place} {name}");
+    if ndim(&a) != Some(2) {
+        return Err(shape_error(&a, &what, expected));
+    }
+    let arr: PyReadonlyArray2<'py, T> =
+        a.extract().map_err(|_| dtype_error(&a, &what, expected))?;
+    contiguous(&a, &arr, &what)?;
+    Ok(arr)
+}
+
 /// The codes of `obj` (an `ilias_rerank.codes.QuantisedFeatures`): `words` `(N, K)`
 /// uint32, `signatures` `(N, W)` uint64, `vocabulary_id` an int below 2**64.
 fn codes_arrays<'py>(obj: &Bound<'py, PyAny>, place: &str) -> PyResult<DescriptorArray<'py>> {
-    let w = obj.getattr("words")?;
-    let what = format!("{place} words");
-    if ndim(&w) != Some(2) {
-        return Err(shape_error(&w, &what, "(N, K) uint32"));
-    }
-    let words: PyReadonlyArray2<'py, u32> = w
-        .extract()
-        .map_err(|_| dtype_error(&w, &what, "(N, K) uint32"))?;
-    contiguous(&w, &words, &what)?;
-    let sg = obj.getattr("signatures")?;
-    let what = format!("{place} signatures");
-    if ndim(&sg) != Some(2) {
-        return Err(shape_error(&sg, &what, "(N, W) uint64"));
-    }
-    let signatures: PyReadonlyArray2<'py, u64> = sg
-        .extract()
-        .map_err(|_| dtype_error(&sg, &what, "(N, W) uint64"))?;
-    contiguous(&sg, &signatures, &what)?;
+    let words = attribute_2d(obj, "words", place, "(N, K) uint32")?;
+    let signatures = attribute_2d(obj, "signatures", place, "(N, W) uint64")?;
     let vocabulary: u64 = obj.getattr("vocabulary_id")?.extract().map_err(|_| {
         raise(
             obj.py(),
