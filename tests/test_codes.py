@@ -135,3 +135,15 @@ def test_records_round_trip_fit_the_budget_and_refuse_damage(photos):
     a = ir.verify_pair(q, quantise(photos[1][0], words=1))
     b = ir.verify_pair(back, quantise(photos[1][0], words=1))
     assert abs(a.num_inliers - b.num_inliers) <= max(3, a.num_inliers // 5)
+
+
+def test_reranker_over_a_quantised_store_finds_the_photos(photos):
+    from ilias_rerank.codes import QuantisedStore
+
+    refs, shots = photos
+    db = QuantisedStore({f"ref{i}": f for i, f in enumerate(refs)}, words=1)
+    queries = QuantisedStore({f"shot{i}": f for i, f in enumerate(shots)})
+    shortlists = {f"shot{i}": list(db) for i in range(len(shots))}
+    found = ir.Reranker(db).rerank_many(queries, shortlists, progress=False)
+    hits = sum(next(iter(found[f"shot{i}"])) == f"ref{i}" for i in range(len(shots)))
+    assert hits >= len(shots) - 1
