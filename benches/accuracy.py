@@ -839,6 +839,44 @@ def codes_table(rules: bool = True) -> dict:
     return {"rows": rows, "caps": caps, "vocabularies": {k: v.name for k, v in vocs.items()}}
 
 
+def codes_tiers(n: int = 4096, words: int = 5) -> dict:
+    """The other tiers on quantised features at ``n`` (rOxf/rPar, leave-one-set-out
+    vocabulary): expansion, the cascade (first pass on the 1,024 strongest), and consensus
+    with the query's features withheld (global order = VLAD-256 over the exact features,
+    as ``cascade_consensus``)."""
+    from ilias_rerank.global_features import Vlad
+
+    sets = codes_sets()
+    coder = Coder(codes_vocabularies(sets)["roxford"])
+    rox = {
+        q: (coder(fq, n, words), [coder(f, n, words) for f in fc], lab)
+        for q, (fq, fc, lab) in sets["roxford"].items()
+    }
+    out = {"features": n, "words": words}
+    for name, cfg in (
+        ("one pass", {}),
+        ("expansion 3", {"expansion": 3, "expansion_min_inliers": 15}),
+        ("cascade 1024 -> 4096, 5 a query", _cascade(1024, 5)),
+    ):
+        timed = Timed(cfg)
+        out[name] = {"roxford_map": eval_roxford(rox, timed), "candidates_per_s": timed.rate()}
+        print(json.dumps({name: out[name]}), flush=True)
+    exact = {
+        q: (_prefix(fq, n), [_prefix(f, n) for f in fc], lab)
+        for q, (fq, fc, lab) in sets["roxford"].items()
+    }
+    vlad = Vlad(256).fit([f for fq, fc, _ in exact.values() for f in (fq, *fc)])
+    glob, cons = [], []
+    for q, (fq, fc, lab) in exact.items():
+        g = vlad.encode(fc) @ vlad.encode([fq])[0]
+        glob.append(average_precision(lab[np.argsort(-g, kind="stable")]))
+        g = ((g - g.min()) / (np.ptp(g) + 1e-9)).astype(np.float32)
+        cons.append(average_precision(lab[ir.rerank_consensus(rox[q][1], g, **CONSENSUS).order]))
+    out["consensus"] = {"global": float(np.mean(glob)), "consensus": float(np.mean(cons))}
+    print(json.dumps({"consensus": out["consensus"]}), flush=True)
+    return out
+
+
 def render_codes(summary: dict) -> list[str]:
     lines = [
         "| matching, features | vocabulary | rOxf/rPar mAP (5 shuffles) | rOxf cand/s "
@@ -934,7 +972,26 @@ def main(argv=None) -> int:
         "vocabulary (issue 22) -> out/codes.*",
     )
     ap.add_argument("--no-cap-rules", action="store_true", help="with --codes: skip the cap rules")
+    ap.add_argument(
+        "--codes-tiers",
+        action="store_true",
+        help="expansion, cascade and consensus on quantised features -> out/codes_tiers.json",
+    )
     args = ap.parse_args(argv)
+    if args.codes_tiers:
+        summary = {"date": time.strftime("%Y-%m-%d"), **codes_tiers()}
+        lines = [
+            "| rOxf/rPar, quantised 4,096 features, 5 words | mAP | candidates/s |",
+            "| --- | --- | --- |",
+            *(
+                f"| {k} | {summary[k]['roxford_map']:.3f} | {summary[k]['candidates_per_s']:.0f} |"
+                for k in ("one pass", "expansion 3", "cascade 1024 -> 4096, 5 a query")
+            ),
+            f"| consensus, query withheld (global VLAD order {summary['consensus']['global']:.3f})"
+            f" | {summary['consensus']['consensus']:.3f} | |",
+        ]
+        write_report(args.out.with_name("codes_tiers"), summary, lines)
+        return 0
     if args.codes:
         summary = {
             "machine": f"{platform.machine()}, kernels {ir.cpu_features()}",
