@@ -628,6 +628,290 @@ def render_cascade(summary: dict) -> list[str]:
     return lines
 
 
+# --- quantised matching rows (issue 22) -------------------------------------------------------
+
+#: Feature counts of the codes table: prefixes (or cap rules) of one OpenCV SIFT store of
+#: 8,192 features an image, strongest first (``benches/cvsift.py``).
+CODES_FEATURES = (1024, 2048, 4096, 8192)
+CODES_STORE = 8192
+#: The quantised configurations: (name, words read per query feature, RerankConfig).
+CODES_CONFIGS = [
+    ("codes, 1 word", 1, {"codes_hamming": 24}),
+    ("codes, 5 words", 5, {"codes_hamming": 24}),
+    ("codes, 8 words", 8, {"codes_hamming": 24}),
+]
+#: Cap rules: which ``n`` of the 8,192 strongest an image keeps.
+CAP_RULES = ("strongest", "largest scale", "spread")
+#: SMVS photos used by the exact rows at >= 4,096 features (the O(N^2) rows; the full 100
+#: photos elsewhere).
+SMVS_EXACT_SLOW = 25
+
+
+def cap(f: ir.LocalFeatures, n: int, rule: str) -> ir.LocalFeatures:
+    """The ``n`` features ``rule`` keeps, in strongest-first order: ``strongest`` (the
+    extractor's rule), ``largest scale`` (COLMAP's), ``spread`` (a grid round-robin, an
+    ANMS-like rule: cells of the image in turn give their next strongest feature)."""
+    if len(f.keypoints) <= n or rule == "strongest":
+        return _prefix(f, n)
+    if rule == "largest scale":
+        keep = np.sort(np.argsort(-f.frames[:, 0], kind="stable")[:n])
+    elif rule == "spread":
+        h, w = f.image_size
+        side = np.sqrt(h * w / n)  # about one cell a feature kept
+        cell = (f.keypoints[:, 1] // side) * (w // side + 1) + f.keypoints[:, 0] // side
+        _, inverse = np.unique(cell, return_inverse=True)
+        rank = np.zeros(len(cell), np.int64)
+        seen: dict[int, int] = {}
+        for i, c in enumerate(inverse.tolist()):  # strongest first: the rank within its cell
+            rank[i] = seen.get(c, 0)
+            seen[c] = rank[i] + 1
+        keep = np.sort(np.lexsort((np.arange(len(cell)), rank))[:n])
+    else:
+        raise ValueError(rule)
+    return ir.LocalFeatures(f.keypoints[keep], f.descriptors[keep], f.frames[keep], f.image_size)
+
+
+def codes_sets() -> dict:
+    """The three sets' features (OpenCV SIFT, 8,192 strongest a image, cached)."""
+    import cvsift
+
+    rox = cascade_roxford(CODES_STORE)
+    refs, _ = cvsift.features([SMVS / f"Reference/{i:03d}.jpg" for i in range(1, 101)], CODES_STORE)
+    shots, _ = cvsift.features([SMVS / f"E63/{i:03d}.jpg" for i in range(1, 101)], CODES_STORE)
+    hom = [(*cvsift.features([a, b], CODES_STORE)[0], pts) for _, a, b, pts in homogr_pairs()]
+    return {"roxford": rox, "smvs": (shots, refs), "homogr": hom}
+
+
+def _set_features(sets: dict, name: str) -> list[ir.LocalFeatures]:
+    if name == "roxford":
+        return [f for fq, fc, _ in sets["roxford"].values() for f in (fq, *fc)]
+    if name == "smvs":
+        return [*sets["smvs"][0], *sets["smvs"][1]]
+    return [f for a, b, _ in sets["homogr"] for f in (a, b)]
+
+
+def codes_vocabularies(sets: dict) -> dict:
+    """Per measured set, a vocabulary trained on the two other shared sets (4,096 strongest
+    features an image, 150,000 descriptors sampled, seed 0), cached."""
+    from ilias_rerank.codes import Vocabulary
+
+    out = {}
+    names = ("roxford", "smvs", "homogr")
+    for held in names:
+        others = [s for s in names if s != held]
+        path = CACHE_VOCAB / f"vocabulary-{'+'.join(others)}-v1.npz"
+        if path.is_file():
+            out[held] = Vocabulary.load(path)
+            continue
+        x = np.concatenate(
+            [_prefix(f, 4096).descriptors for s in others for f in _set_features(sets, s)]
+        )
+        x = x[np.random.default_rng(0).permutation(len(x))[:150000]]
+        voc = Vocabulary.train(
+            x, json.dumps({"sets": others, "descriptors": len(x)}), iterations=15
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        voc.save(path)
+        out[held] = voc
+    return out
+
+
+CACHE_VOCAB = REPO / ".cache" / "bench" / "vocabularies"
+
+
+class Coder:
+    """Codes of each image under one vocabulary, encoded once at 8 words (a prefix of
+    words and of features is what a smaller setting would have encoded)."""
+
+    def __init__(self, voc) -> None:
+        self.voc, self.memo = voc, {}
+
+    def __call__(self, f: ir.LocalFeatures, n: int, words: int):
+        from ilias_rerank.codes import QuantisedFeatures
+
+        key = id(f)
+        if key not in self.memo:
+            self.memo[key] = (f, *self.voc.encode(f.descriptors, 8))
+        f0, w, s = self.memo[key]
+        return QuantisedFeatures(
+            f0.keypoints[:n], w[:n, :words], s[:n], self.voc.id, f0.frames[:n], f0.image_size
+        )
+
+
+def _codes_bytes(q) -> int:
+    from ilias_rerank.codes import record
+
+    return len(record.encode(q))
+
+
+def codes_row(sets, make, config: dict, smvs_queries: int = 100) -> dict:
+    """One row: ``make(features, set name) -> what rerank takes`` on the three sets."""
+    timed = Timed(config)
+    rox = {
+        q: (make(fq, "roxford"), [make(f, "roxford") for f in fc], lab)
+        for q, (fq, fc, lab) in sets["roxford"].items()
+    }
+    out = {"roxford_map": eval_roxford(rox, timed), "roxford_candidates_per_s": timed.rate()}
+    shots, refs = sets["smvs"]
+    timed = Timed(config)
+    out["smvs"] = eval_smvs(
+        [make(f, "smvs") for f in shots[:smvs_queries]], [make(f, "smvs") for f in refs], timed
+    )
+    out["smvs"]["queries"] = smvs_queries
+    out["smvs"]["candidates_per_s"] = timed.rate()
+    good = 0
+    plain = {k: v for k, v in config.items() if not k.startswith("cascade_")}
+    for a, b, pts in sets["homogr"]:
+        h = ir.verify_pair(make(a, "homogr"), make(b, "homogr"), config=plain).transform
+        if h is not None:
+            gt = pts[pts[:, 6] == 1]
+            good += bool(
+                np.median(np.linalg.norm(_transfer(h, gt[:, :2]) - gt[:, 3:5], axis=1)) <= 5
+            )
+    out["homogr_within_5px"] = good
+    return out
+
+
+def codes_table(rules: bool = True) -> dict:
+    """Exact MNN vs quantised at each feature count (the same features), the cap rules,
+    and the shipped vocabulary, on the three sets."""
+    sets = codes_sets()
+    vocs = codes_vocabularies(sets)
+    coders = {k: Coder(v) for k, v in vocs.items()}
+    rows = []
+    for n in CODES_FEATURES:
+        slow = SMVS_EXACT_SLOW if n >= 4096 else 100
+        exact = codes_row(sets, lambda f, s, n=n: _prefix(f, n), {}, slow)
+        per = 144  # keypoints (8 B), frames (8 B), uint8 RootSIFT (128 B)
+        sizes = [min(len(f.keypoints), n) * per for f in _set_features(sets, "roxford")]
+        rows.append(
+            {
+                "name": f"exact MNN, {n}",
+                "features": n,
+                "vocabulary": "none",
+                "bytes_per_image": float(np.mean(sizes)),
+                **exact,
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)
+        for name, words, cfg in CODES_CONFIGS:
+            r = codes_row(sets, lambda f, s, n=n, k=words: coders[s](f, n, k), cfg)
+            sizes = [
+                _codes_bytes(coders["roxford"](f, n, words))
+                for f in _set_features(sets, "roxford")[:60]
+            ]
+            rows.append(
+                {
+                    "name": f"{name}, {n}",
+                    "features": n,
+                    "words": words,
+                    "config": cfg,
+                    "vocabulary": "the two other shared sets (leave-one-set-out)",
+                    "bytes_per_image": float(np.mean(sizes)),
+                    **r,
+                }
+            )
+            print(json.dumps(rows[-1]), flush=True)
+    from ilias_rerank.codes import default_vocabulary
+
+    vocs["shipped"] = default_vocabulary()
+    coders["shipped"] = Coder(vocs["shipped"])
+    best_name, best_words, best_cfg = CODES_CONFIGS[-2]
+    for n in CODES_FEATURES:
+        r = codes_row(sets, lambda f, s, n=n, k=best_words: coders["shipped"](f, n, k), best_cfg)
+        rows.append(
+            {
+                "name": f"{best_name}, {n}, shipped vocabulary",
+                "features": n,
+                "words": best_words,
+                "config": best_cfg,
+                "vocabulary": f"shipped ({vocs['shipped'].name})",
+                **r,
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)
+    caps = []
+    if rules:
+        for n in CODES_FEATURES[:-1]:
+            for rule in CAP_RULES:
+                slow = SMVS_EXACT_SLOW if n >= 4096 else 100
+                r = codes_row(sets, lambda f, s, n=n, rule=rule: cap(f, n, rule), {}, slow)
+                caps.append({"rule": rule, "features": n, "matching": "exact MNN", **r})
+                print(json.dumps(caps[-1]), flush=True)
+    return {"rows": rows, "caps": caps, "vocabularies": {k: v.name for k, v in vocs.items()}}
+
+
+def codes_tiers(n: int = 4096, words: int = 5) -> dict:
+    """The other tiers on quantised features at ``n`` (rOxf/rPar, leave-one-set-out
+    vocabulary): expansion, the cascade (first pass on the 1,024 strongest), and consensus
+    with the query's features withheld (global order = VLAD-256 over the exact features,
+    as ``cascade_consensus``)."""
+    from ilias_rerank.global_features import Vlad
+
+    sets = codes_sets()
+    coder = Coder(codes_vocabularies(sets)["roxford"])
+    rox = {
+        q: (coder(fq, n, words), [coder(f, n, words) for f in fc], lab)
+        for q, (fq, fc, lab) in sets["roxford"].items()
+    }
+    out = {"features": n, "words": words}
+    for name, cfg in (
+        ("one pass", {}),
+        ("expansion 3", {"expansion": 3, "expansion_min_inliers": 15}),
+        ("cascade 1024 -> 4096, 5 a query", _cascade(1024, 5)),
+    ):
+        timed = Timed(cfg)
+        out[name] = {"roxford_map": eval_roxford(rox, timed), "candidates_per_s": timed.rate()}
+        print(json.dumps({name: out[name]}), flush=True)
+    exact = {
+        q: (_prefix(fq, n), [_prefix(f, n) for f in fc], lab)
+        for q, (fq, fc, lab) in sets["roxford"].items()
+    }
+    vlad = Vlad(256).fit([f for fq, fc, _ in exact.values() for f in (fq, *fc)])
+    glob, cons = [], []
+    for q, (fq, fc, lab) in exact.items():
+        g = vlad.encode(fc) @ vlad.encode([fq])[0]
+        glob.append(average_precision(lab[np.argsort(-g, kind="stable")]))
+        g = ((g - g.min()) / (np.ptp(g) + 1e-9)).astype(np.float32)
+        cons.append(average_precision(lab[ir.rerank_consensus(rox[q][1], g, **CONSENSUS).order]))
+    out["consensus"] = {"global": float(np.mean(glob)), "consensus": float(np.mean(cons))}
+    print(json.dumps({"consensus": out["consensus"]}), flush=True)
+    return out
+
+
+def render_codes(summary: dict) -> list[str]:
+    lines = [
+        "| matching, features | vocabulary | rOxf/rPar mAP (5 shuffles) | rOxf cand/s "
+        "| SMVS top-1 | SMVS mAP | SMVS cand/s | homogr <= 5 px | bytes/image |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in summary["rows"]:
+        s = r["smvs"]
+        note = f" ({s['queries']} photos)" if s.get("queries", 100) != 100 else ""
+        size = f"{r['bytes_per_image'] / 1000:.1f} KB" if "bytes_per_image" in r else ""
+        lines.append(
+            f"| {r['name']} | {r['vocabulary']} | {r['roxford_map']:.3f} "
+            f"| {r['roxford_candidates_per_s']:.0f} | {s['top1']:.2f}{note} | {s['map']:.3f} "
+            f"| {s['candidates_per_s']:.0f} | {r['homogr_within_5px']}/16 | {size} |"
+        )
+    if summary.get("caps"):
+        lines += [
+            "",
+            "Cap rules (exact MNN, the n features each rule keeps of the 8,192 strongest):",
+            "",
+            "| rule | features | rOxf/rPar mAP | SMVS top-1 | SMVS mAP | homogr <= 5 px |",
+            "| --- | --- | --- | --- | --- | --- |",
+            *(
+                f"| {c['rule']} | {c['features']} | {c['roxford_map']:.3f} "
+                f"| {c['smvs']['top1']:.2f}"
+                + (f" ({c['smvs']['queries']} photos)" if c["smvs"]["queries"] != 100 else "")
+                + f" | {c['smvs']['map']:.3f} | {c['homogr_within_5px']}/16 |"
+                for c in summary["caps"]
+            ),
+        ]
+    return lines
+
+
 # --- main -------------------------------------------------------------------------------------
 
 
@@ -683,7 +967,41 @@ def main(argv=None) -> int:
         "depend on the kernel) -> out/cascade_rates.* (compare kernels: ILIAS_RERANK_NO_AMX=1 "
         "with --out out/vnni)",
     )
+    ap.add_argument(
+        "--codes",
+        action="store_true",
+        help="exact MNN vs quantised matching at 1,024-8,192 features, cap rules, shipped "
+        "vocabulary (issue 22) -> out/codes.*",
+    )
+    ap.add_argument("--no-cap-rules", action="store_true", help="with --codes: skip the cap rules")
+    ap.add_argument(
+        "--codes-tiers",
+        action="store_true",
+        help="expansion, cascade and consensus on quantised features -> out/codes_tiers.json",
+    )
     args = ap.parse_args(argv)
+    if args.codes_tiers:
+        summary = {"date": time.strftime("%Y-%m-%d"), **codes_tiers()}
+        lines = [
+            "| rOxf/rPar, quantised 4,096 features, 5 words | mAP | candidates/s |",
+            "| --- | --- | --- |",
+            *(
+                f"| {k} | {summary[k]['roxford_map']:.3f} | {summary[k]['candidates_per_s']:.0f} |"
+                for k in ("one pass", "expansion 3", "cascade 1024 -> 4096, 5 a query")
+            ),
+            f"| consensus, query withheld (global VLAD order {summary['consensus']['global']:.3f})"
+            f" | {summary['consensus']['consensus']:.3f} | |",
+        ]
+        write_report(args.out.with_name("codes_tiers"), summary, lines)
+        return 0
+    if args.codes:
+        summary = {
+            "machine": f"{platform.machine()}, kernels {ir.cpu_features()}",
+            "date": time.strftime("%Y-%m-%d"),
+            **codes_table(rules=not args.no_cap_rules),
+        }
+        write_report(args.out.with_name("codes"), summary, render_codes(summary))
+        return 0
     if args.cascade_rates:
         rates = interleaved_rates(CASCADE_ROWS)
         name = "cascade_rates" if args.out == REPO / "out" / "accuracy" else args.out.name

@@ -58,6 +58,16 @@ try:
 except ir.ConfigError:
     pass
 
+# Quantised matching: the vocabulary ships inside the wheel and needs numpy alone.
+from ilias_rerank.codes import default_vocabulary, quantise  # noqa: E402
+
+voc = default_vocabulary()
+assert "no evaluation set" in voc.trained_on and "site-packages" in str(
+    Path(sys.modules["ilias_rerank.codes"].__file__)
+)
+coded = ir.rerank(quantise(query, words=5), [quantise(f, words=1) for f in [*others, true]])
+assert coded.order[0] == 5 and coded.inliers[5] >= 100, coded
+
 # The store, the Reranker and the result files.
 from ilias_rerank.evaluation import ilias_map, shortlist_metrics  # noqa: E402
 

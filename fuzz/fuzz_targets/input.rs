@@ -42,6 +42,9 @@ pub struct Image {
     pub f32: Vec<f32>,
     pub u8: Vec<u8>,
     pub words: Vec<u64>,
+    /// Codes (kind 3): `per` visual words a feature, few distinct so that they collide.
+    pub cells: Vec<u32>,
+    pub per: usize,
     pub kind: u8,
     pub dim: usize,
     pub frames: Vec<f32>,
@@ -50,10 +53,19 @@ pub struct Image {
 }
 
 impl Image {
-    /// `n` features of dimension `dim` and descriptor `kind` (0 f32, 1 u8, 2 binary).
+    /// `n` features of dimension `dim` and descriptor `kind` (0 f32, 1 u8, 2 binary, 3
+    /// codes: `dim` signature words and 1-3 visual words a feature, sometimes too few).
     pub fn new(b: &mut Bytes<'_>, n: usize, dim: usize, kind: u8) -> Image {
         let keypoints = b.f32s(2 * n);
         let (mut f32v, mut u8v, mut words) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut cells, mut per) = (Vec::new(), 1);
+        if kind == 3 {
+            per = 1 + usize::from(b.u8() % 3);
+            let short = usize::from(b.u8() % 16 == 0); // a malformed word array, refused
+            cells = (0..(n * per).saturating_sub(short))
+                .map(|_| u32::from(b.u8() % 8))
+                .collect();
+        }
         match kind {
             0 => f32v = b.f32s(n * dim),
             1 => u8v = (0..n * dim).map(|_| b.u8()).collect(),
@@ -79,6 +91,8 @@ impl Image {
             f32: f32v,
             u8: u8v,
             words,
+            cells,
+            per,
             kind,
             dim,
             frames,
@@ -96,6 +110,13 @@ impl Image {
             1 => Descriptors::U8 {
                 data: &self.u8,
                 dim: self.dim,
+            },
+            3 => Descriptors::Codes {
+                words: &self.cells,
+                per: self.per,
+                signatures: &self.words,
+                dim: self.dim,
+                vocabulary: 1,
             },
             _ => Descriptors::Binary {
                 data: &self.words,
@@ -145,6 +166,10 @@ pub fn config(b: &mut Bytes<'_>) -> RerankConfig {
         cfg.cascade_candidates = usize::from(b.u8() % 8);
         cfg.cascade_rich_features = usize::from(b.u8()) * 2;
         cfg.cascade_certain_inliers = u32::from(b.u8() % 32);
+    }
+    if flags & 64 != 0 {
+        cfg.codes_hamming = u32::from(b.u8()); // 0..=255, some above a 64-bit signature
+        cfg.codes_ratio = Some(b.f32());
     }
     cfg.num_threads = 1;
     cfg

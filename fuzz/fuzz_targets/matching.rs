@@ -12,10 +12,10 @@ fuzz_target!(|data: &[u8]| {
     let mut b = Bytes(data);
     let cfg = config(&mut b);
     let dim = 1 + (b.u8() % 40) as usize;
-    let kind = b.u8() % 3;
+    let kind = b.u8() % 4;
     // Occasionally a different type or dimension on the candidate side.
     let (ckind, cdim) = if b.u8() % 16 == 0 {
-        (b.u8() % 3, 1 + (b.u8() % 40) as usize)
+        (b.u8() % 4, 1 + (b.u8() % 40) as usize)
     } else {
         (kind, dim)
     };

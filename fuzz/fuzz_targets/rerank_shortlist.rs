@@ -13,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
     let mut b = Bytes(data);
     let cfg = config(&mut b);
     let dim = 1 + (b.u8() % 24) as usize;
-    let kind = b.u8() % 3;
+    let kind = b.u8() % 4;
     let n = (b.u8() % 48) as usize;
     let query = Image::new(&mut b, n, dim, kind);
     let count = (b.u8() % 7) as usize;

@@ -29,7 +29,7 @@ _DEFAULT = RerankConfig()
 
 
 def _features(value: Any, what: str) -> LocalFeatures:
-    if isinstance(value, LocalFeatures):
+    if isinstance(value, LocalFeatures) or type(value).__name__ == "QuantisedFeatures":
         return value
     if isinstance(value, Mapping):
         return LocalFeatures(**value)

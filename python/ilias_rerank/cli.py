@@ -94,6 +94,7 @@ def _parser() -> argparse.ArgumentParser:
             )
     _shortlist_parser(sub)
     _store_parser(sub)
+    _vocabulary_parser(sub)
     show = sub.add_parser("show", parents=[common], help="PNG pictures of one query")
     show.add_argument("--query", help="query id (default: the first)")
     show.add_argument("--top", type=int, default=8)
@@ -246,6 +247,37 @@ def _store_parser(sub) -> None:
         default=0.0,
         help="repair, merge: seconds to wait for another writer (default: fail at once)",
     )
+
+
+def _vocabulary_parser(sub) -> None:
+    p = sub.add_parser(
+        "vocabulary",
+        help="train a vocabulary for quantised matching from a feature store",
+        description="train: an inverted multi-index (2 x 256 words) and Hamming-Embedding "
+        "signatures from the RootSIFT descriptors of a store (ilias_rerank.codes).",
+    )
+    p.add_argument("action", choices=("train",))
+    p.add_argument("store", type=Path, help="a single or sharded feature store")
+    p.add_argument("--out", type=Path, required=True, help="the vocabulary file (.npz)")
+    p.add_argument("--max-descriptors", type=int, default=200_000)
+    p.add_argument("--per-image", type=int, default=4096)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _vocabulary(args) -> int:
+    from .codes.train import train_from_store
+
+    voc = train_from_store(
+        args.store,
+        max_descriptors=args.max_descriptors,
+        per_image=args.per_image,
+        seed=args.seed,
+        progress=not args.no_progress,
+    )
+    voc.save(args.out)
+    print(json.dumps({"vocabulary": voc.name, "out": str(args.out), **json.loads(voc.trained_on)}))
+    return 0
 
 
 def _store(args) -> int:
@@ -453,6 +485,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "store":
             return _store(args)
+        if args.command == "vocabulary":
+            return _vocabulary(args)
         ws = _workspace(args)
         if args.command == "extract":
             db, queries = ws.extract()

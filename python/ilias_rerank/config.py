@@ -59,6 +59,11 @@ class RerankConfig:
         input order. Cost per query: M pairs at ``cascade_features`` plus at most
         ``cascade_candidates`` pairs at ``cascade_rich_features``. Expansion pairs use the
         first pass's features.
+    Quantised features (:mod:`ilias_rerank.codes`)
+        ``codes_hamming``: the largest Hamming distance between the signatures of two
+        features of the same visual word that makes a tentative correspondence (0..256);
+        ``codes_ratio``: the ratio test in Hamming space, ``(h + 1) / (h2 + 1)`` at most this
+        (``h2`` the second nearest among the query feature's collisions), or ``None``.
     Execution
         ``seed``: seeds every random choice per (query, candidate) pair;
         ``num_threads``: 0 = all cores (or ``ILIAS_RERANK_NUM_THREADS``, then
@@ -95,6 +100,8 @@ class RerankConfig:
     fusion: Literal["lexicographic", "weighted"] = "lexicographic"
     fusion_weight: float = 0.5
     inlier_saturation: float = 20.0
+    codes_hamming: int = 24
+    codes_ratio: float | None = None
     seed: int = 0
     num_threads: int = 0
 

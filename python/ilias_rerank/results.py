@@ -64,7 +64,8 @@ class PairVerification:
         As below.
 
     ``matches`` (K, 2) int64 rows ``[query_index, candidate_index]``; ``distances`` (K,)
-    float32 squared L2 descriptor distances; ``inlier_mask`` (K,) bool; ``transform``
+    float32 squared L2 descriptor distances (Hamming distances of the signatures for
+    :class:`~ilias_rerank.codes.QuantisedFeatures`); ``inlier_mask`` (K,) bool; ``transform``
     (3, 3) float64 query -> candidate pixels, or ``None``; ``model``; ``num_inliers``.
     """
 

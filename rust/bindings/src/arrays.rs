@@ -83,6 +83,48 @@ enum DescriptorArray<'py> {
     F32(PyReadonlyArray2<'py, f32>),
     U8(PyReadonlyArray2<'py, u8>),
     Binary(PyReadonlyArray2<'py, u64>),
+    Codes {
+        words: PyReadonlyArray2<'py, u32>,
+        signatures: PyReadonlyArray2<'py, u64>,
+        vocabulary: u64,
+    },
+}
+
+/// The 2-D C-contiguous array `obj.<name>` of element type `T`.
+fn attribute_2d<'py, T: numpy::Element>(
+    obj: &Bound<'py, PyAny>,
+    name: &str,
+    place: &str,
+    expected: &str,
+) -> PyResult<PyReadonlyArray2<'py, T>> {
+    let a = obj.getattr(name)?;
+    let what = format!("{place} {name}");
+    if ndim(&a) != Some(2) {
+        return Err(shape_error(&a, &what, expected));
+    }
+    let arr: PyReadonlyArray2<'py, T> =
+        a.extract().map_err(|_| dtype_error(&a, &what, expected))?;
+    contiguous(&a, &arr, &what)?;
+    Ok(arr)
+}
+
+/// The codes of `obj` (an `ilias_rerank.codes.QuantisedFeatures`): `words` `(N, K)`
+/// uint32, `signatures` `(N, W)` uint64, `vocabulary_id` an int below 2**64.
+fn codes_arrays<'py>(obj: &Bound<'py, PyAny>, place: &str) -> PyResult<DescriptorArray<'py>> {
+    let words = attribute_2d(obj, "words", place, "(N, K) uint32")?;
+    let signatures = attribute_2d(obj, "signatures", place, "(N, W) uint64")?;
+    let vocabulary: u64 = obj.getattr("vocabulary_id")?.extract().map_err(|_| {
+        raise(
+            obj.py(),
+            "DTypeError",
+            format!("{place} vocabulary_id: expected an int in 0..2**64"),
+        )
+    })?;
+    Ok(DescriptorArray::Codes {
+        words,
+        signatures,
+        vocabulary,
+    })
 }
 
 enum FrameArray<'py> {
@@ -114,11 +156,7 @@ fn frames_array<'py>(obj: &Bound<'py, PyAny>, what: &str) -> PyResult<FrameArray
     }
 }
 
-/// Read `keypoints`, `descriptors`, `frames`, `image_size` attributes of `obj`
-/// (an `ilias_rerank.LocalFeatures`, or anything with those attributes).
-pub fn held_features<'py>(obj: &Bound<'py, PyAny>, place: &str) -> PyResult<HeldFeatures<'py>> {
-    let kp = obj.getattr("keypoints")?;
-    let keypoints = f32_2d(&kp, &format!("{place} keypoints"), Some(2))?;
+fn descriptor_array<'py>(obj: &Bound<'py, PyAny>, place: &str) -> PyResult<DescriptorArray<'py>> {
     let desc = obj.getattr("descriptors")?;
     let what = format!("{place} descriptors");
     if ndim(&desc) != Some(2) {
@@ -128,21 +166,35 @@ pub fn held_features<'py>(obj: &Bound<'py, PyAny>, place: &str) -> PyResult<Held
             "(N, D) float32 or uint8, or (N, W) uint64 binary words",
         ));
     }
-    let descriptors = if let Ok(a) = desc.extract::<PyReadonlyArray2<'py, f32>>() {
-        contiguous(&desc, &a, &what)?;
-        DescriptorArray::F32(a)
-    } else if let Ok(a) = desc.extract::<PyReadonlyArray2<'py, u8>>() {
-        contiguous(&desc, &a, &what)?;
-        DescriptorArray::U8(a)
-    } else if let Ok(a) = desc.extract::<PyReadonlyArray2<'py, u64>>() {
-        contiguous(&desc, &a, &what)?;
-        DescriptorArray::Binary(a)
+    Ok(
+        if let Ok(a) = desc.extract::<PyReadonlyArray2<'py, f32>>() {
+            contiguous(&desc, &a, &what)?;
+            DescriptorArray::F32(a)
+        } else if let Ok(a) = desc.extract::<PyReadonlyArray2<'py, u8>>() {
+            contiguous(&desc, &a, &what)?;
+            DescriptorArray::U8(a)
+        } else if let Ok(a) = desc.extract::<PyReadonlyArray2<'py, u64>>() {
+            contiguous(&desc, &a, &what)?;
+            DescriptorArray::Binary(a)
+        } else {
+            return Err(dtype_error(
+                &desc,
+                &what,
+                "(N, D) float32 or uint8, or (N, W) uint64 binary words",
+            ));
+        },
+    )
+}
+
+/// Read `keypoints`, `descriptors`, `frames`, `image_size` attributes of `obj`
+/// (an `ilias_rerank.LocalFeatures`, or anything with those attributes).
+pub fn held_features<'py>(obj: &Bound<'py, PyAny>, place: &str) -> PyResult<HeldFeatures<'py>> {
+    let kp = obj.getattr("keypoints")?;
+    let keypoints = f32_2d(&kp, &format!("{place} keypoints"), Some(2))?;
+    let descriptors = if obj.hasattr("words")? {
+        codes_arrays(obj, place)?
     } else {
-        return Err(dtype_error(
-            &desc,
-            &what,
-            "(N, D) float32 or uint8, or (N, W) uint64 binary words",
-        ));
+        descriptor_array(obj, place)?
     };
     let fr = obj.getattr("frames")?;
     let frames = if fr.is_none() {
@@ -190,6 +242,17 @@ impl HeldFeatures<'_> {
             DescriptorArray::Binary(a) => Descriptors::Binary {
                 data: a.as_slice().map_err(|_| not_contiguous())?,
                 dim: a.shape()[1],
+            },
+            DescriptorArray::Codes {
+                words,
+                signatures,
+                vocabulary,
+            } => Descriptors::Codes {
+                words: words.as_slice().map_err(|_| not_contiguous())?,
+                per: words.shape()[1],
+                signatures: signatures.as_slice().map_err(|_| not_contiguous())?,
+                dim: signatures.shape()[1],
+                vocabulary: *vocabulary,
             },
         };
         let frames = match &self.frames {

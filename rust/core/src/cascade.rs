@@ -23,7 +23,7 @@ use rayon::prelude::*;
 use crate::config::RerankConfig;
 use crate::error::Result;
 use crate::features::LocalFeaturesRef;
-use crate::matching::prepare_query;
+use crate::matching::prepare;
 use crate::pair::{CandidateOutcome, Worker};
 use crate::threads;
 
@@ -42,7 +42,7 @@ pub(crate) fn verify_each(
     cfg: &RerankConfig,
     query_index: u64,
 ) -> Result<Vec<CandidateOutcome>> {
-    let packed = prepare_query(query);
+    let packed = prepare(query);
     threads::install(cfg.num_threads, || {
         candidates
             .par_iter()

@@ -10,6 +10,8 @@ pub const MAX_HYPOTHESES: usize = 1 << 16;
 pub const MAX_RANSAC_ITERATIONS: u32 = 1_000_000;
 pub const MAX_LO_ROUNDS: u32 = 32;
 pub const MAX_EXPANSION: u32 = 64;
+/// Largest Hamming threshold of codes: the longest signature's bits.
+pub const MAX_CODES_HAMMING: u32 = 256;
 /// Most candidates per query the cascade's second pass may re-verify.
 pub const MAX_CASCADE_CANDIDATES: usize = 1 << 22;
 
@@ -147,6 +149,14 @@ pub struct RerankConfig {
     pub fusion_weight: f32,
     /// Inlier count at which `Fusion::Weighted`'s verification term reaches one half.
     pub inlier_saturation: f32,
+    /// Quantised features ([`crate::codes`]): the largest Hamming distance between two
+    /// signatures of the same visual word that makes a tentative correspondence.
+    pub codes_hamming: u32,
+    /// Quantised features: keep a correspondence only when `(h + 1) / (h2 + 1)` is at
+    /// most this, `h` its Hamming distance and `h2` the query feature's second nearest
+    /// among its collisions (the signature bits when it has none): the ratio test in
+    /// Hamming space. `None`: no test.
+    pub codes_ratio: Option<f32>,
     /// Seed of every random choice; each pair derives its own stream from
     /// `(seed, query, candidate)`, so results never depend on the number of threads.
     pub seed: u64,
@@ -187,6 +197,8 @@ impl Default for RerankConfig {
             fusion: Fusion::Lexicographic,
             fusion_weight: 0.5,
             inlier_saturation: 20.0,
+            codes_hamming: 24,
+            codes_ratio: None,
             seed: 0,
             num_threads: 0,
         }
@@ -208,6 +220,20 @@ fn check(ok: bool, field: &'static str, expected: &'static str, got: String) -> 
 impl RerankConfig {
     /// Check every field's range once, before any work starts.
     pub fn validate(&self) -> Result<()> {
+        if let Some(r) = self.codes_ratio {
+            check(
+                r > 0.0 && r <= 1.0,
+                "codes_ratio",
+                "a number in (0, 1] or None",
+                r.to_string(),
+            )?;
+        }
+        check(
+            self.codes_hamming <= MAX_CODES_HAMMING,
+            "codes_hamming",
+            "an integer in 0..=256 (signature bits)",
+            self.codes_hamming.to_string(),
+        )?;
         if let Some(r) = self.ratio {
             check(
                 r > 0.0 && r <= 1.0,

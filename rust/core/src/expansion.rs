@@ -19,7 +19,7 @@ use crate::config::RerankConfig;
 use crate::error::{RerankError, Result};
 use crate::features::LocalFeaturesRef;
 use crate::fusion::fuse;
-use crate::matching::prepare_query;
+use crate::matching::prepare;
 use crate::pair::{check_global, validate_pair, CandidateOutcome, RerankOutput, Worker};
 use crate::threads;
 
@@ -63,7 +63,7 @@ fn verify_against(
         strongest: vec![0; candidates.len()],
     };
     for &e in sources {
-        let packed = prepare_query(&candidates[e]);
+        let packed = prepare(&candidates[e]);
         let row: Vec<CandidateOutcome> = threads::install(cfg.num_threads, || {
             candidates
                 .par_iter()

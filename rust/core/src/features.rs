@@ -31,6 +31,17 @@ pub enum Descriptors<'a> {
         data: &'a [u64],
         dim: usize,
     },
+    /// Quantised features (see [`crate::codes`]): per feature `per` visual words (the first
+    /// is its own cell; the others, the next nearest cells, are read when the image is the
+    /// query) and a binary signature of `dim` 64-bit words, all from the vocabulary whose
+    /// identifier is `vocabulary`. Matched by a join on words, never exhaustively.
+    Codes {
+        words: &'a [u32],
+        per: usize,
+        signatures: &'a [u64],
+        dim: usize,
+        vocabulary: u64,
+    },
 }
 
 impl<'a> Descriptors<'a> {
@@ -38,7 +49,8 @@ impl<'a> Descriptors<'a> {
         match self {
             Descriptors::F32 { dim, .. }
             | Descriptors::U8 { dim, .. }
-            | Descriptors::Binary { dim, .. } => *dim,
+            | Descriptors::Binary { dim, .. }
+            | Descriptors::Codes { dim, .. } => *dim,
         }
     }
 
@@ -47,6 +59,7 @@ impl<'a> Descriptors<'a> {
             Descriptors::F32 { .. } => "float32",
             Descriptors::U8 { .. } => "uint8",
             Descriptors::Binary { .. } => "binary (uint64 words)",
+            Descriptors::Codes { .. } => "codes (visual words + signatures)",
         }
     }
 
@@ -55,14 +68,17 @@ impl<'a> Descriptors<'a> {
             Descriptors::F32 { data, .. } => data.len(),
             Descriptors::U8 { data, .. } => data.len(),
             Descriptors::Binary { data, .. } => data.len(),
+            Descriptors::Codes { signatures, .. } => signatures.len(),
         }
     }
 
-    pub(crate) fn rows(&self) -> CandidateRows<'a> {
+    /// The rows for the exact kernels; `None` for codes (matched by [`crate::codes`]).
+    pub(crate) fn rows(&self) -> Option<CandidateRows<'a>> {
         match *self {
-            Descriptors::F32 { data, .. } => CandidateRows::F32(data),
-            Descriptors::U8 { data, .. } => CandidateRows::U8(data),
-            Descriptors::Binary { data, .. } => CandidateRows::Binary(data),
+            Descriptors::F32 { data, .. } => Some(CandidateRows::F32(data)),
+            Descriptors::U8 { data, .. } => Some(CandidateRows::U8(data)),
+            Descriptors::Binary { data, .. } => Some(CandidateRows::Binary(data)),
+            Descriptors::Codes { .. } => None,
         }
     }
 }
@@ -174,6 +190,19 @@ impl<'a> LocalFeaturesRef<'a> {
                 data: &data[..n * dim],
                 dim,
             },
+            Descriptors::Codes {
+                words,
+                per,
+                signatures,
+                dim,
+                vocabulary,
+            } => Descriptors::Codes {
+                words: &words[..n * per],
+                per,
+                signatures: &signatures[..n * dim],
+                dim,
+                vocabulary,
+            },
         };
         debug_assert_eq!(descriptors.dim(), dim);
         let frames = self.frames.map(|f| match f {
@@ -222,6 +251,9 @@ impl<'a> LocalFeaturesRef<'a> {
                 ),
                 got: format!("dimension {dim}"),
             });
+        }
+        if let Descriptors::Codes { words, per, .. } = self.descriptors {
+            crate::codes::validate_words(words, per, n)?;
         }
         if self.descriptors.data_len() != n * dim {
             return Err(RerankError::Shape {
@@ -288,6 +320,19 @@ impl<'a> LocalFeaturesRef<'a> {
                 expected: a,
                 got: b,
             });
+        }
+        if let (
+            Descriptors::Codes { vocabulary: a, .. },
+            Descriptors::Codes { vocabulary: b, .. },
+        ) = (self.descriptors, other.descriptors)
+        {
+            if a != b {
+                return Err(RerankError::Shape {
+                    what: "codes".into(),
+                    expected: format!("codes of vocabulary {a:016x} (the query's)"),
+                    got: format!("codes of vocabulary {b:016x}"),
+                });
+            }
         }
         if self.dim() != other.dim() {
             return Err(RerankError::DimensionMismatch {

@@ -10,6 +10,7 @@
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 
 mod cascade;
+pub mod codes;
 pub mod config;
 pub mod error;
 pub mod expansion;

@@ -1,7 +1,9 @@
 //! Tentative correspondences from descriptors: (mutual) nearest neighbours by squared L2
 //! distance, with optional Lowe ratio test and cosine-similarity floor, all decided from
-//! one pass of the similarity kernel.
+//! one pass of the similarity kernel; or, for quantised features, the join of
+//! [`crate::codes`].
 
+use crate::codes::{match_codes, CodesQuery, CodesScratch};
 use crate::config::RerankConfig;
 use crate::features::{Descriptors, LocalFeaturesRef};
 use crate::kernels::{nearest_neighbours, Isa, NnScratch, PackedQuery};
@@ -20,13 +22,52 @@ pub struct Match {
     pub ratio: f32,
 }
 
-/// Pack the query descriptors once for matching against many candidates.
+/// A query prepared once for matching against many candidates: packed descriptors for
+/// the exact kernels, or sorted words for the join of codes.
+pub enum PreparedQuery {
+    Exact(PackedQuery),
+    Codes(CodesQuery),
+}
+
+/// Per-thread buffers of either path.
+#[derive(Default)]
+pub(crate) struct MatchScratch {
+    nn: NnScratch,
+    codes: CodesScratch,
+}
+
+/// Prepare the query once for matching against many candidates (either path).
+pub fn prepare(query: &LocalFeaturesRef<'_>) -> PreparedQuery {
+    match query.descriptors {
+        Descriptors::Codes { .. } => PreparedQuery::Codes(CodesQuery::new(query)),
+        _ => PreparedQuery::Exact(prepare_query(query)),
+    }
+}
+
+/// Pack the query descriptors once for exact matching against many candidates (codes give
+/// an empty query here: they are prepared by [`prepare`]).
 pub fn prepare_query(query: &LocalFeaturesRef<'_>) -> PackedQuery {
     let isa = Isa::detect();
     match query.descriptors {
         Descriptors::F32 { data, dim } => PackedQuery::from_f32(data, query.len(), dim, isa),
         Descriptors::U8 { data, dim } => PackedQuery::from_u8(data, query.len(), dim, isa),
         Descriptors::Binary { data, dim } => PackedQuery::from_binary(data, query.len(), dim),
+        Descriptors::Codes { .. } => PackedQuery::from_binary(&[], 0, 1),
+    }
+}
+
+/// Match a candidate against a prepared query (validated, compatible); the matches replace
+/// `out`'s content, in ascending query row order.
+pub(crate) fn match_prepared(
+    query: &PreparedQuery,
+    candidate: &LocalFeaturesRef<'_>,
+    cfg: &RerankConfig,
+    scratch: &mut MatchScratch,
+    out: &mut Vec<Match>,
+) {
+    match query {
+        PreparedQuery::Exact(q) => match_descriptors(q, candidate, cfg, &mut scratch.nn, out),
+        PreparedQuery::Codes(q) => match_codes(q, candidate, cfg, &mut scratch.codes, out),
     }
 }
 
@@ -43,12 +84,10 @@ pub fn match_descriptors(
     if query.is_empty() || candidate.is_empty() {
         return;
     }
-    nearest_neighbours(
-        query,
-        candidate.descriptors.rows(),
-        candidate.len(),
-        scratch,
-    );
+    let Some(rows) = candidate.descriptors.rows() else {
+        return;
+    };
+    nearest_neighbours(query, rows, candidate.len(), scratch);
     let ratio2 = cfg.ratio.map(|r| r * r);
     for i in 0..query.len() {
         let j = scratch.query_arg[i];

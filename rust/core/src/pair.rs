@@ -5,8 +5,7 @@
 use crate::config::RerankConfig;
 use crate::error::{RerankError, Result};
 use crate::features::LocalFeaturesRef;
-use crate::kernels::{NnScratch, PackedQuery};
-use crate::matching::{match_descriptors, Match};
+use crate::matching::{match_prepared, Match, MatchScratch, PreparedQuery};
 use crate::verify::{verify, Correspondences, PairRng, Verification, VerifyScratch};
 
 /// Longest shortlist accepted by one call.
@@ -65,7 +64,7 @@ pub fn pixel_threshold(cfg: &RerankConfig, size: Option<(u32, u32)>) -> f64 {
 /// Per-thread buffers, reused across the candidates a worker processes.
 #[derive(Default)]
 pub(crate) struct Worker {
-    nn: NnScratch,
+    nn: MatchScratch,
     pub(crate) matches: Vec<Match>,
     pub(crate) corr: Correspondences,
     verify: VerifyScratch,
@@ -74,13 +73,13 @@ pub(crate) struct Worker {
 impl Worker {
     pub(crate) fn process(
         &mut self,
-        packed: &PackedQuery,
+        packed: &PreparedQuery,
         query: &LocalFeaturesRef<'_>,
         cand: &LocalFeaturesRef<'_>,
         pair: (u64, u64),
         cfg: &RerankConfig,
     ) -> CandidateOutcome {
-        match_descriptors(packed, cand, cfg, &mut self.nn, &mut self.matches);
+        match_prepared(packed, cand, cfg, &mut self.nn, &mut self.matches);
         fill_correspondences(query, cand, &self.matches, &mut self.corr);
         let mut rng = PairRng::for_pair(cfg.seed, pair.0, pair.1);
         let threshold = pixel_threshold(cfg, cand.image_size);

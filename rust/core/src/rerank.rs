@@ -7,7 +7,7 @@ use crate::error::{RerankError, Result};
 use crate::expansion::{counted, expansion_support};
 use crate::features::{Frames, LocalFeaturesRef};
 use crate::fusion::fuse;
-use crate::matching::prepare_query;
+use crate::matching::prepare;
 pub use crate::pair::{
     check_global, pixel_threshold, CandidateOutcome, PairOutcome, RerankOutput, MAX_CANDIDATES,
 };
@@ -111,7 +111,7 @@ pub fn verify_pair(
     cfg.validate()?;
     query.validate().map_err(|e| e.within("query"))?;
     validate_pair(query, candidate, || "candidate".into())?;
-    let packed = prepare_query(query);
+    let packed = prepare(query);
     let mut worker = Worker::default();
     let outcome = worker.process(&packed, query, candidate, (0, 0), cfg);
     let threshold = pixel_threshold(cfg, candidate.image_size);

@@ -1,0 +1,91 @@
+//! Quantised correspondences (issue 22): each feature carries visual words and a short
+//! binary signature (Hamming Embedding, Jégou, Douze & Schmid, ECCV 2008), computed once
+//! by a vocabulary (the Python package's `ilias_rerank.codes`). A pair's tentative
+//! correspondences are the same-word feature pairs whose signatures lie within a Hamming
+//! threshold, found by a merge join over words sorted once per image: linear in the
+//! features (plus the collisions), where exact mutual nearest neighbours are quadratic.
+//! Among the collisions, each query feature keeps its nearest candidate feature by Hamming
+//! distance and, with `mutual`, only when that candidate feature's nearest is the query
+//! feature back (the same rule as the exact path). The correspondences then go to the
+//! same spatial verification as the exact path's, ordered by Hamming distance.
+//!
+//! The join reads all of the query's words (its `per` nearest cells: multiple assignment
+//! on the query side) against each candidate's first word only. Everything is sequential
+//! per pair and ties break by row, so the result does not depend on threads.
+
+mod join;
+
+pub(crate) use join::{match_codes, CodesScratch};
+
+use crate::error::{RerankError, Result};
+use crate::features::{Descriptors, LocalFeaturesRef};
+
+/// Most words per feature (multiple assignment).
+pub const MAX_WORDS_PER_FEATURE: usize = 16;
+
+/// Check the word array of `n` features with `per` words each.
+pub(crate) fn validate_words(words: &[u32], per: usize, n: usize) -> Result<()> {
+    if per == 0 || per > MAX_WORDS_PER_FEATURE {
+        return Err(RerankError::Shape {
+            what: "words".into(),
+            expected: format!("1..={MAX_WORDS_PER_FEATURE} words per feature"),
+            got: format!("{per}"),
+        });
+    }
+    if words.len() != n * per {
+        return Err(RerankError::Shape {
+            what: "words".into(),
+            expected: format!("({n}, {per}) to match {n} keypoints"),
+            got: format!("{} values", words.len()),
+        });
+    }
+    Ok(())
+}
+
+/// A query's codes prepared once for many candidates: every (word, row) entry sorted by
+/// word, then row.
+#[derive(Debug, Clone, Default)]
+pub struct CodesQuery {
+    pub(crate) entries: Vec<u64>,
+    pub(crate) signatures: Vec<u64>,
+    pub(crate) sig_words: usize,
+    pub(crate) len: usize,
+}
+
+impl CodesQuery {
+    /// Prepare `query`, whose descriptors must be codes (validated).
+    pub fn new(query: &LocalFeaturesRef<'_>) -> Self {
+        let Descriptors::Codes {
+            words,
+            per,
+            signatures,
+            dim,
+            ..
+        } = query.descriptors
+        else {
+            return Self::default();
+        };
+        let n = query.len();
+        let mut entries: Vec<u64> = words[..n * per]
+            .iter()
+            .enumerate()
+            .map(|(k, &w)| (u64::from(w) << 32) | (k / per) as u64)
+            .collect();
+        entries.sort_unstable();
+        entries.dedup();
+        Self {
+            entries,
+            signatures: signatures[..n * dim].to_vec(),
+            sig_words: dim,
+            len: n,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
