@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw
 from ._io import atomic_write
 from .images import load_image
 
-__all__ = ["draw_matches", "draw_rankings", "polygon_iou"]
+__all__ = ["draw_matches", "draw_rankings", "match_picture", "polygon_iou"]
 
 GREEN, RED, YELLOW, GREY = (40, 170, 60), (210, 40, 40), (250, 210, 0), (120, 120, 120)
 
@@ -111,3 +111,35 @@ def draw_matches(
         if ok:
             draw.line([(xq * sq, yq * sq + 20), (xc * sc + off, yc * sc + 20)], fill=GREEN, width=1)
     return _save(canvas, Path(path))
+
+
+def match_picture(
+    query: Any,
+    candidate: Any,
+    query_features: Any,
+    candidate_features: Any,
+    path: str | Path,
+    config: Any = None,
+    title: str = "",
+    height: int = 480,
+) -> tuple[Path, Any]:
+    """Verify the pair (:func:`~ilias_rerank.verify_pair` with ``config``) and draw its
+    inlier matches and the query's outline mapped onto the candidate
+    (:func:`draw_matches`): ``(picture path, the verification)``."""
+    from .api import verify_pair
+
+    v = verify_pair(query_features, candidate_features, config=config)
+    qk, ck = query_features.keypoints, candidate_features.keypoints
+    label = f"{title}: " if title else ""
+    picture = draw_matches(
+        query,
+        candidate,
+        qk[v.matches[:, 0]],
+        ck[v.matches[:, 1]],
+        v.inlier_mask,
+        v.transform,
+        path,
+        height=height,
+        title=f"{label}{v.num_inliers} inliers of {len(v.matches)} matches ({v.model})",
+    )
+    return picture, v

@@ -1,0 +1,92 @@
+"""The report page: one HTML file, its style and script inline (no CDN, no network), the
+run's data embedded as JSON and rendered a page of queries at a time."""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+__all__ = ["render"]
+
+_HERE = Path(__file__).parent
+
+
+def _asset(name: str) -> str:
+    """``page.css`` / ``page.js``, shipped beside this module and inlined in the page."""
+    return (_HERE / name).read_text(encoding="utf-8")
+
+
+def _metrics_table(metrics: dict[str, Any]) -> str:
+    rows = [r for r in ("global", "reranked") if isinstance(metrics.get(r), dict)]
+    if not rows:
+        return ""
+    keys = [k for k in ("map", "top1", "p@5", "ndcg", "mrr") if k in metrics[rows[0]]]
+    head = "".join(f"<th>{html.escape(k)}</th>" for k in keys)
+    body = "".join(
+        f"<tr><td>{r}</td>" + "".join(f"<td>{metrics[r][k]:.3f}</td>" for k in keys) + "</tr>"
+        for r in rows
+    )
+    return f'<table class="metrics" id="metrics"><tr><th></th>{head}</tr>{body}</table>'
+
+
+def _settings(settings: dict[str, Any]) -> str:
+    def text(v: Any) -> str:
+        return html.escape(v if isinstance(v, str) else json.dumps(v))
+
+    items = "".join(f"<dt>{text(str(k))}</dt><dd>{text(v)}</dd>" for k, v in settings.items())
+    return f'<dl class="settings" id="settings">{items}</dl>'
+
+
+def render(
+    *,
+    title: str,
+    data: dict[str, Any],
+    metrics: dict[str, Any],
+    settings: dict[str, Any],
+    plot: str,
+    seconds: float,
+) -> str:
+    from .build import json_for_script
+
+    n = len(data["queries"])
+    legend = (
+        "green frame: a positive, red: a negative (ground truth)"
+        if data["has_gt"]
+        else "no ground truth: candidates unmarked"
+    )
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{html.escape(title)}</title>
+<style>{_asset("page.css")}</style></head>
+<body>
+<h1>{html.escape(title)}</h1>
+<div class="top">
+<div>{_metrics_table(metrics)}
+<p class="muted">{n} queries; top {data["top"]} of each ranking shown; {legend}; "inl": inliers
+of the candidate's spatial verification; click a framed candidate with a pointer to open its
+match picture (inlier lines, the query's outline mapped onto the candidate).</p></div>
+<div>{_settings(settings)}</div>
+<div>{plot}</div>
+</div>
+<div class="controls">
+<label>sort <select id="sort">
+<option value="gain">AP gain, largest first</option>
+<option value="failures">failures first (lowest re-ranked AP)</option>
+<option value="loss">AP change, worst first</option>
+<option value="id">query id</option>
+</select></label>
+<label>filter <input id="filter" type="search" placeholder="query id"></label>
+<button id="prev" type="button">previous</button><span id="page-info"></span>
+<button id="next" type="button">next</button>
+</div>
+<div id="queries"></div>
+<dialog id="match"><div><button type="button">close</button>
+<a target="_blank" rel="noopener">open the picture alone</a></div><img alt=""></dialog>
+<p class="muted">written by ilias-rerank in {seconds:.1f} s</p>
+<script type="application/json" id="report-data">{json_for_script(data)}</script>
+<script>{_asset("page.js")}</script>
+</body></html>
+"""
