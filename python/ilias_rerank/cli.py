@@ -550,6 +550,10 @@ def main(argv: list[str] | None = None) -> int:
             reranked, details = ws.rerank(global_sims)
             report = ws.report(global_sims, reranked, details)
             print(_table(report))
+            if ws.dataset.name == "demo":
+                from .demo import target_lines
+
+                print("\n".join(target_lines(report)))
             pictures = []
             for q in list(reranked)[: args.pictures]:
                 pictures += show(ws, q, global_sims=global_sims, reranked=reranked)

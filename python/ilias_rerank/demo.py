@@ -196,3 +196,23 @@ def hard_shot(
         region[cy : cy + ch, cx : cx + cw] = patch[: region.shape[0] - cy, : region.shape[1] - cx]
     frame = frame + rng.normal(0, 0.015, frame.shape)
     return (np.clip(frame, 0, 1) * 255).astype(np.uint8)
+
+
+#: What the demo must show (printed by ``ilias-rerank run`` on it): the global stage wrong
+#: for a clear share of queries, re-ranking repairing most of them.
+TARGETS = {"global_at_most": 0.80, "gain_at_least": 0.15}
+
+
+def target_lines(report: dict) -> list[str]:
+    """One line per metric (mAP, top-1): the demo's targets, met or missed."""
+    lines = []
+    for key, name in (("map", "mAP"), ("top1", "top-1")):
+        g, r = report["global"][key], report["reranked"][key]
+        ok_g = g <= TARGETS["global_at_most"]
+        ok_r = r >= g + TARGETS["gain_at_least"]
+        lines.append(
+            f"demo target {name}: global {g:.3f} <= {TARGETS['global_at_most']:.2f} "
+            f"{'met' if ok_g else 'MISSED'}; re-ranked {r:.3f} >= global + "
+            f"{TARGETS['gain_at_least']:.2f} {'met' if ok_r else 'MISSED'} ({r - g:+.3f})"
+        )
+    return lines

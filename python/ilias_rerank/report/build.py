@@ -115,13 +115,14 @@ def write_report(
     (:func:`~ilias_rerank.report.read_verification`); ``query_features`` / ``db_features``
     (id -> :class:`~ilias_rerank.LocalFeatures`, e.g. feature stores): with them the
     re-ranked top ``match_pictures`` of each query (verified ones) get a match picture,
-    drawn as :func:`~ilias_rerank.pictures.draw_matches` draws it. ``top``: candidates
-    shown per row (1-100). Every query of ``reranked`` is listed; the page shows them a page
-    at a time and loads thumbnails lazily, so a run of thousands of queries stays usable."""
+    drawn as :func:`~ilias_rerank.pictures.draw_matches` draws it (at most ``top``).
+    ``top``: candidates shown per row (1-100). Every query of ``reranked`` is listed; the
+    page shows them a page at a time and loads thumbnails lazily, so a run of thousands of
+    queries stays usable."""
     if not 1 <= top <= 100:
         raise InvalidInputError(f"report top: expected 1 to 100, got {top}")
-    if not 0 <= match_pictures <= top:
-        raise InvalidInputError(f"report match pictures: expected 0 to {top}, got {match_pictures}")
+    if not 0 <= match_pictures <= 100:
+        raise InvalidInputError(f"report match pictures: expected 0 to 100, got {match_pictures}")
     path = Path(path)
     if path.suffix.lower() != ".html":
         raise InvalidInputError(f"report: expected a .html path, got {path}")

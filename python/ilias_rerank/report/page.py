@@ -35,7 +35,13 @@ def _settings(settings: dict[str, Any]) -> str:
     def text(v: Any) -> str:
         return html.escape(v if isinstance(v, str) else json.dumps(v))
 
-    items = "".join(f"<dt>{text(str(k))}</dt><dd>{text(v)}</dd>" for k, v in settings.items())
+    def value(v: Any) -> str:
+        if isinstance(v, dict):  # e.g. the re-ranking config: folded
+            inner = "".join(f"<div>{text(str(k))}: {text(x)}</div>" for k, x in v.items())
+            return f"<details><summary>{len(v)} settings</summary>{inner}</details>"
+        return text(v)
+
+    items = "".join(f"<dt>{text(str(k))}</dt><dd>{value(v)}</dd>" for k, v in settings.items())
     return f'<dl class="settings" id="settings">{items}</dl>'
 
 
