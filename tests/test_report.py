@@ -198,3 +198,41 @@ def test_report_in_headless_chromium(demo_run):
         assert b.errors() == []
     print(f"report opened in {seconds:.2f} s; screenshot: {shot}")
     assert shot.stat().st_size > 10_000
+
+
+def test_rerank_shortlists_writes_its_report_and_verification(tmp_path, capsys):
+    from PIL import Image
+
+    from ilias_rerank.demo import hard_shot, load_photos
+
+    photos = load_photos()
+    names = list(photos)[:6]
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for n in names:
+        Image.fromarray(photos[n]).save(folder / f"{n}.png")
+    rng = np.random.default_rng(3)
+    others = [photos[n] for n in names[1:4]]
+    Image.fromarray(hard_shot(photos[names[0]], others, rng, area=(0.2, 0.2))).save(
+        folder / "query.png"
+    )
+    # The right answer last in the global shortlist.
+    knn = {"query": {n: 1.0 - i / 10 for i, n in enumerate(names[1:] + names[:1])}}
+    (tmp_path / "knn.json").write_text(json.dumps(knn))
+    out = tmp_path / "r.json"
+    args = ["rerank-shortlists", "--shortlists", str(tmp_path / "knn.json"), "--images"]
+    args += [str(folder), "--store", str(tmp_path / "s"), "--out", str(out), "--no-progress"]
+    assert main([*args, "--workers", "1", "--report", "--report-top", "4"]) == 0
+    page = tmp_path / "r.report.html"
+    assert f"report: {page}" in capsys.readouterr().out
+    data = _data(page)
+    (q,) = data["queries"]
+    assert q["r"][0][5] == names[0] and q["r"][0][4] == 6  # moved from 6th to first
+    assert q["r"][0][3] is not None  # its match picture
+    recorded = read_verification(tmp_path / "r.json.verification.npz")["query"]
+    assert recorded[names[0]][0] == q["r"][0][2] >= 10
+    for rel in data["thumbs"] + data["matches"]:
+        assert (tmp_path / rel).is_file()
+    no_images = [*args[:3], "--store", str(tmp_path / "s"), "--out", str(out), "--no-progress"]
+    assert main([*no_images, "--method", "store", "--report"]) == 2
+    assert "expected --images" in capsys.readouterr().err

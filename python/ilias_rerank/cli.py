@@ -210,6 +210,12 @@ def _shortlist_parser(sub) -> None:
     )
     p.add_argument("--json", type=Path, help="write the summary with timings here")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--report",
+        action="store_true",
+        help="also write the HTML report beside --out (<out stem>.report.html)",
+    )
+    _report_arguments(p)
 
 
 def _failure_budget(text: str) -> int | float:
@@ -302,6 +308,8 @@ def _rerank_shortlists(args) -> dict:
     from .scale import rerank_shortlists
     from .scale.extraction import ExtractorSpec
 
+    if args.report and not args.images:
+        raise InvalidInputError("rerank-shortlists --report: expected --images (thumbnails)")
     if not args.images and args.method != "store":
         raise InvalidInputError(
             "rerank-shortlists: expected --images (where to read what the store lacks), "
@@ -335,6 +343,22 @@ def _rerank_shortlists(args) -> dict:
         lock_timeout=args.lock_timeout,
     )
     _print_summary(summary, args)
+    if args.report:
+        from .report.shortlists import shortlist_job_report
+
+        page = shortlist_job_report(
+            args.shortlists,
+            args.out,
+            args.store,
+            images,
+            config=_config(args.config),
+            top=args.report_top,
+            match_pictures=args.match_pictures,
+            trust_pickle=args.trust_pickle,
+            summary=summary,
+            progress=not args.no_progress,
+        )
+        print(f"report: {page}")
     return summary
 
 

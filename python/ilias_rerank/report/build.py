@@ -25,15 +25,18 @@ THUMB_HEIGHT = 96
 
 
 def _thumbnail(source: Any, path: Path, height: int = THUMB_HEIGHT) -> None:
-    """A JPEG thumbnail of an image source; a JPEG file is decoded at a reduced DCT scale."""
-    from PIL import Image
+    """A JPEG thumbnail of an image source; a JPEG (file or bytes) is decoded at a reduced
+    DCT scale."""
+    import io
 
-    if isinstance(source, (str, os.PathLike)):
+    from PIL import Image, ImageOps
+
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        source = io.BytesIO(bytes(source))
+    if isinstance(source, (str, os.PathLike, io.BytesIO)):
         with Image.open(source) as img:
             if img.format == "JPEG":
                 img.draft("RGB", (height * 4, height * 4))
-            from PIL import ImageOps
-
             img = ImageOps.exif_transpose(img).convert("RGB")
     else:
         from ..images import load_image
@@ -193,8 +196,11 @@ def write_report(
     jobs: list[Callable[[], None]] = []
     for (kind, image_id), i in thumbs.items():
         images = query_images if kind == "query" else db_images
-        source = lookup(images, image_id)
-        jobs.append(lambda s=source, i=i: _thumbnail(s, files / "thumbs" / f"{i}.jpg"))
+        jobs.append(
+            lambda m=images, d=image_id, i=i: _thumbnail(
+                lookup(m, d), files / "thumbs" / f"{i}.jpg"
+            )
+        )
     if pairs:
         from ..pictures import match_picture
 
