@@ -169,10 +169,21 @@ class Chromium:
                 out.append(f"{entry.get('text')} {entry.get('url', '')}")
         return out
 
-    def screenshot(self, path: str | os.PathLike, full_page: bool = False) -> Path:
+    def screenshot(
+        self, path: str | os.PathLike, full_page: bool = False, selector: str | None = None
+    ) -> Path:
+        """A PNG of the viewport, the whole page, or the first element ``selector`` matches."""
         params: dict[str, Any] = {"format": "png"}
-        if full_page:
+        if full_page or selector:
             params["captureBeyondViewport"] = True
+        if selector:
+            box = self.evaluate(
+                f"(() => {{ const r = document.querySelector({json.dumps(selector)})"
+                ".getBoundingClientRect(); return [r.left + scrollX, r.top + scrollY, "
+                "r.width, r.height]; })()"
+            )
+            x, y, w, h = box
+            params["clip"] = {"x": x, "y": y, "width": w, "height": h, "scale": 1}
         data = self.send("Page.captureScreenshot", params)["data"]
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -211,7 +211,7 @@ def write_report(
                     lookup(db_images, d),
                     query_features[q],
                     db_features[d],
-                    files / "matches" / f"{n}.png",
+                    files / "matches" / f"{n}.jpg",
                     config=config,
                     title=f"{q} -> {d}",
                 )
@@ -226,7 +226,7 @@ def write_report(
     data = {
         "title": title,
         "thumbs": [names[i] for i in range(len(names))],
-        "matches": [f"{files.name}/matches/{n}.png" for n in range(len(pairs))],
+        "matches": [f"{files.name}/matches/{n}.jpg" for n in range(len(pairs))],
         "queries": queries,
         "top": top,
         "has_gt": positives is not None,
