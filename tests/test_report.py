@@ -236,3 +236,16 @@ def test_rerank_shortlists_writes_its_report_and_verification(tmp_path, capsys):
     no_images = [*args[:3], "--store", str(tmp_path / "s"), "--out", str(out), "--no-progress"]
     assert main([*no_images, "--method", "store", "--report"]) == 2
     assert "expected --images" in capsys.readouterr().err
+
+
+def test_the_report_family_imports_no_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, ilias_rerank.report.build, ilias_rerank.report.page, "
+        "ilias_rerank.report.shortlists, ilias_rerank.report.browser; "
+        "print(sorted(m for m in ('torch', 'cv2', 'skimage', 'faiss') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -3,15 +3,12 @@ page, the data embedded in it, and the page itself (:mod:`.page`)."""
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from .._io import atomic_write
 from .._progress import progress as _progress
@@ -242,12 +239,3 @@ def write_report(
         seconds=time.perf_counter() - t0,
     )
     return atomic_write(path, html.encode("utf-8"))
-
-
-def json_for_script(value: Any) -> str:
-    """JSON safe inside a ``<script>`` element."""
-    return json.dumps(value, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
-
-
-def finite(x: float | None) -> float | None:
-    return None if x is None or not np.isfinite(x) else float(x)

@@ -18,6 +18,11 @@ def _asset(name: str) -> str:
     return (_HERE / name).read_text(encoding="utf-8")
 
 
+def json_for_script(value: Any) -> str:
+    """JSON safe inside a ``<script>`` element."""
+    return json.dumps(value, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
+
+
 def _metrics_table(metrics: dict[str, Any]) -> str:
     rows = [r for r in ("global", "reranked") if isinstance(metrics.get(r), dict)]
     if not rows:
@@ -54,8 +59,6 @@ def render(
     plot: str,
     seconds: float,
 ) -> str:
-    from .build import json_for_script
-
     n = len(data["queries"])
     legend = (
         "green frame: a positive, red: a negative (ground truth)"
