@@ -116,6 +116,14 @@ def test_report_without_ground_truth_or_features(tmp_path):
     assert all(c[1] is None and c[2] is None for c in q["r"])
     assert [c[4] for c in q["r"]] == [4, 1, 2, 3]  # global ranks shown on re-ranked candidates
     assert len(data["thumbs"]) == 1 + 4  # the query, d0-d3 (d4, d5 are in no top 4)
+    # Ids are data, never markup: a hostile id stays a string in the page's data.
+    odd = "</script><!--<script>&amp;"
+    page = write_report(
+        tmp_path / "odd.html", {odd: {"d0": 1.0}}, {odd: {"d0": 1.0}},
+        query_images={odd: images["d0"]}, db_images=images, progress=False,
+    )  # fmt: skip
+    assert _data(page)["queries"][0]["id"] == odd
+    assert page.read_text().count("</script>") == 2  # the data's and the script's
     with pytest.raises(ir.InvalidInputError, match="expected 1 to 100"):
         write_report(tmp_path / "r.html", global_sims, reranked, query_images={},
                      db_images={}, top=0)  # fmt: skip

@@ -9,14 +9,7 @@ transforms of every candidate verified).
 
 from __future__ import annotations
 
+from .build import write_report
 from .record import read_verification, write_verification
 
 __all__ = ["read_verification", "write_report", "write_verification"]
-
-
-def __getattr__(name: str):
-    if name == "write_report":
-        from .build import write_report
-
-        return write_report
-    raise AttributeError(name)

@@ -19,8 +19,10 @@ def _asset(name: str) -> str:
 
 
 def json_for_script(value: Any) -> str:
-    """JSON safe inside a ``<script>`` element."""
-    return json.dumps(value, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
+    """JSON safe inside a ``<script>`` element: no ``<`` (so no ``</script>``, no
+    ``<!--``) and no ``&`` as themselves."""
+    text = json.dumps(value, separators=(",", ":"), allow_nan=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def _metrics_table(metrics: dict[str, Any]) -> str:
