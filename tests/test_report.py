@@ -257,3 +257,20 @@ def test_the_report_family_imports_no_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_demo_data_is_seeded_and_has_near_duplicate_distractors():
+    from ilias_rerank.datasets import load_dataset
+
+    a, b = load_dataset("demo", views=1), load_dataset("demo", views=1)
+    photos = [d for d in a.database if not d.startswith("scrambled/")]
+    assert list(a.queries) == list(b.queries) == [f"{p}/view0" for p in photos]
+    assert all(np.array_equal(a.queries[q], b.queries[q]) for q in a.queries)
+    assert sorted(a.database) == sorted(photos + [f"scrambled/{p}" for p in photos])
+    for p in photos:  # a scrambled copy: the photo's pixels, rearranged
+        s = a.database[f"scrambled/{p}"]
+        assert not np.array_equal(s, a.database[p][: s.shape[0], : s.shape[1]])
+        assert abs(float(s.mean()) - float(a.database[p].mean())) < 8
+    assert all(a.positives[q] == {q.split("/")[0]} for q in a.queries)
+    with pytest.raises(ir.InvalidInputError, match="demo views"):
+        load_dataset("demo", views=9)

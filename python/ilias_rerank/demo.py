@@ -121,7 +121,7 @@ def scrambled(img: np.ndarray, rng: np.random.Generator, tiles: int = 10) -> np.
     return out
 
 
-def _tile_clutter(
+def _clutter(
     shape: tuple[int, int], sources: list[np.ndarray], rng: np.random.Generator, tile: int
 ) -> np.ndarray:
     """A frame covered with soft-edged round pieces (radius about ``tile`` pixels) cut from
@@ -172,9 +172,9 @@ def hard_shot(
 ) -> np.ndarray:
     """A view a global embedding gets wrong: ``img`` as a small object (``area`` of the frame,
     a random share in that range) at any rotation and a strong perspective, under another
-    light, partly occluded, pasted over clutter made of blocks of ``others``."""
+    light, partly occluded, pasted over clutter made of soft round pieces of ``others``."""
     h, w = shape
-    frame = _tile_clutter(shape, others, rng, tile) / 255.0
+    frame = _clutter(shape, others, rng, tile) / 255.0
     ih, iw = img.shape
     share = rng.uniform(*area)
     side = np.sqrt(share * h * w * max(ih, iw) ** 2 / (ih * iw))
@@ -186,14 +186,17 @@ def hard_shot(
     region = frame[y : y + oh, x : x + ow]
     m = mask[:oh, :ow]
     region[m] = obj[:oh, :ow][m]
-    if occlusion > 0:  # a block of clutter over a corner of the object
+    if occlusion > 0:  # a patch of clutter over part of the object
         cy, cx = (
             int(oh * (1 - occlusion) * rng.uniform()),
             int(ow * (1 - occlusion) * rng.uniform()),
         )
         ch, cw = int(oh * occlusion * 1.5), int(ow * occlusion * 1.5)
-        patch = _tile_clutter((ch, cw), others, rng, tile) / 255.0
-        region[cy : cy + ch, cx : cx + cw] = patch[: region.shape[0] - cy, : region.shape[1] - cx]
+        if ch and cw:
+            patch = _clutter((ch, cw), others, rng, tile) / 255.0
+            region[cy : cy + ch, cx : cx + cw] = patch[
+                : region.shape[0] - cy, : region.shape[1] - cx
+            ]
     frame = frame + rng.normal(0, 0.015, frame.shape)
     return (np.clip(frame, 0, 1) * 255).astype(np.uint8)
 

@@ -77,8 +77,9 @@ def render(
 <div class="top">
 <div>{_metrics_table(metrics)}
 <p class="muted">{n} queries; top {data["top"]} of each ranking shown; {legend}; "inl": inliers
-of the candidate's spatial verification; click a framed candidate with a pointer to open its
-match picture (inlier lines, the query's outline mapped onto the candidate).</p></div>
+of the candidate's spatial verification; "was": its global rank; click a candidate with a
+hand cursor to open its match picture (green: inlier matches; yellow: the query's outline on
+the candidate; cyan: the candidate's outline located in the query).</p></div>
 <div>{_settings(settings)}</div>
 <div>{plot}</div>
 </div>
