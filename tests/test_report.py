@@ -116,6 +116,15 @@ def test_report_without_ground_truth_or_features(tmp_path):
     assert all(c[1] is None and c[2] is None for c in q["r"])
     assert [c[4] for c in q["r"]] == [4, 1, 2, 3]  # global ranks shown on re-ranked candidates
     assert len(data["thumbs"]) == 1 + 4  # the query, d0-d3 (d4, d5 are in no top 4)
+    # An image that cannot be read costs its thumbnail (a placeholder), not the report.
+    page = write_report(
+        tmp_path / "gone.html", global_sims, reranked, query_images={"q": tmp_path / "nope.jpg"},
+        db_images=images, top=2, progress=False,
+    )  # fmt: skip
+    data = _data(page)
+    assert len(data["unreadable"]) == 1 and "nope.jpg" in data["unreadable"][0]
+    assert all((tmp_path / rel).is_file() for rel in data["thumbs"])
+    assert 'id="unreadable"' in page.read_text()
     # Ids are data, never markup: a hostile id stays a string in the page's data.
     odd = "</script><!--<script>&amp;"
     page = write_report(

@@ -12,7 +12,7 @@ from typing import Any
 
 from .._io import atomic_write
 from .._progress import progress as _progress
-from ..errors import InvalidInputError
+from ..errors import IliasRerankError, InvalidInputError
 from .record import Verification
 
 __all__ = ["write_report"]
@@ -40,6 +40,14 @@ def _thumbnail(source: Any, path: Path, height: int = THUMB_HEIGHT) -> None:
 
         img = load_image(source, mode="RGB")
     img.thumbnail((height * 8, height), Image.Resampling.BILINEAR)
+    atomic_write(path, lambda fh: img.save(fh, format="JPEG", quality=85))
+
+
+def _placeholder(path: Path, why: str, height: int = THUMB_HEIGHT) -> None:
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", (height * 3 // 2, height), (200, 200, 200))
+    ImageDraw.Draw(img).text((4, 4), "unreadable\n" + why[:40], fill=(120, 0, 0))
     atomic_write(path, lambda fh: img.save(fh, format="JPEG", quality=85))
 
 
@@ -213,8 +221,21 @@ def write_report(
                     title=f"{q} -> {d}",
                 )
             )
+    paths = [files / "thumbs" / f"{i}.jpg" for i in range(len(thumbs))]
+    paths += [files / "matches" / f"{n}.jpg" for n in range(len(pairs))]
+    unreadable: list[str] = []
+
+    def run(k: int) -> None:
+        # An image that cannot be read (or a pair that cannot be drawn) costs its picture,
+        # not the report: a grey placeholder that says why, and a line on the page.
+        try:
+            jobs[k]()
+        except (OSError, ValueError, KeyError, IliasRerankError) as exc:
+            unreadable.append(f"{paths[k].parent.name}/{paths[k].name}: {exc}")
+            _placeholder(paths[k], str(exc))
+
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        done = pool.map(lambda job: job(), jobs)
+        done = pool.map(run, range(len(jobs)))
         for _ in _progress(
             done, progress and len(jobs) > 1, desc="report", unit="pic", total=len(jobs)
         ):
@@ -227,6 +248,7 @@ def write_report(
         "queries": queries,
         "top": top,
         "has_gt": positives is not None,
+        "unreadable": sorted(unreadable),
     }
     from .page import render
 

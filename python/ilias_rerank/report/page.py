@@ -52,6 +52,16 @@ def _settings(settings: dict[str, Any]) -> str:
     return f'<dl class="settings" id="settings">{items}</dl>'
 
 
+def _unreadable(lines: list[str]) -> str:
+    if not lines:
+        return ""
+    items = "".join(f"<div>{html.escape(line)}</div>" for line in lines)
+    return (
+        f'<details id="unreadable" open><summary>{len(lines)} pictures could not be made '
+        f"(grey placeholders)</summary>{items}</details>"
+    )
+
+
 def render(
     *,
     title: str,
@@ -80,7 +90,7 @@ def render(
 of the candidate's spatial verification; "was": its global rank; click a candidate with a
 hand cursor to open its match picture (green: inlier matches; yellow: the query's outline on
 the candidate; cyan: the candidate's outline located in the query).</p></div>
-<div>{_settings(settings)}</div>
+<div>{_settings(settings)}{_unreadable(data["unreadable"])}</div>
 <div>{plot}</div>
 </div>
 <div class="controls">
