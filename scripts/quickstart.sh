@@ -14,5 +14,6 @@ rm -f python/ilias_rerank/_core*.so
 # Release build + every extra (torch, kornia, faiss, scikit-image, ...) and the test tools.
 .venv/bin/maturin develop --release --extras all,test --quiet
 # The whole pipeline on the embedded demo dataset: extract -> store -> global shortlist ->
-# re-rank -> evaluate -> pictures (out/demo/). Extra arguments go to `ilias-rerank run`.
-.venv/bin/ilias-rerank run "$@"
+# re-rank -> evaluate -> pictures and the HTML report (out/demo/report.html). Extra
+# arguments go to `ilias-rerank run`.
+.venv/bin/ilias-rerank run --report "$@"

@@ -101,10 +101,14 @@ def test_cli_run_on_the_demo_dataset(tmp_path, capsys):
     report = json.loads(report_path.read_text())
     assert set(report) >= {"global", "reranked", "timing", "queries_evaluated"}
     assert report["queries_evaluated"] == len(load_dataset("demo").queries)
-    assert report["reranked"]["top1"] >= 0.95
-    assert report["reranked"]["map"] >= report["global"]["map"]
+    # The demo's point: the global stage is wrong for a clear share of queries and local
+    # re-ranking repairs most of them (its targets; also with 512 features).
+    assert report["global"]["map"] <= 0.80 and report["global"]["top1"] <= 0.80
+    assert report["reranked"]["map"] >= report["global"]["map"] + 0.15
+    assert report["reranked"]["top1"] >= report["global"]["top1"] + 0.15
     assert len(list((tmp_path / "w" / "pictures").glob("*.png"))) == 2
-    assert "re-ranked" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "re-ranked" in out and "demo target mAP" in out and "MISSED" not in out
     # A step alone reuses the work directory: the same metrics from the saved files.
     again_path = tmp_path / "again.json"
     assert main(["evaluate", *args[1:], "--no-progress", "--json", str(again_path)]) == 0

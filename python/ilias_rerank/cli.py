@@ -101,7 +101,28 @@ def _parser() -> argparse.ArgumentParser:
     sub.choices["run"].add_argument(
         "--pictures", type=int, default=3, help="queries drawn as PNG (default 3)"
     )
+    report = sub.add_parser(
+        "report",
+        parents=[common],
+        help="the HTML report of a run's work directory -> WORKDIR/report.html",
+    )
+    for p in (report, sub.choices["run"]):
+        if p is sub.choices["run"]:
+            p.add_argument(
+                "--report", action="store_true", help="also write the HTML report (report.html)"
+            )
+        _report_arguments(p)
     return parser
+
+
+def _report_arguments(p) -> None:
+    p.add_argument("--report-top", type=int, default=10, help="report: candidates per row (10)")
+    p.add_argument(
+        "--match-pictures",
+        type=int,
+        default=5,
+        help="report: re-ranked candidates per query with a match picture (5)",
+    )
 
 
 def _extraction_arguments(p, workers: bool = True) -> None:
@@ -191,6 +212,12 @@ def _shortlist_parser(sub) -> None:
     )
     p.add_argument("--json", type=Path, help="write the summary with timings here")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--report",
+        action="store_true",
+        help="also write the HTML report beside --out (<out stem>.report.html)",
+    )
+    _report_arguments(p)
 
 
 def _failure_budget(text: str) -> int | float:
@@ -314,6 +341,8 @@ def _rerank_shortlists(args) -> dict:
     from .scale import rerank_shortlists
     from .scale.extraction import ExtractorSpec
 
+    if args.report and not args.images:
+        raise InvalidInputError("rerank-shortlists --report: expected --images (thumbnails)")
     if not args.images and args.method != "store":
         raise InvalidInputError(
             "rerank-shortlists: expected --images (where to read what the store lacks), "
@@ -347,6 +376,22 @@ def _rerank_shortlists(args) -> dict:
         lock_timeout=args.lock_timeout,
     )
     _print_summary(summary, args)
+    if args.report:
+        from .report.shortlists import shortlist_job_report
+
+        page = shortlist_job_report(
+            args.shortlists,
+            args.out,
+            args.store,
+            images,
+            config=_config(args.config),
+            top=args.report_top,
+            match_pictures=args.match_pictures,
+            trust_pickle=args.trust_pickle,
+            summary=summary,
+            progress=not args.no_progress,
+        )
+        print(f"report: {page}")
     return summary
 
 
@@ -425,8 +470,7 @@ def show(
 ) -> list[Path]:
     """Pictures of one query; the similarities are read from the work directory unless
     given."""
-    from .api import verify_pair
-    from .pictures import draw_matches, draw_rankings
+    from .pictures import draw_rankings, match_picture
 
     ds = ws.dataset
     if global_sims is None:
@@ -455,21 +499,68 @@ def show(
     ]
     db, queries = ws.extract()
     best = after[0]
-    v = verify_pair(queries[q], db[best], config=ws.config)
-    qf, cf = queries[q], db[best]
-    out.append(
-        draw_matches(
-            ds.queries[q],
-            ds.database[best],
-            qf.keypoints[v.matches[:, 0]],
-            cf.keypoints[v.matches[:, 1]],
-            v.inlier_mask,
-            v.transform,
-            ws.workdir / "pictures" / f"{safe}_matches.png",
-            title=f"{q} -> {best}: {v.num_inliers} inliers ({v.model})",
-        )
+    picture, _ = match_picture(
+        ds.queries[q],
+        ds.database[best],
+        queries[q],
+        db[best],
+        ws.workdir / "pictures" / f"{safe}_matches.png",
+        config=ws.config,
+        title=f"{q} -> {best}",
     )
+    out.append(picture)
     return out
+
+
+def write_run_report(
+    ws: Workspace,
+    args,
+    report: dict | None = None,
+    global_sims: dict | None = None,
+    reranked: dict | None = None,
+) -> Path:
+    """``WORKDIR/report.html`` from the work directory's files (or the results given)."""
+    from .report import read_verification, write_report
+
+    ds = ws.dataset
+    if global_sims is None:
+        global_sims = load_similarities(ws.workdir / "global.json")
+    if reranked is None:
+        reranked = load_similarities(ws.workdir / "reranked.json")
+    record = ws.workdir / "verification.npz"
+    verification = read_verification(record) if record.is_file() else None
+    if report is None:
+        report = {"global": ws.evaluate(global_sims), "reranked": ws.evaluate(reranked)}
+    db, queries = ws.extract()
+    settings = {
+        "dataset": ds.name,
+        "queries": len(reranked),
+        "database": len(ds.database),
+        "method": ws.method,
+        "features": ws.num_features,
+        "global": ws.global_model,
+        "k": ws.k,
+        "config": (ws.config or RerankConfig()).to_dict(),
+        "work directory": str(ws.workdir),
+    }
+    return write_report(
+        ws.workdir / "report.html",
+        global_sims,
+        reranked,
+        query_images=ds.queries,
+        db_images=ds.database,
+        positives=ds.positives,
+        verification=verification,
+        query_features=queries,
+        db_features=db,
+        config=ws.config,
+        metrics=report,
+        settings=settings,
+        top=args.report_top,
+        match_pictures=args.match_pictures,
+        title=f"ilias-rerank: {ds.name}",
+        progress=ws.progress,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -513,11 +604,17 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "show":
             for p in show(ws, args.query, args.top):
                 print(f"wrote {p}")
+        elif args.command == "report":
+            print(f"report: {write_run_report(ws, args)}")
         elif args.command == "run":
             global_sims = ws.search()
             reranked, details = ws.rerank(global_sims)
             report = ws.report(global_sims, reranked, details)
             print(_table(report))
+            if ws.dataset.name == "demo":
+                from .demo import target_lines
+
+                print("\n".join(target_lines(report)))
             pictures = []
             for q in list(reranked)[: args.pictures]:
                 pictures += show(ws, q, global_sims=global_sims, reranked=reranked)
@@ -525,6 +622,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"pictures: {len(pictures)} PNG in {ws.workdir / 'pictures'}")
             if args.json:
                 atomic_write_json(args.json, report)
+            if args.report:
+                print(f"report: {write_run_report(ws, args, report, global_sims, reranked)}")
         return 0
     except (IliasRerankError, ValueError, KeyError, OSError) as exc:
         print(f"ilias-rerank: error: {exc}", file=sys.stderr)

@@ -1,8 +1,8 @@
 """Dataset adapters: where the queries and database images are, and what is relevant.
 
 - ``demo``: embedded, needs nothing on disk or network: the photos shipped inside
-  scikit-image as the database; queries are synthetic phone shots of them (perspective,
-  noise, lighting), and the same photos as small objects pasted over synthetic clutter;
+  scikit-image and a scrambled copy of each as the database; queries are the photos as
+  small, turned, relit, partly occluded objects over clutter cut from other photos;
 - ``smvs``: the SMVS layout (``Reference/NNN.jpg`` database, a phone folder such as ``E63/``
   of queries, same number = same object), optionally with distractor images;
 - ``roxford-subset``: the ``roxford_rparis_pixel_subset`` layout (``<qid>/query.jpg``,
@@ -81,24 +81,31 @@ def _unique(pairs: Iterable[tuple[str, Any]], what: str) -> dict[str, Any]:
     return out
 
 
-def demo(views: int = 2, seed: int = 0) -> Dataset:
-    """Per photo: ``views`` queries, the first a plain phone shot, the others the photo as
-    a small object (half the frame's side) pasted over synthetic clutter."""
-    from .demo import cluttered_shot, load_photos, phone_shot
+def demo(views: int = 3, seed: int = 0) -> Dataset:
+    """The embedded demo (:mod:`ilias_rerank.demo`): every photo and a scrambled copy of it
+    (a distractor) as the database; per photo ``views`` queries (at most
+    ``len(demo.VIEWS)``), each the photo as a small, turned, relit, partly occluded object
+    over clutter cut from three other photos; the photo is its queries' one positive."""
+    from .demo import VIEWS, hard_shot, load_photos, scrambled
 
+    if not 1 <= views <= len(VIEWS):
+        raise InvalidInputError(f"demo views: expected 1 to {len(VIEWS)}, got {views}")
     rng = np.random.default_rng(seed)
     photos = load_photos()
     names = list(photos)
+    database = dict(photos)
+    for name in names:
+        database[f"scrambled/{name}"] = scrambled(photos[name], rng)
     queries, positives = {}, {}
     for name in names:
+        others = [photos[o] for o in names if o != name]
         for v in range(views):
+            area, occlusion = VIEWS[v]
+            pick = [others[i] for i in rng.choice(len(others), 3, replace=False)]
             qid = f"{name}/view{v}"
-            if v == 0:
-                queries[qid] = phone_shot(photos[name], rng)
-            else:
-                queries[qid] = cluttered_shot(photos[name], rng)
+            queries[qid] = hard_shot(photos[name], pick, rng, area=area, occlusion=occlusion)
             positives[qid] = {name}
-    return Dataset("demo", queries, dict(photos), positives).check()
+    return Dataset("demo", queries, database, positives).check()
 
 
 def smvs(root: Path, phone: str = "E63", distractors: Iterable[Path] = ()) -> Dataset:

@@ -7,10 +7,13 @@
 3. ``search``: the global ranking (exact inner product, top ``global_depth``), or the
    dataset's fixed shortlists, saved as ``global.json`` ``{query: {db: score}}``;
 4. ``rerank``: the top ``k`` of each global ranking re-ranked by local features, the rest
-   of the global ranking kept after them, saved as ``reranked.json``;
+   of the global ranking kept after them, saved as ``reranked.json``; what verification
+   found (inliers and transforms of every candidate) in ``verification.npz``
+   (:mod:`ilias_rerank.report.record`);
 5. ``evaluate``: mAP (ILIAS mAP@1k definition), top-1, P@5 (and nDCG, MRR on fixed
    shortlists) before and after, plus localisation where the dataset has polygons;
-6. ``show``: PNG pictures of rankings and matches.
+6. ``show``: PNG pictures of rankings and matches; ``report``: the HTML report
+   (:mod:`ilias_rerank.report`).
 
 Re-ranking goes through :class:`~ilias_rerank.reranker.Reranker` (one loop, one set of
 checks). Scores written for the re-ranked list are rank-based (distinct, strictly decreasing), so
@@ -33,6 +36,7 @@ from .datasets import Dataset
 from .errors import ExtractionError, InvalidInputError, StoreLayoutError
 from .evaluation import ilias_map, shortlist_metrics
 from .extractors import make_extractor
+from .report.record import write_verification
 from .reranker import Reranker, by_score, load_similarities, rank_scores, save_similarities
 from .store import FeatureStore, StoreWriter
 
@@ -227,6 +231,7 @@ class Workspace:
         self.timing["rerank_s"] = dt
         self.timing["rerank_pairs_per_s"] = pairs / dt if dt else 0.0
         save_similarities(self.workdir / "reranked.json", reranked)
+        write_verification(self.workdir / "verification.npz", details)
         return reranked, details
 
     # 5. evaluate --------------------------------------------------------------------
