@@ -97,6 +97,7 @@ class RustSift(Extractor):
     #: numpy alone (the pool reads the first entry to set library threads).
     requires = ("numpy",)
     pixel_dtype = "uint8"
+    frame_width = 2
     #: Detection releases the GIL: a pool runs this backend in threads.
     releases_gil = True
 
