@@ -162,9 +162,7 @@ def is_image_error(exc: BaseException) -> bool:
     that image (our errors, the decoders' ``OSError`` / ``ValueError``, out of memory,
     torch's and OpenCV's errors on an odd image). A ``TypeError`` or ``AttributeError`` is
     a bug, and stops the call."""
-    return isinstance(exc, (*READ_ERRORS, *IMAGE_ERRORS)) or type(exc).__module__.startswith(
-        "cv2"
-    )
+    return isinstance(exc, (*READ_ERRORS, *IMAGE_ERRORS)) or type(exc).__module__.startswith("cv2")
 
 
 def extract_one(extractor, index: int, item: Any, read: Callable | None = None) -> Outcome:

@@ -18,6 +18,7 @@ second death.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import selectors
@@ -112,10 +113,8 @@ class _Worker:
 
     def stop(self) -> None:
         for stream in (self.stdin, self.stdout):
-            try:
+            with contextlib.suppress(OSError):
                 stream.close()
-            except OSError:
-                pass
         try:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
@@ -179,10 +178,8 @@ class Processes:
         item = self.items[index]
         if isinstance(item, (memoryview, bytearray)):
             item = bytes(item)
-        try:
+        with contextlib.suppress(OSError):  # it died: its output ends, and wait() sees it
             _send(worker.stdin, (index, item))
-        except OSError:
-            pass  # it died: its output ends, and wait() sees it
 
     def wait(self) -> list[tuple[int, Any]]:
         finished: list[tuple[int, Any]] = []
@@ -203,11 +200,11 @@ class Processes:
                     continue
                 status = worker.proc.returncode
                 self.deaths.setdefault(index, []).append(status)
+                from .pool import DEATHS_PER_IMAGE, describe
+
                 if len(self.deaths[index]) < DEATHS_PER_IMAGE:
                     finished.append((index, None))  # once more, in a fresh worker
                     continue
-                from .pool import describe
-
                 name = describe(self.items[index], index, self.read)
                 how = ", ".join(_status(s) for s in self.deaths[index])
                 reason = (
@@ -251,7 +248,7 @@ def main() -> int:
         method, backend, args, kwargs = hello["spec"]
         extractor = make_extractor(method, *args, backend=backend, **dict(kwargs))
         set_threads(extractor, hello["threads"])
-    except Exception as exc:  # noqa: BLE001 -- told to the parent, which raises it
+    except Exception as exc:
         _send(out, ("error", f"{type(exc).__name__}: {exc}"))
         return 1
     _send(out, ("ready",))
@@ -259,10 +256,10 @@ def main() -> int:
         index, item = message
         try:
             _send(out, extract_one(extractor, index, item, read))
-        except Exception as exc:  # noqa: BLE001 -- not an image's failure: the parent raises it
+        except Exception as exc:
             try:
                 _send(out, ("raise", exc))
-            except Exception:  # noqa: BLE001 -- an exception that does not pickle
+            except Exception:
                 _send(out, ("raise", RuntimeError(f"{type(exc).__name__}: {exc}")))
     return 0
 

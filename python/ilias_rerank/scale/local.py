@@ -65,9 +65,7 @@ class LocalBackend:
     def close(self) -> None:
         """Nothing to release: each stage's pool is closed when the stage ends."""
 
-    def extract(
-        self, batches, source, spec: ExtractorSpec, root, on_done, journal=None
-    ) -> None:
+    def extract(self, batches, source, spec: ExtractorSpec, root, on_done, journal=None) -> None:
         """Each batch through the pool in turn (its images over the workers)."""
         extractor = spec.build()
         for batch in batches:
