@@ -37,6 +37,7 @@ from .._progress import progress as progress_bar
 from ..errors import ConfigError, ExtractionError, IliasRerankError
 from ..features import LocalFeatures
 from .base import IMAGE_ERRORS, Extractor
+from .outcome import Outcome, extract_one, set_threads
 
 __all__ = [
     "GPU_BATCH",
@@ -53,11 +54,6 @@ __all__ = [
 MAX_WORKERS = 256
 #: Images detected per GPU forward (one working shape each).
 GPU_BATCH = 16
-#: Process deaths an image may be in flight at before it is that image's failure.
-DEATHS_PER_IMAGE = 2
-
-#: ``(index, features or None, (name, reason) or None)`` for each image, in input order.
-Outcome = tuple[int, "LocalFeatures | None", "tuple[str, str] | None"]
 
 
 def _cgroup_cores() -> float | None:
@@ -104,18 +100,6 @@ def check_workers(workers: Any) -> int:
     return workers
 
 
-def set_threads(extractor: Extractor, threads: int) -> None:
-    """Give the library ``extractor`` computes with (torch, OpenCV) ``threads`` threads."""
-    if extractor.requires[0] == "torch":
-        import torch
-
-        torch.set_num_threads(threads)
-    if "cv2" in extractor.requires:
-        import cv2
-
-        cv2.setNumThreads(threads)
-
-
 @contextlib.contextmanager
 def library_threads(extractor: Extractor, threads: int):
     """:func:`set_threads` for the duration of a ``with`` block; the caller's settings
@@ -137,56 +121,6 @@ def library_threads(extractor: Extractor, threads: int):
     finally:
         for restore in saved:
             restore()
-
-
-# --- the failure rule --------------------------------------------------------------------------
-
-
-def describe(item: Any, index: int, read: Callable | None) -> str:
-    """The name an image's failure carries: its id (``read``: items are ids), path, or
-    place in the batch."""
-    if read is not None:
-        return f"image {item!r}"
-    from ..images import describe_source
-
-    return describe_source(item, index)
-
-
-#: What reading an image from a job's source may raise about that image (anything else
-#: from a source is a bug in it, and stops the call).
-READ_ERRORS = (IliasRerankError, OSError, ValueError, MemoryError)
-
-
-def is_image_error(exc: BaseException) -> bool:
-    """The failure rule's exceptions: what decoding or detecting one image raises about
-    that image (our errors, the decoders' ``OSError`` / ``ValueError``, out of memory,
-    torch's and OpenCV's errors on an odd image). A ``TypeError`` or ``AttributeError`` is
-    a bug, and stops the call."""
-    return isinstance(exc, (*READ_ERRORS, *IMAGE_ERRORS)) or type(exc).__module__.startswith("cv2")
-
-
-def extract_one(extractor, index: int, item: Any, read: Callable | None = None) -> Outcome:
-    """One image through ``extractor`` under the failure rule (module docstring): its
-    features, or ``None`` and ``(name, reason)``."""
-    name = describe(item, index, read)
-    try:
-        source = read(item) if read is not None else item
-    except READ_ERRORS as exc:
-        return index, None, (name, _reason(name, exc))
-    try:
-        features = extractor(source, index, name)
-    except Exception as exc:
-        if not is_image_error(exc):
-            raise
-        return index, None, (name, _reason(name, exc))
-    if not isinstance(features, LocalFeatures):
-        return index, None, (name, f"{name}: the extractor returned {type(features).__name__}")
-    return index, features, None
-
-
-def _reason(name: str, exc: BaseException) -> str:
-    reason = f"{type(exc).__name__}: {exc}"
-    return reason if name in reason else f"{name}: {reason}"
 
 
 # --- the scheduler shared by threads and processes --------------------------------------------

@@ -200,7 +200,7 @@ class Processes:
                     continue
                 status = worker.proc.returncode
                 self.deaths.setdefault(index, []).append(status)
-                from .pool import DEATHS_PER_IMAGE, describe
+                from .outcome import DEATHS_PER_IMAGE, describe
 
                 if len(self.deaths[index]) < DEATHS_PER_IMAGE:
                     finished.append((index, None))  # once more, in a fresh worker
@@ -242,7 +242,7 @@ def main() -> int:
     sys.path.extend(p for p in hello["sys_path"] if p not in sys.path)
     try:
         from . import make_extractor
-        from .pool import extract_one, set_threads
+        from .outcome import extract_one, set_threads
 
         read = pickle.loads(hello["read"])
         method, backend, args, kwargs = hello["spec"]
