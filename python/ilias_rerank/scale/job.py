@@ -308,9 +308,9 @@ class ShortlistJob:
                     if self.ray:
                         backend.extract(batches, source, self.extractor, self.store, done)
                     else:
-                        from .journal import Journal
+                        from .journal import JOURNAL_FILE, Journal
 
-                        with Journal(self.store) as journal:
+                        with Journal(self.store / JOURNAL_FILE) as journal:
                             backend.extract(
                                 batches, source, self.extractor, self.store, done, journal
                             )

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from .._io import atomic_write
 
-__all__ = ["CRASHES", "Journal"]
+__all__ = ["CRASHES", "JOURNAL_FILE", "Journal"]
 
 JOURNAL_FILE = "journal.jsonl"
 #: Crashes an image may be in flight at before it is failed untried.
@@ -31,11 +31,12 @@ CRASHES = 2
 
 
 class Journal:
-    """The journal of the store at ``root`` (module docstring); read, compacted and
-    opened for appending by the constructor; a context manager."""
+    """The journal at ``path`` (module docstring; a job's is :data:`JOURNAL_FILE` in its
+    store's folder); read, compacted and opened for appending by the constructor; a
+    context manager."""
 
-    def __init__(self, root: str | os.PathLike) -> None:
-        self.path = Path(root) / JOURNAL_FILE
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
         self.crashes: dict[str, int] = {}
         in_flight: set[str] = set()
         try:
