@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import assert_no_survivors, descendants
 
 import ilias_rerank as ir
 from ilias_rerank.reranker import save_similarities
@@ -297,8 +298,10 @@ def test_chaos_kills_and_concurrent_jobs_leave_a_sound_store(images, tmp_path):
         else:  # SIGKILLed from outside at a random moment
             proc = _start(args)
             time.sleep(rnd.uniform(2.0, 6.0))
+            ours = descendants(proc.pid)
             proc.send_signal(signal.SIGKILL)
             outcomes.append(proc.wait(timeout=240))
+            assert_no_survivors(ours)
         now = _store_ids(store)
         assert seen <= now, f"round {r}: lost {sorted(seen - now)[:5]}"
         seen = now

@@ -133,6 +133,7 @@ def extract_batch(
     workers: int = 1,
     isolate: bool = False,
     journal=None,
+    partial: list | None = None,
 ) -> BatchResult:
     """Extract ``batch`` into its own shard of the store at ``root`` (resuming it) through
     the extraction pool (:func:`~ilias_rerank.extractors.pool.run_images`: ``workers``
@@ -141,13 +142,32 @@ def extract_batch(
     each committed by this process. ``journal``
     (:class:`~ilias_rerank.scale.journal.Journal`): the images in flight are journalled,
     suspects of a past crash run alone, and an image in flight at two crashes is failed
-    untried."""
+    untried. ``partial``: the result is appended to it at once, so that a caller stopped
+    midway (a signal) can register what the shard committed; a shard stopped before its
+    first commit is removed."""
     import time
 
-    from ..extractors.pool import run_images
 
     t0 = time.perf_counter()
     result = BatchResult(batch.name)
+    if partial is not None:
+        partial.append(result)
+    try:
+        _extract_into(batch, source, extractor, root, workers, isolate, journal, result)
+    except BaseException:
+        path = shard_path(root, batch.name)
+        if not (path / "manifest.json").exists():
+            import shutil
+
+            shutil.rmtree(path, ignore_errors=True)  # nothing committed: nothing to keep
+        raise
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _extract_into(batch, source, extractor, root, workers, isolate, journal, result) -> None:
+    from ..extractors.pool import run_images
+
     with StoreWriter(
         shard_path(root, batch.name), extractor.params(), commit_every=COMMIT_EVERY
     ) as w:
@@ -182,5 +202,3 @@ def extract_batch(
                     result.failed[image_id] = f"image {image_id!r}: {type(exc).__name__}: {exc}"
             if journal is not None:
                 journal.end(image_id, stored)
-    result.seconds = time.perf_counter() - t0
-    return result

@@ -66,11 +66,16 @@ class LocalBackend:
         """Nothing to release: each stage's pool is closed when the stage ends."""
 
     def extract(self, batches, source, spec: ExtractorSpec, root, on_done, journal=None) -> None:
-        """Each batch through the pool in turn (its images over the workers)."""
+        """Each batch through the pool in turn (its images over the workers). Stopped
+        midway (a signal), what the current batch committed is handed to ``on_done`` too,
+        to be registered."""
+        from ..store import shard_path
+
         extractor = spec.build()
         for batch in batches:
-            on_done(
-                extract_batch(
+            partial: list = []
+            try:
+                result = extract_batch(
                     batch,
                     source,
                     extractor,
@@ -78,8 +83,13 @@ class LocalBackend:
                     workers=self.workers,
                     isolate=self.isolate,
                     journal=journal,
+                    partial=partial,
                 )
-            )
+            except BaseException:
+                if partial and (shard_path(root, batch.name) / "manifest.json").exists():
+                    on_done(partial[0])
+                raise
+            on_done(result)
 
     def rerank(
         self, root, groups: Sequence[dict], config: dict | None, on_done, store=None
