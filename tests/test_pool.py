@@ -145,7 +145,9 @@ def test_memoryview_images_with_workers_give_the_bytes_features(job):
         got = ir.extract_local(
             [memoryview(d) for d in data], num_features=64, workers=2, isolate=isolate
         )
-        assert all(np.array_equal(a.descriptors, b.descriptors) for a, b in zip(ref, got, strict=False))
+        assert all(
+            np.array_equal(a.descriptors, b.descriptors) for a, b in zip(ref, got, strict=True)
+        )
 
 
 # --- the failure rule -----------------------------------------------------------------------
