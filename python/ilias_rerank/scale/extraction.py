@@ -147,7 +147,6 @@ def extract_batch(
     first commit is removed."""
     import time
 
-
     t0 = time.perf_counter()
     result = BatchResult(batch.name)
     if partial is not None:
