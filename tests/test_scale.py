@@ -391,26 +391,21 @@ def test_jobs_in_one_process_see_the_store_grow_and_settings_are_checked(smvs_jo
         rerank_shortlists(
             tmp_path / "new2.json", folder, store, tmp_path / "d.json", extractor=other
         )
-    with pytest.raises(ir.ConfigError, match="picklable"):
-        rerank_shortlists(
+    def empty_images(**settings):
+        return rerank_shortlists(
             tmp_path / "new2.json",
             lambda i: b"",
             tmp_path / "e",
             tmp_path / "e.json",
             extractor=SPEC,
             workers=2,
-            isolate=True,
+            **settings,
         )
+
+    with pytest.raises(ir.ConfigError, match="picklable"):
+        empty_images(isolate=True)
     # In threads (the default) a lambda is a source like any other: its empty images fail.
-    done = rerank_shortlists(
-        tmp_path / "new2.json",
-        lambda i: b"",
-        tmp_path / "e",
-        tmp_path / "e.json",
-        extractor=SPEC,
-        workers=2,
-        max_failed=1.0,
-    )
+    done = empty_images(max_failed=1.0)
     assert done["failed"] == 2 and not done["complete"]
 
 

@@ -232,7 +232,12 @@ def _status(code: int | None) -> str:
 
 
 def main() -> int:
+    import signal
+
     die_with_parent(int(sys.argv[1]))
+    # Ctrl-C reaches the whole process group: the parent decides (it stops handing out
+    # images and closes the pipes), so a worker never dies of it mid-answer.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # the worker's prints go to stderr, never into the answers
     inp = sys.stdin.buffer
