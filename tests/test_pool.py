@@ -184,8 +184,8 @@ def test_an_extractor_that_returns_nothing_fails_that_image():
         device = "cpu"
         requires = ("PIL",)
 
-        def __call__(self, source, index=0, name=None):
-            return None if index == 1 else ir.LocalFeatures(np.zeros((0, 2)), np.zeros((0, 8)))
+        def __call__(self, source, name=None):
+            return None if source == "b" else ir.LocalFeatures(np.zeros((0, 2)), np.zeros((0, 8)))
 
     out = list(run_images(Nothing(), ["a", "b", "c"], 2))
     assert [o[0] for o in out] == [0, 1, 2]
@@ -199,7 +199,7 @@ def test_a_bug_stops_the_call():
         requires = ("PIL",)
         spec = ()
 
-        def __call__(self, source, index=0, name=None):
+        def __call__(self, source, name=None):
             raise TypeError("a bug")
 
     with pytest.raises(TypeError, match="a bug"):

@@ -28,11 +28,12 @@ Outcome = tuple[int, "LocalFeatures | None", "tuple[str, str] | None"]
 
 def set_threads(extractor: Extractor, threads: int) -> None:
     """Give the library ``extractor`` computes with (torch, OpenCV) ``threads`` threads."""
-    if extractor.requires[0] == "torch":
+    requires = getattr(extractor, "requires", ())
+    if requires[:1] == ("torch",):
         import torch
 
         torch.set_num_threads(threads)
-    if "cv2" in extractor.requires:
+    if "cv2" in requires:
         import cv2
 
         cv2.setNumThreads(threads)
@@ -73,7 +74,7 @@ def extract_one(extractor, index: int, item: Any, read: Callable | None = None) 
     except READ_ERRORS as exc:
         return index, None, (name, _reason(name, exc))
     try:
-        features = extractor(source, index, name)
+        features = extractor(source, name=name)
     except Exception as exc:
         if not is_image_error(exc):
             raise

@@ -105,12 +105,13 @@ def library_threads(extractor: Extractor, threads: int):
     """:func:`set_threads` for the duration of a ``with`` block; the caller's settings
     are restored after it."""
     saved: list[Callable[[], None]] = []
-    if extractor.requires[0] == "torch":
+    requires = getattr(extractor, "requires", ())
+    if requires[:1] == ("torch",):
         import torch
 
         before = torch.get_num_threads()
         saved.append(lambda: torch.set_num_threads(before))
-    if "cv2" in extractor.requires:
+    if "cv2" in requires:
         import cv2
 
         cv_before = cv2.getNumThreads()
@@ -205,8 +206,10 @@ def run_images(
     """Every item through ``extractor``, in input order (see the module docstring).
     ``read``: items are ids and ``read(id)`` gives each image (in the worker thread or
     process); ``on_start(index)``: called as an image is handed to a worker (a job's
-    journal); ``alone(index)``: run that image with nothing else in flight."""
-    if extractor.device != "cpu":
+    journal); ``alone(index)``: run that image with nothing else in flight. ``extractor``
+    is any callable ``extractor(image, name=...) -> LocalFeatures`` (a ``device`` other
+    than ``"cpu"`` takes the GPU path)."""
+    if getattr(extractor, "device", "cpu") != "cpu":
         if read is not None:
             items = _Lazy(items, read)
         yield from _run_gpu(extractor, items, workers)
