@@ -124,6 +124,15 @@ def test_threads_come_from_the_usable_cores_and_opencv_settings_are_restored(job
     out = _run(code)
     assert out.returncode == 0 and out.stdout.split() == ["1", "1"], out.stderr
     assert usable_cores() <= len(os.sched_getaffinity(0))
+    # A cgroup quota of one core bounds it too (the machine's count never counts).
+    import ilias_rerank.extractors.pool as pool
+
+    real = pool._cgroup_cores
+    try:
+        pool._cgroup_cores = lambda: 1.0
+        assert usable_cores() == 1
+    finally:
+        pool._cgroup_cores = real
     base, _ = job
     before = cv2.getNumThreads()
     try:
