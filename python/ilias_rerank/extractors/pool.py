@@ -34,10 +34,10 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Any
 
 from .._progress import progress as progress_bar
-from ..errors import ConfigError, ExtractionError, IliasRerankError
+from ..errors import ConfigError, ExtractionError
 from ..features import LocalFeatures
 from .base import IMAGE_ERRORS, Extractor
-from .outcome import Outcome, extract_one, set_threads
+from .outcome import Outcome, describe, extract_one, is_image_error, set_threads
 
 __all__ = [
     "GPU_BATCH",
@@ -211,7 +211,10 @@ def run_images(
     than ``"cpu"`` takes the GPU path)."""
     if getattr(extractor, "device", "cpu") != "cpu":
         if read is not None:
+            ids = items
             items = _Lazy(items, read)
+            yield from _run_gpu(extractor, items, workers, lambda i: describe(ids[i], i, read))
+            return
         yield from _run_gpu(extractor, items, workers)
         return
     workers = max(1, min(workers, len(items)))
@@ -249,21 +252,28 @@ class _Lazy(Sequence):
 # --- GPU batches -----------------------------------------------------------------------------
 
 
-def _failure(source: Any, index: int, exc: BaseException) -> tuple[str, str]:
-    from ..images import describe_source
-
-    return describe_source(source, index), f"{type(exc).__name__}: {exc}"
-
-
-def _run_gpu(extractor, items: Sequence, workers: int) -> Iterator[Outcome]:
+def _run_gpu(
+    extractor, items: Sequence, workers: int, name_of: Callable[[int], str] | None = None
+) -> Iterator[Outcome]:
     """Decode in ``workers`` threads while the GPU detects: images are taken a window at a
-    time, grouped by working shape, detected ``GPU_BATCH`` at a time, returned in order."""
+    time, grouped by working shape, detected ``GPU_BATCH`` at a time, returned in order.
+    The failure rule is the pool's (:func:`~.outcome.is_image_error`)."""
     window = 4 * GPU_BATCH
+    if name_of is None:
+        name_of = lambda i: describe(items[i], i, None)  # noqa: E731
+
+    def failure(index: int, exc: BaseException) -> tuple[str, str]:
+        if not is_image_error(exc):
+            raise exc
+        name = name_of(index)
+        return name, f"{type(exc).__name__}: {exc}"
 
     def prepare(index: int):
         try:
-            return extractor.prepare(items[index], index)
-        except (IliasRerankError, *IMAGE_ERRORS) as exc:
+            return extractor.prepare(items[index], index, name_of(index))
+        except Exception as exc:
+            if not is_image_error(exc):
+                raise
             return exc
 
     with ThreadPoolExecutor(max(1, workers)) as pool:
@@ -278,20 +288,20 @@ def _run_gpu(extractor, items: Sequence, workers: int) -> Iterator[Outcome]:
             for offset, value in enumerate(prepared):
                 index = start + offset
                 if isinstance(value, BaseException):
-                    outcomes[index] = (index, None, _failure(items[index], index, value))
+                    outcomes[index] = (index, None, failure(index, value))
                 else:
                     groups.setdefault(value[0].shape, []).append(index)
             for indices in groups.values():
                 for k in range(0, len(indices), GPU_BATCH):
                     part = indices[k : k + GPU_BATCH]
                     batch = [prepared[i - start] for i in part]
-                    _detect_group(extractor, items, part, batch, outcomes)
+                    _detect_group(extractor, failure, part, batch, outcomes)
             for index in range(start, stop):
                 yield outcomes[index]
             start = stop
 
 
-def _detect_group(extractor, items: Sequence, indices: list[int], prepared: list, outcomes) -> None:
+def _detect_group(extractor, failure, indices: list[int], prepared: list, outcomes) -> None:
     arrays = [arr for arr, _ in prepared]
     try:
         detected = extractor._detect_many(arrays) if len(arrays) > 1 else [None]
@@ -308,8 +318,8 @@ def _detect_group(extractor, items: Sequence, indices: list[int], prepared: list
                 extractor.finish(found, (arr.shape[1], arr.shape[0]), original),
                 None,
             )
-        except (IliasRerankError, *IMAGE_ERRORS) as exc:
-            outcomes[index] = (index, None, _failure(items[index], index, exc))
+        except Exception as exc:
+            outcomes[index] = (index, None, failure(index, exc))
 
 
 def run_batch(
