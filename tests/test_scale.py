@@ -391,6 +391,7 @@ def test_jobs_in_one_process_see_the_store_grow_and_settings_are_checked(smvs_jo
         rerank_shortlists(
             tmp_path / "new2.json", folder, store, tmp_path / "d.json", extractor=other
         )
+
     def empty_images(**settings):
         return rerank_shortlists(
             tmp_path / "new2.json",
