@@ -104,7 +104,10 @@ class _Worker:
             self.stdin.write(hello)
             self.stdin.flush()
         except OSError:
-            pass  # seen as a failed start below
+            pass  # seen as a failed start by ready()
+
+    def ready(self) -> None:
+        """Wait for the worker's answer to the settings (workers start side by side)."""
         answer = _recv(self.stdout)
         if answer is None or answer[0] != "ready":
             self.stop()
@@ -156,11 +159,23 @@ class Processes:
         }
         data = pickle.dumps(hello, protocol=pickle.HIGHEST_PROTOCOL)
         self.hello = _HEADER.pack(len(data)) + data
-        for _ in range(self.count):
-            self._add()
+        started = [_Worker(self.hello) for _ in range(self.count)]
+        try:
+            for worker in started:
+                worker.ready()
+        except BaseException:
+            for worker in started:
+                worker.stop()
+            raise
+        for worker in started:
+            self._register(worker)
 
     def _add(self) -> _Worker:
         worker = _Worker(self.hello)
+        worker.ready()
+        return self._register(worker)
+
+    def _register(self, worker: _Worker) -> _Worker:
         self.workers.append(worker)
         self.selector.register(worker.stdout, selectors.EVENT_READ, worker)
         return worker
