@@ -62,3 +62,43 @@ def cached_features(paths, **params) -> list[ir.LocalFeatures]:
         os.replace(tmp, f)
         out.append(feats)
     return out
+
+
+def descendants(pid: int) -> set[int]:
+    """The pids of every process below ``pid`` (from ``/proc``; Linux)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def assert_no_survivors(pids: set[int], within: float = 5.0) -> None:
+    """Every process in ``pids`` is gone (or a zombie) within ``within`` seconds."""
+    import time
+
+    def alive(pid: int) -> bool:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    deadline = time.monotonic() + within
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    survivors = [p for p in pids if alive(p)]
+    assert not survivors, f"processes outlived their parent: {survivors}"

@@ -131,6 +131,27 @@ def test_non_contiguous_arrays():
         _core.rerank(f, [Raw()], None, None)
 
 
+def _misaligned(arr: np.ndarray) -> np.ndarray:
+    """A C-contiguous copy of ``arr`` one byte into a buffer: misaligned for its dtype."""
+    buf = np.zeros(arr.nbytes + 1, np.uint8)[1:]
+    out = buf.view(arr.dtype).reshape(arr.shape)
+    out[...] = arr
+    return out
+
+
+def test_misaligned_c_contiguous_arrays_are_copied_not_refused():
+    """A view into a byte buffer at an odd offset is C-contiguous but misaligned: it is
+    copied (was: "expected a C-contiguous array" from the core)."""
+    f = feats(n=80)
+    odd = ir.LocalFeatures(
+        _misaligned(f.keypoints), _misaligned(f.descriptors), _misaligned(f.frames), f.image_size
+    )
+    assert not _misaligned(f.keypoints).flags.aligned and odd.keypoints.flags.aligned
+    scores = _misaligned(np.array([0.9, 0.5], np.float32))
+    got = ir.rerank(odd, [odd, f], scores)
+    assert got.inliers.tolist() == ir.rerank(f, [f, f], [0.9, 0.5]).inliers.tolist()
+
+
 def test_global_scores_and_config_errors():
     with pytest.raises(
         ir.ShapeError, match=r"global_scores: expected one score per candidate \(2\), got 3"

@@ -62,11 +62,12 @@ def test_a_failed_image_is_named_and_the_others_are_kept_with_workers(photos):
 
 
 def test_a_dead_worker_fails_only_the_image_that_killed_it(photos):
-    """The image that kills its worker fails, named; every other image, before and after
-    it, is extracted (by a fresh pool) and equals one process's result."""
+    """Isolated workers: the image that kills its worker (twice: it is run again once in a
+    fresh worker) fails, named; every other image, before and after it, is extracted and
+    equals one process's result."""
     items = [*photos, _KillsItsWorker(), *photos]
-    with pytest.warns(UserWarning, match="1 of 9 images failed: .*worker process"):
-        res = ir.extract_local(items, num_features=128, workers=2, on_error="skip")
+    with pytest.warns(UserWarning, match="1 of 9 images failed: .*killed its worker process 2"):
+        res = ir.extract_local(items, num_features=128, workers=2, isolate=True, on_error="skip")
     alone = ir.extract_local(photos, num_features=128, workers=1)
     assert res[4] is None
     assert all(_same(a, b) for a, b in zip(res[:4] + res[5:], alone * 2, strict=True))

@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import shared_dataset
+from conftest import assert_no_survivors, descendants, shared_dataset
 
 import ilias_rerank as ir
 from ilias_rerank.cli import main
@@ -203,8 +203,10 @@ def test_killed_extraction_resumes_without_redoing_or_losing_work(tmp_path):
         if manifest.exists() and len(FeatureStore(tmp_path / "database")) >= 3:
             break
         time.sleep(0.05)
+    ours = descendants(proc.pid)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    assert_no_survivors(ours)
     before = FeatureStore(tmp_path / "database", verify="full")
     done = {
         i: (before._index[k]["offset"], before[i].descriptors.copy())

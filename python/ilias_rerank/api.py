@@ -14,7 +14,7 @@ import numpy as np
 from . import _core
 from .config import RerankConfig
 from .errors import ConfigError, DTypeError, ShapeError
-from .features import LocalFeatures, as_numpy, check_frames, real_float32
+from .features import LocalFeatures, as_numpy, c_array, check_frames, real_float32
 from .results import PairVerification, RerankResult
 
 __all__ = [
@@ -161,7 +161,7 @@ def _global_scores(global_scores: Any) -> np.ndarray | None:
         raise ShapeError(f"global_scores: expected (M,) float32, got {tuple(g.shape)} {g.dtype}")
     if g.dtype.kind not in "fiu":
         raise DTypeError(f"global_scores: expected (M,) float32, got {g.dtype}")
-    return np.ascontiguousarray(g, dtype=np.float32)
+    return c_array(g, np.float32)
 
 
 def _result(out: dict) -> RerankResult:

@@ -139,8 +139,14 @@ def _extraction_arguments(p, workers: bool = True) -> None:
             "--workers",
             type=int,
             default=None,
-            help="extraction worker processes, one thread each (default: every core)",
+            help="extraction workers: threads of this process (default: every usable core)",
         )
+    p.add_argument(
+        "--isolate",
+        action="store_true",
+        help="extract in separate worker processes (an image that crashes its process "
+        "fails alone) instead of threads",
+    )
 
 
 def _shortlist_parser(sub) -> None:
@@ -173,7 +179,8 @@ def _shortlist_parser(sub) -> None:
         "--workers",
         type=int,
         default=None,
-        help="worker processes or Ray actors (default: every core here; with --ray: 1)",
+        help="extraction threads (or worker processes with --isolate) and re-ranking "
+        "threads, or Ray actors (default: every usable core here; with --ray: 1)",
     )
     p.add_argument(
         "--method",
@@ -198,7 +205,8 @@ def _shortlist_parser(sub) -> None:
         type=_failure_budget,
         default=0.01,
         help="failed images allowed: a count (10), a percentage (1%%) or a fraction (0.01, "
-        "the default) of the images extracted; beyond it the job exits with status 3",
+        "the default) of the images the job needs; beyond it the job exits with status 3 "
+        "(within it, with status 4 when any failed: the output is then incomplete)",
     )
     p.add_argument(
         "--no-merge", action="store_true", help="leave the store's small shards unmerged"
@@ -374,6 +382,7 @@ def _rerank_shortlists(args) -> dict:
         merge=not args.no_merge,
         merge_target_bytes=args.merge_size,
         lock_timeout=args.lock_timeout,
+        isolate=args.isolate,
     )
     _print_summary(summary, args)
     if args.report:
@@ -431,6 +440,7 @@ def _workspace(args) -> Workspace:
         backend=args.backend,
         device=args.device,
         workers=args.workers,
+        isolate=args.isolate,
         global_model=args.global_model,
         k=args.k,
         config=config,
@@ -561,19 +571,70 @@ def write_run_report(
         title=f"ilias-rerank: {ds.name}",
         progress=ws.progress,
     )
+#: Exit statuses: 0 done and complete, 1 ``store check`` found problems, 2 an error, 3
+#: more failed images than the failure budget, 4 done within the budget but some images
+#: failed (the output is incomplete: they keep their global places), 128 + N stopped by
+#: signal N (SIGINT 130, SIGTERM 143) after the cleanup ran.
+EXIT_INCOMPLETE = 4
+
+
+class Interrupted(BaseException):
+    """SIGTERM or SIGINT: raised in the main thread, so that every ``finally`` (the pool's
+    shutdown, the registration of finished shards, the store's lock) runs on the way out."""
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+def _on_signals():
+    """Handlers that raise :class:`Interrupted` once (a second signal during the cleanup
+    is ignored); returns a function that restores the previous ones."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    raised = []
+
+    def handler(signum, _frame):
+        if not raised:
+            raised.append(signum)
+            raise Interrupted(signum)
+
+    saved = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def restore() -> None:
+        for sig, old in saved.items():
+            signal.signal(sig, old)
+
+    return restore
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    restore = _on_signals()
+    try:
+        return _main(args)
+    except Interrupted as exc:
+        print(f"ilias-rerank: {exc}; cleaned up (finished work is kept)", file=sys.stderr)
+        return 128 + exc.signum
+    finally:
+        restore()
+
+
+def _main(args) -> int:
     try:
         if args.command == "rerank-shortlists":
             try:
-                _rerank_shortlists(args)
+                summary = _rerank_shortlists(args)
             except FailureBudgetError as exc:
                 _print_summary(exc.summary, args)
                 print(f"ilias-rerank: error: {exc}", file=sys.stderr)
                 return 3
-            return 0
+            return 0 if summary["complete"] else EXIT_INCOMPLETE
         if args.command == "store":
             return _store(args)
         if args.command == "vocabulary":

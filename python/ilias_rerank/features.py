@@ -70,6 +70,13 @@ def _drop_batch(arr: np.ndarray, rank: int) -> np.ndarray:
     return arr
 
 
+def c_array(arr: np.ndarray, dtype: Any = None) -> np.ndarray:
+    """``arr`` as a C-contiguous, aligned array (of ``dtype``): a view when it is one, else
+    a copy (a misaligned array, e.g. a view into a byte buffer at an odd offset, is copied
+    rather than refused by the core)."""
+    return np.require(arr, dtype=dtype, requirements=["C_CONTIGUOUS", "ALIGNED"])
+
+
 def _shape_text(arr: np.ndarray) -> str:
     return f"{tuple(arr.shape)} {arr.dtype}"
 
@@ -78,7 +85,7 @@ def real_float32(arr: np.ndarray, what: str, expected: str) -> np.ndarray:
     """C-contiguous float32 copy (or view) of a real-valued array; other dtypes are refused."""
     if arr.dtype.kind not in "fiu":
         raise DTypeError(f"{what}: expected {expected}, got {_shape_text(arr)}")
-    return np.ascontiguousarray(arr, dtype=np.float32)
+    return c_array(arr, np.float32)
 
 
 def check_frames(value: Any, n: int, what: str = "frames") -> np.ndarray:
@@ -95,7 +102,7 @@ def check_frames(value: Any, n: int, what: str = "frames") -> np.ndarray:
         raise ShapeError(f"{what}: expected {expected} for {n} keypoints, got {_shape_text(fr)}")
     if fr.dtype.kind != "f":
         raise DTypeError(f"{what}: expected {expected}, got {_shape_text(fr)}")
-    return np.ascontiguousarray(fr, dtype=np.float32)
+    return c_array(fr, np.float32)
 
 
 class LocalFeatures:
@@ -155,9 +162,9 @@ class LocalFeatures:
                 f"descriptors: expected (N, D) float32 or uint8, got {_shape_text(desc)}"
             )
         if desc.dtype in (np.uint8, np.uint64):
-            desc = np.ascontiguousarray(desc)
+            desc = c_array(desc)
         elif desc.dtype.kind == "f":
-            desc = np.ascontiguousarray(desc, dtype=np.float32)
+            desc = c_array(desc, np.float32)
         else:
             raise DTypeError(
                 "descriptors: expected (N, D) float32 or uint8 (float16/float64 are converted), "

@@ -1,6 +1,7 @@
 """Image loading: paths, encoded bytes (a tar member, a key-value store), PIL images, numpy
 arrays or torch tensors to a grayscale or RGB PIL image, EXIF orientation applied, with
-errors that name the file. Needs Pillow (the ``extract`` extra)."""
+errors that name the file. Images of more than 8 bits (16-bit PNG and TIFF, ``uint16``
+arrays) are scaled to 8 bits, not clipped. Needs Pillow (the ``extract`` extra)."""
 
 from __future__ import annotations
 
@@ -55,13 +56,38 @@ def _open(
                     img.draft(mode, want[::-1] if swapped else want)
             img = ImageOps.exif_transpose(img)
             img.load()
-            return img.convert(mode), full
+            return _to_8_bits(img).convert(mode), full
     except FileNotFoundError as exc:
         raise ImageReadError(f"{name}: no such file") from exc
     except UnidentifiedImageError as exc:
         raise ImageReadError(f"{name}: not a readable image") from exc
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise ImageReadError(f"{name}: cannot decode ({exc})") from exc
+
+
+#: PIL modes of more than 8 bits a channel: 16-bit greyscale (PNG, TIFF), 32-bit int / float.
+_WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+
+def _to_8_bits(img: Image.Image) -> Image.Image:
+    """A greyscale image of more than 8 bits scaled to 8 (Pillow's ``convert("L")`` clips
+    it instead, turning a 16-bit photo white): 16-bit values by 257 (65535 -> 255), 32-bit
+    integer images holding 16-bit values likewise, float images in [0, 1] by 255."""
+    if img.mode not in _WIDE_MODES:
+        return img
+    arr = np.asarray(img)
+    if img.mode == "F":
+        top = 1.0 if float(np.nanmax(arr, initial=0.0)) <= 1.0 else 255.0
+        return Image.fromarray(np.clip(np.nan_to_num(arr) * (255.0 / top), 0, 255).astype(np.uint8))
+    if img.mode == "I" and int(arr.max(initial=0)) <= 255:
+        return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+    return Image.fromarray(_scale_16(arr))
+
+
+def _scale_16(arr: np.ndarray) -> np.ndarray:
+    """16-bit values to 8 bits, rounded (``v / 257``: 0 -> 0, 65535 -> 255)."""
+    wide = np.clip(arr.astype(np.int64), 0, 65535)
+    return ((wide + 128) // 257).astype(np.uint8)
 
 
 def _from_array(arr: np.ndarray, name: str) -> Image.Image:
@@ -78,6 +104,10 @@ def _from_array(arr: np.ndarray, name: str) -> Image.Image:
             raise ImageReadError(f"{name}: image contains NaN or infinity")
         scale = 255.0 if arr.max(initial=0.0) <= 1.0 else 1.0
         arr = np.clip(arr * scale, 0, 255).astype(np.uint8)
+    elif arr.dtype in (np.uint16, np.int16) or (
+        arr.dtype.kind in "iu" and arr.dtype.itemsize > 1 and int(arr.max(initial=0)) > 255
+    ):
+        arr = _scale_16(arr)  # a 16-bit image: scaled to 8 bits, never clipped
     elif arr.dtype != np.uint8:
         if arr.dtype.kind not in "iu":
             raise ImageReadError(f"{name}: unsupported image dtype {arr.dtype}")
@@ -114,7 +144,7 @@ def load_image(
     if isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview)):
         return load_scaled(source, index, mode, name)[0]
     if isinstance(source, Image.Image):
-        return ImageOps.exif_transpose(source).convert(mode)
+        return _to_8_bits(ImageOps.exif_transpose(source)).convert(mode)
     if type(source).__module__.startswith("torch"):
         source = source.detach().cpu().float().numpy()
     if isinstance(source, np.ndarray):

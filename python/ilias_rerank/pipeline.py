@@ -33,7 +33,7 @@ from ._io import atomic_write_json, atomic_write_npz
 from ._progress import progress as _progress
 from .config import RerankConfig
 from .datasets import Dataset
-from .errors import ExtractionError, InvalidInputError, StoreLayoutError
+from .errors import ExtractionError, IliasRerankError, InvalidInputError
 from .evaluation import ilias_map, shortlist_metrics
 from .extractors import make_extractor
 from .report.record import write_verification
@@ -65,6 +65,8 @@ class Workspace:
     backend: str | None = None
     device: str = "cpu"
     workers: int | None = None
+    #: Extract in isolated worker processes instead of threads (extractors.pool).
+    isolate: bool = False
     global_model: str = DEFAULT_GLOBAL
     k: int = 100
     global_depth: int = 1000
@@ -90,17 +92,40 @@ class Workspace:
         )
 
     def _extract(self, images: dict[str, Any], name: str) -> FeatureStore:
-        """Extract the images the store lacks (over the workers, in order), committing as
-        they come; images that fail are named in one :class:`ExtractionError` at the end,
-        after every other image is stored."""
+        """Extract the images the store lacks through the extraction pool, committing as
+        they come; images that fail (raise, give nothing, or kill their process: a journal
+        beside the store makes one that killed this process fail on the next run instead
+        of killing it again) are named in one :class:`ExtractionError` at the end, after
+        every other image is stored."""
         from .extractors.pool import check_workers, run_images
+        from .scale.journal import Journal
 
         path = self.workdir / name
         extractor = self.extractor
         failures: dict[int, tuple[str, str]] = {}
-        with StoreWriter(path, extractor.params(), layout=extractor.store_layout()) as writer:
-            todo = [i for i in images if i not in writer]
-            outcomes = run_images(extractor, [images[i] for i in todo], check_workers(self.workers))
+        with (
+            StoreWriter(path, extractor.params(), layout=extractor.store_layout()) as writer,
+            Journal(self.workdir / f"{name}.journal.jsonl") as journal,
+        ):
+            todo = []
+            for i in images:
+                if i in writer:
+                    continue
+                why = journal.failed(i)
+                if why is not None:
+                    failures[len(failures)] = (i, why)
+                else:
+                    todo.append(i)
+            untried = len(failures)
+            outcomes = run_images(
+                extractor,
+                todo,
+                check_workers(self.workers),
+                read=images.__getitem__,
+                isolate=self.isolate,
+                on_start=lambda k: journal.start(todo[k]),
+                alone=lambda k: journal.suspect(todo[k]),
+            )
             bar = _progress(
                 outcomes,
                 self.progress and len(todo) > 1,
@@ -109,17 +134,20 @@ class Workspace:
                 total=len(todo),
             )
             for index, features, failure in bar:
+                stored = False
+                if failure is None:
+                    try:
+                        writer.add(todo[index], features)
+                        stored = True
+                    except (IliasRerankError, ValueError) as exc:  # the store refused it
+                        failure = (todo[index], f"{type(exc).__name__}: {exc}")
                 if failure is not None:
-                    failures[index] = (todo[index], failure[1])
-                    continue
-                try:
-                    writer.add(todo[index], features)
-                except StoreLayoutError as exc:  # arrays the store cannot hold: its failure
-                    failures[index] = (todo[index], str(exc))
+                    failures[len(failures)] = (todo[index], failure[1])
+                journal.end(todo[index], stored)
         if failures:
             listing = "; ".join(f"{i}: {why}" for i, why in failures.values())
             raise ExtractionError(
-                f"{name}: {len(failures)} of {len(todo)} images failed: {listing}",
+                f"{name}: {len(failures)} of {len(todo) + untried} images failed: {listing}",
                 [],
                 failures,
             )

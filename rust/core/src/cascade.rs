@@ -118,5 +118,7 @@ pub(crate) fn cascade(
     for ((j, _), o) in rich.iter().zip(second) {
         outcomes[*j] = o;
     }
+    // Only the pairs verified again are refined (a skipped pair kept its first outcome).
+    let refined = rich.iter().map(|(j, _)| *j).collect();
     Ok(CascadeOutcome { outcomes, refined })
 }
