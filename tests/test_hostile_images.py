@@ -196,23 +196,6 @@ def test_isolated_workers_give_the_same_battery_results(battery):
     _check_features(dict(zip(names, err.value.results, strict=True)), kinds)
 
 
-def _store_takes_featureless_images(tmp_path: Path) -> bool:
-    """Whether the store holds an image with no features beside others (the store side of
-    issue 21: the layout declared by the extractor, ``(0, 2)`` frames)."""
-    from ilias_rerank.extractors import make_extractor
-
-    ex = make_extractor("sift", 32)
-    blank = ex(np.zeros((64, 64), np.uint8))
-    photo = ex(skdata.camera())
-    try:
-        with ir.StoreWriter(tmp_path / "probe", ex.params()) as w:
-            w.add("blank", blank)
-            w.add("photo", photo)
-        return len(FeatureStore(tmp_path / "probe")) == 2
-    except (ir.IliasRerankError, ValueError):
-        return False
-
-
 def _shortlists(path: Path, names: list[str], queries: list[str]) -> None:
     """Every query's shortlist: every other file (ids without the extension)."""
     ids = [n.rsplit(".", 1)[0] if "." in n else n for n in names]
@@ -253,11 +236,6 @@ def test_rerank_shortlists_names_the_culprits_and_keeps_a_healthy_extendable_sto
     failed = {line.split("\t")[0] for line in failures}
     broken = {f"{n.rsplit('.', 1)[0]}-{n.rsplit('.', 1)[1]}" for n in BROKEN}
     featureless = {f"{n.rsplit('.', 1)[0]}-{n.rsplit('.', 1)[1]}" for n in FEATURELESS}
-    if not _store_takes_featureless_images(tmp_path):
-        pytest.skip(
-            "the store cannot hold an image with no features yet (the store side of issue "
-            f"21); failed: {sorted(failed)}"
-        )
     assert failed == broken, sorted(failed)
     assert check_store(store).ok, str(check_store(store))
     held = FeatureStore(store)
@@ -289,8 +267,6 @@ def test_ilias_rerank_extract_names_the_culprits_and_the_next_run_extends(batter
     args = ["extract", "--dataset", "folder", "--root", str(folder), "--gt", str(gt)]
     args += ["--workdir", str(tmp_path / "w"), "--features", str(FEATURES), "--no-progress"]
     assert main(args) == 2
-    if not _store_takes_featureless_images(tmp_path):
-        pytest.skip("the store cannot hold an image with no features yet (issue 21, store side)")
     db = FeatureStore(tmp_path / "w" / "database")
     assert set(db.ids) == {n for n in names if n not in BROKEN}
     db.close()

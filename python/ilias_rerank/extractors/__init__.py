@@ -147,7 +147,19 @@ def make_extractor(
     backend = resolve_backend(method, backend, device)
     cls = _class(method, backend)  # unknown names are ConfigErrors before any import
     if chosen is None and str(device) != "cpu" and cls.devices == ("cpu",):
+        import importlib.util
+        import re
         import warnings
+
+        from .base import check_device
+
+        if not re.fullmatch(r"cuda(:\d+)?|mps", str(device)):
+            raise ConfigError(f"device: expected 'cpu', 'cuda', 'cuda:N' or 'mps', got {device!r}")
+        if importlib.util.find_spec("torch") is None:
+            raise ConfigError(
+                f"device: expected an available device, got {device!r} (torch is not installed)"
+            )
+        check_device(str(device))  # a device that does not exist here is a ConfigError
 
         warnings.warn(
             f"device={device!r}: no recorded GPU run shows {method!r} faster on a GPU, so the "
