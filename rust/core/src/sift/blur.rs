@@ -78,12 +78,24 @@ fn fold_rows_body(rows: &[&[f32]], k: &[f32], out: &mut [f32]) {
 }
 
 /// `out[x] = k[0]·p[x + r] + Σᵢ k[i]·(p[x + r - i] + p[x + r + i])` over a row `p`
-/// padded by `r` on each side.
+/// padded by `r` on each side; with `DOG`, also `dog[x] = out[x] - base[x]` while the
+/// sums are still in registers (no second pass over the row).
 #[inline(always)]
-fn fold_row_body(padded: &[f32], k: &[f32], out: &mut [f32]) {
+fn fold_row_impl<const DOG: bool>(
+    padded: &[f32],
+    k: &[f32],
+    out: &mut [f32],
+    base: &[f32],
+    dog: &mut [f32],
+) {
     let n = out.len();
     let r = k.len() - 1;
     let p = &padded[..n + 2 * r];
+    let (base, dog) = if DOG {
+        (&base[..n], &mut dog[..n])
+    } else {
+        (base, dog)
+    };
     let mut x = 0;
     while x + CHUNK <= n {
         let mut acc = [0f32; CHUNK];
@@ -99,6 +111,13 @@ fn fold_row_body(padded: &[f32], k: &[f32], out: &mut [f32]) {
             }
         }
         out[x..x + CHUNK].copy_from_slice(&acc);
+        if DOG {
+            let b = &base[x..x + CHUNK];
+            let d = &mut dog[x..x + CHUNK];
+            for l in 0..CHUNK {
+                d[l] = acc[l] - b[l];
+            }
+        }
         x += CHUNK;
     }
     for x in x..n {
@@ -107,7 +126,20 @@ fn fold_row_body(padded: &[f32], k: &[f32], out: &mut [f32]) {
             a += ki * (p[x + r - i] + p[x + r + i]);
         }
         out[x] = a;
+        if DOG {
+            dog[x] = a - base[x];
+        }
     }
+}
+
+#[inline(always)]
+fn fold_row_body(padded: &[f32], k: &[f32], out: &mut [f32]) {
+    fold_row_impl::<false>(padded, k, out, &[], &mut []);
+}
+
+#[inline(always)]
+fn fold_row_dog_body(padded: &[f32], k: &[f32], out: &mut [f32], base: &[f32], dog: &mut [f32]) {
+    fold_row_impl::<true>(padded, k, out, base, dog);
 }
 
 multiversion! {
@@ -116,25 +148,20 @@ multiversion! {
 multiversion! {
     fn fold_row(padded: &[f32], k: &[f32], out: &mut [f32]) = fold_row_body;
 }
+multiversion! {
+    fn fold_row_dog(
+        padded: &[f32],
+        k: &[f32],
+        out: &mut [f32],
+        base: &[f32],
+        dog: &mut [f32],
+    ) = fold_row_dog_body;
+}
 
 /// Work rows of [`gaussian_blur`], kept between calls.
 #[derive(Debug, Default)]
 pub(crate) struct BlurScratch {
-    column: Vec<f32>,
     padded: Vec<f32>,
-}
-
-#[inline(always)]
-fn sub_body(a: &[f32], b: &[f32], out: &mut [f32]) {
-    let n = out.len();
-    let (a, b) = (&a[..n], &b[..n]);
-    for x in 0..n {
-        out[x] = a[x] - b[x];
-    }
-}
-
-multiversion! {
-    fn sub(a: &[f32], b: &[f32], out: &mut [f32]) = sub_body;
 }
 
 /// `dst = G_σ * src` for a `width x height` plane, with the half kernel `k`; with `dog`,
@@ -172,7 +199,6 @@ pub(crate) fn gaussian_blur_rows(
     debug_assert_eq!(src.len(), width * height);
     debug_assert_eq!(dst.len(), width * height);
     let r = k.len() - 1;
-    scratch.column.resize(width, 0.0);
     scratch.padded.resize(width + 2 * r, 0.0);
     let mut rows: Vec<&[f32]> = Vec::with_capacity(2 * r + 1);
     for y in rows_out {
@@ -181,18 +207,23 @@ pub(crate) fn gaussian_blur_rows(
             let sy = reflect101(y as isize + t as isize - r as isize, height);
             &src[sy * width..(sy + 1) * width]
         }));
-        fold_rows(isa, &rows, k, &mut scratch.column);
         let padded = &mut scratch.padded;
-        padded[r..r + width].copy_from_slice(&scratch.column);
+        fold_rows(isa, &rows, k, &mut padded[r..r + width]);
         for j in 0..r {
-            padded[r - 1 - j] = scratch.column[reflect101(-1 - j as isize, width)];
-            padded[r + width + j] = scratch.column[reflect101((width + j) as isize, width)];
+            padded[r - 1 - j] = padded[r + reflect101(-1 - j as isize, width)];
+            padded[r + width + j] = padded[r + reflect101((width + j) as isize, width)];
         }
         let out = &mut dst[y * width..(y + 1) * width];
-        fold_row(isa, padded, k, out);
-        if let Some(dog) = dog.as_deref_mut() {
-            let base = &src[y * width..(y + 1) * width];
-            sub(isa, out, base, &mut dog[y * width..(y + 1) * width]);
+        match dog.as_deref_mut() {
+            Some(dog) => fold_row_dog(
+                isa,
+                padded,
+                k,
+                out,
+                &src[y * width..(y + 1) * width],
+                &mut dog[y * width..(y + 1) * width],
+            ),
+            None => fold_row(isa, padded, k, out),
         }
     }
 }

@@ -254,14 +254,26 @@ pub(crate) fn raw_descriptor(
         nrm2 += val * val;
     }
     let scale = INT_DESCR_FCTR / nrm2.sqrt().max(f32::EPSILON);
-    for (o, v) in out.iter_mut().zip(&dst) {
+    to_bytes(isa, &dst, scale, out);
+}
+
+/// `round(v · scale)` saturated to bytes (vector rounding on AVX2 / AVX-512 instead of
+/// one `rintf` call a value; the same IEEE result).
+#[inline(always)]
+fn to_bytes_body(dst: &[f32; DIM], scale: f32, out: &mut [u8; DIM]) {
+    for (o, v) in out.iter_mut().zip(dst) {
         *o = (v * scale).round_ties_even().clamp(0.0, 255.0) as u8;
     }
 }
 
+multiversion! {
+    fn to_bytes(dst: &[f32; DIM], scale: f32, out: &mut [u8; DIM]) = to_bytes_body;
+}
+
 /// RootSIFT bytes of raw SIFT bytes, exactly as the package's Python path computes them
 /// (`root_sift` then `rint(d * 512)` clipped to 255, all in float32).
-pub(crate) fn root_sift(raw: &[u8; DIM], out: &mut [u8]) {
+#[inline(always)]
+fn root_sift_body(raw: &[u8; DIM], out: &mut [u8]) {
     let mut sum = 0f32;
     for &v in raw {
         sum += v as f32;
@@ -271,4 +283,8 @@ pub(crate) fn root_sift(raw: &[u8; DIM], out: &mut [u8]) {
         let d = (v as f32 / sum).sqrt();
         *o = (d * 512.0).round_ties_even().clamp(0.0, 255.0) as u8;
     }
+}
+
+multiversion! {
+    pub(crate) fn root_sift(raw: &[u8; DIM], out: &mut [u8]) = root_sift_body;
 }

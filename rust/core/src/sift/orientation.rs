@@ -42,31 +42,22 @@ multiversion! {
     fn weigh(s: &mut OriScratch, n: usize) = weigh_body;
 }
 
-/// The orientations (OpenCV's `KeyPoint.angle`, degrees in [0, 360)) of a keypoint at
-/// pixel `(c, r)` of the Gaussian plane `img` with scale `scl` (σ in octave pixels).
+/// Gradients and Gaussian exponents of the window of radius `radius` around pixel
+/// `(c, r)`, row by row over the rows and columns with both neighbours inside; returns
+/// how many samples it wrote.
+#[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn orientations(
-    isa: Isa,
+fn window_body(
     img: &[f32],
     width: usize,
     height: usize,
     c: usize,
     r: usize,
-    scl: f32,
+    radius: i64,
+    expf_scale: f32,
     s: &mut OriScratch,
-    out: &mut Vec<f32>,
-) {
-    let radius = (ORI_RADIUS * scl).round_ties_even() as i64;
-    let sigma = ORI_SIG_FCTR * scl;
-    let expf_scale = -1.0 / (2.0 * sigma * sigma);
+) -> usize {
     let (w, h) = (width as i64, height as i64);
-    let side = (2 * radius + 1) as usize;
-    if s.w.len() < side * side {
-        for v in [&mut s.dx, &mut s.dy, &mut s.w] {
-            v.resize(side * side, 0.0);
-        }
-        s.bin.resize(side * side, 0);
-    }
     let mut n = 0;
     for i in -radius..=radius {
         let y = r as i64 + i;
@@ -96,6 +87,39 @@ pub(crate) fn orientations(
         }
         n += len;
     }
+    n
+}
+
+multiversion! {
+    #[allow(clippy::too_many_arguments)]
+    fn window(img: &[f32], width: usize, height: usize, c: usize, r: usize, radius: i64, expf_scale: f32, s: &mut OriScratch) -> usize = window_body;
+}
+
+/// The orientations (OpenCV's `KeyPoint.angle`, degrees in [0, 360)) of a keypoint at
+/// pixel `(c, r)` of the Gaussian plane `img` with scale `scl` (σ in octave pixels).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn orientations(
+    isa: Isa,
+    img: &[f32],
+    width: usize,
+    height: usize,
+    c: usize,
+    r: usize,
+    scl: f32,
+    s: &mut OriScratch,
+    out: &mut Vec<f32>,
+) {
+    let radius = (ORI_RADIUS * scl).round_ties_even() as i64;
+    let sigma = ORI_SIG_FCTR * scl;
+    let expf_scale = -1.0 / (2.0 * sigma * sigma);
+    let side = (2 * radius + 1) as usize;
+    if s.w.len() < side * side {
+        for v in [&mut s.dx, &mut s.dy, &mut s.w] {
+            v.resize(side * side, 0.0);
+        }
+        s.bin.resize(side * side, 0);
+    }
+    let n = window(isa, img, width, height, c, r, radius, expf_scale, s);
     weigh(isa, s, n);
     let mut temp = [0f32; ORI_BINS + 4];
     for (&b, &v) in s.bin[..n].iter().zip(&s.w[..n]) {

@@ -504,7 +504,7 @@ pub(crate) fn extract(
             &mut desc_scratch,
             &mut raw,
         );
-        root_sift(&raw, out);
+        root_sift(isa, &raw, out);
     }
     profile.descriptors = t_describe.elapsed();
     profile.total = start.elapsed();
