@@ -113,6 +113,20 @@ def test_16_bit_png_is_scaled_not_clipped():
     np.testing.assert_array_equal(got, want.astype(np.uint8))
 
 
+def test_16_bit_arrays_are_scaled_as_the_pillow_path_scales_them():
+    """A ``uint16`` array of a photo gives the features of its 8-bit version (it was
+    clipped to white: no features)."""
+    from skimage import data as skdata
+
+    photo = skdata.camera()
+    eight, sixteen = ir.extract_local(
+        [photo, photo.astype(np.uint16) * 257], backend="rust", num_features=256
+    )
+    assert len(eight) == 256
+    np.testing.assert_array_equal(eight.keypoints, sixteen.keypoints)
+    np.testing.assert_array_equal(eight.descriptors, sixteen.descriptors)
+
+
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_exif_orientation_is_applied_as_pillow_does(orientation):
     PIL = pytest.importorskip("PIL")

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ._extras import require
+from ._pixels import scale_16, to_uint8
 from .errors import ImageReadError
 
 require("PIL", "reading images")
@@ -81,40 +82,11 @@ def _to_8_bits(img: Image.Image) -> Image.Image:
         return Image.fromarray(np.clip(np.nan_to_num(arr) * (255.0 / top), 0, 255).astype(np.uint8))
     if img.mode == "I" and int(arr.max(initial=0)) <= 255:
         return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
-    return Image.fromarray(_scale_16(arr))
-
-
-def _scale_16(arr: np.ndarray) -> np.ndarray:
-    """16-bit values to 8 bits, rounded (``v / 257``: 0 -> 0, 65535 -> 255)."""
-    wide = np.clip(arr.astype(np.int64), 0, 65535)
-    return ((wide + 128) // 257).astype(np.uint8)
+    return Image.fromarray(scale_16(arr))
 
 
 def _from_array(arr: np.ndarray, name: str) -> Image.Image:
-    if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[-1] not in (1, 3, 4):
-        arr = np.moveaxis(arr, 0, -1)  # CHW (torch layout) -> HWC
-    if arr.ndim == 3 and arr.shape[-1] == 1:
-        arr = arr[..., 0]
-    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] not in (3, 4)):
-        raise ImageReadError(
-            f"{name}: expected an (H, W), (H, W, 3|4) or (3, H, W) image, got shape {arr.shape}"
-        )
-    if arr.dtype.kind == "f":
-        if not np.isfinite(arr).all():
-            raise ImageReadError(f"{name}: image contains NaN or infinity")
-        scale = 255.0 if arr.max(initial=0.0) <= 1.0 else 1.0
-        arr = np.clip(arr * scale, 0, 255).astype(np.uint8)
-    elif arr.dtype in (np.uint16, np.int16) or (
-        arr.dtype.kind in "iu" and arr.dtype.itemsize > 1 and int(arr.max(initial=0)) > 255
-    ):
-        arr = _scale_16(arr)  # a 16-bit image: scaled to 8 bits, never clipped
-    elif arr.dtype != np.uint8:
-        if arr.dtype.kind not in "iu":
-            raise ImageReadError(f"{name}: unsupported image dtype {arr.dtype}")
-        arr = np.clip(arr, 0, 255).astype(np.uint8)
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ImageReadError(f"{name}: empty image {arr.shape}")
-    return Image.fromarray(arr)
+    return Image.fromarray(to_uint8(arr, name))
 
 
 def load_gray(source: ImageSource, index: int = 0) -> Image.Image:

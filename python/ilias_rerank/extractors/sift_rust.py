@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from .._pixels import to_uint8
 from ..errors import ConfigError, ImageReadError
 from ..features import LocalFeatures
 from .base import Extractor
@@ -41,26 +42,7 @@ def gray_pixels(source: Any, name: str) -> np.ndarray:
         raise ImageReadError(
             f"{name}: expected a path, encoded bytes, PIL image, numpy array or torch tensor"
         )
-    arr = source
-    if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[-1] not in (1, 3, 4):
-        arr = np.moveaxis(arr, 0, -1)  # CHW (torch layout) -> HWC
-    if arr.ndim == 3 and arr.shape[-1] == 1:
-        arr = arr[..., 0]
-    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] not in (3, 4)):
-        raise ImageReadError(
-            f"{name}: expected an (H, W), (H, W, 3|4) or (3, H, W) image, got shape {arr.shape}"
-        )
-    if arr.dtype.kind == "f":
-        if not np.isfinite(arr).all():
-            raise ImageReadError(f"{name}: image contains NaN or infinity")
-        scale = 255.0 if arr.max(initial=0.0) <= 1.0 else 1.0
-        arr = np.clip(arr * scale, 0, 255).astype(np.uint8)
-    elif arr.dtype != np.uint8:
-        if arr.dtype.kind not in "iu":
-            raise ImageReadError(f"{name}: unsupported image dtype {arr.dtype}")
-        arr = np.clip(arr, 0, 255).astype(np.uint8)
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ImageReadError(f"{name}: empty image {arr.shape}")
+    arr = to_uint8(source, name)
     if arr.ndim == 3:  # Pillow's RGB -> L: (19595 R + 38470 G + 7471 B + 2^15) >> 16
         rgb = arr[..., :3].astype(np.uint32)
         arr = ((rgb @ np.array([19595, 38470, 7471], np.uint32) + 0x8000) >> 16).astype(np.uint8)
