@@ -104,7 +104,7 @@ def test_report_without_ground_truth_or_features(tmp_path):
     rng = np.random.default_rng(0)
     images = {f"d{i}": rng.integers(0, 255, (40, 60), dtype=np.uint8) for i in range(6)}
     global_sims = {"q": {f"d{i}": 1.0 - i / 10 for i in range(6)}}
-    reranked = {"q": {f"d{i}": 1.0 - i / 10 for i in (3, 0, 1, 2, 4, 5)}}
+    reranked = {"q": {f"d{i}": 1.0 - k / 10 for k, i in enumerate((3, 0, 1, 2, 4, 5))}}
     page = write_report(
         tmp_path / "r.html", global_sims, reranked, query_images={"q": images["d3"]},
         db_images=images, top=4, progress=False,
@@ -133,6 +133,20 @@ def test_report_without_ground_truth_or_features(tmp_path):
     )  # fmt: skip
     assert _data(page)["queries"][0]["id"] == odd
     assert page.read_text().count("</script>") == 2  # the data's and the script's
+    # Rankings are read by score, never in the file's key order (a JSON written by hand).
+    shuffled = {"q": {f"d{i}": 1.0 - i / 10 for i in (5, 2, 0, 4, 1, 3)}}
+    page = write_report(
+        tmp_path / "run#1.html", shuffled, reranked, query_images={"q": images["d3"]},
+        db_images=images, top=4, progress=False,
+    )  # fmt: skip
+    data = _data(page)
+    (q,) = data["queries"]
+    assert [c[5] for c in q["g"]] == ["d0", "d1", "d2", "d3"]
+    assert [c[4] for c in q["r"]] == [4, 1, 2, 3]
+    # A page name with "#" or "?": its files are linked URL-encoded.
+    from urllib.parse import unquote
+
+    assert all("%23" in rel and (tmp_path / unquote(rel)).is_file() for rel in data["thumbs"])
     with pytest.raises(ir.InvalidInputError, match="expected 1 to 100"):
         write_report(tmp_path / "r.html", global_sims, reranked, query_images={},
                      db_images={}, top=0)  # fmt: skip

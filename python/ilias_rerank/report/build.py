@@ -9,10 +9,12 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from .._io import atomic_write
 from .._progress import progress as _progress
 from ..errors import IliasRerankError, InvalidInputError
+from ..reranker import by_score
 from .record import Verification
 
 __all__ = ["write_report"]
@@ -150,8 +152,9 @@ def write_report(
     verification = verification or {}
     queries, pairs, points = [], [], []
     for q, after_sims in reranked.items():
-        before = list(global_sims.get(q, {}))
-        after = list(after_sims)
+        # Rankings by score, as the job and the evaluator read them (never the file's order).
+        before = by_score(global_sims.get(q, {}))
+        after = by_score(after_sims)
         grank = {d: i + 1 for i, d in enumerate(before)}
         pos = set(positives[q]) if positives is not None and q in positives else None
         checked = verification.get(q, {})
@@ -197,7 +200,8 @@ def write_report(
         )
 
     # Thumbnails and match pictures, two threads (Pillow releases the GIL while decoding).
-    names = {i: f"{files.name}/thumbs/{i}.jpg" for i in thumbs.values()}
+    folder = quote(files.name)  # a page named "run#1.html" still finds its files
+    names = {i: f"{folder}/thumbs/{i}.jpg" for i in thumbs.values()}
     jobs: list[Callable[[], None]] = []
     for (kind, image_id), i in thumbs.items():
         images = query_images if kind == "query" else db_images
@@ -244,7 +248,7 @@ def write_report(
     data = {
         "title": title,
         "thumbs": [names[i] for i in range(len(names))],
-        "matches": [f"{files.name}/matches/{n}.jpg" for n in range(len(pairs))],
+        "matches": [f"{folder}/matches/{n}.jpg" for n in range(len(pairs))],
         "queries": queries,
         "top": top,
         "has_gt": positives is not None,

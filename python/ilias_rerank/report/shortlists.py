@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..reranker import by_score
 from .record import write_verification
 
 __all__ = ["shortlist_job_report"]
@@ -48,7 +49,9 @@ def shortlist_job_report(
         for q, ranking in reranked.items():
             if q not in have:
                 continue
-            shown = list(dict.fromkeys(list(global_sims.get(q, {}))[:top] + list(ranking)[:top]))
+            shown = list(
+                dict.fromkeys(by_score(global_sims.get(q, {}))[:top] + by_score(ranking)[:top])
+            )
             scores = global_sims.get(q, {})
             heads[q] = {d: float(scores.get(d, 0.0)) for d in shown if d in have}
         found = Reranker(features, config).rerank_results(features, heads, progress=progress)
