@@ -207,3 +207,25 @@ def test_repair_records_the_layout_of_the_shards_it_registers(tmp_path):
     store = FeatureStore(root)
     assert store.layout == SIFT and sorted(store) == ["blank", "photo"]
     assert store["photo"].frames.shape == (30, 2) and check_store(root).ok
+
+
+def test_registration_keeps_an_orphan_whose_copy_is_the_only_intact_one(tmp_path):
+    """The registered copy of ``i0`` fails its checksum and an orphan holds an intact one:
+    registering the orphan must not delete it (it deleted it, and `store repair` then lost
+    ``i0``); `store check` counts its copy as held by nobody; repair keeps it readable."""
+    root = tmp_path / "s"
+    a = _shard(root, "a-1", ["i0", "i1"])
+    register_shards(root, ["a-1"])
+    raw = bytearray((a / "descriptors.bin").read_bytes())
+    raw[5] ^= 0xFF  # damages i0, the first image
+    (a / "descriptors.bin").write_bytes(bytes(raw))
+    _shard(root, "b-1", ["i0"])
+    assert any("1 not held intact" in f for f in check_store(root).findings)
+    register_shards(root, ["b-1"])
+    assert "b-1" in _shard_dirs(root)
+    repair_store(root)
+    store = FeatureStore(root)
+    np.testing.assert_array_equal(store["i0"].descriptors, _features(_seed("i0")).descriptors)
+    assert len(store["i1"]) == len(_features(_seed("i1")))
+    store.close()
+    assert check_store(root).ok

@@ -203,6 +203,11 @@ def check_store(root: str | os.PathLike, *, verify_images: bool = True) -> Store
         for name in scan.order
         if name in scan.listed and name in scan.stores
     )
+    intact = first_owners(
+        (name, [i for i in scan.stores[name].ids if i not in set(scan.bad.get(name, ()))])
+        for name in scan.order
+        if name in scan.listed and name in scan.stores
+    )
     twice = 0
     example = ""
     for name in scan.order:
@@ -229,9 +234,12 @@ def check_store(root: str | os.PathLike, *, verify_images: bool = True) -> Store
                     twice += 1
                     example = example or f"{image_id!r} in shards {owner[image_id]} and {name}"
         else:
-            new = sum(1 for i in store.ids if i not in owner)
+            # Ids a registered shard holds only damaged count as held by nobody: this
+            # orphan's copy may be the only intact one.
+            new = sum(1 for i in store.ids if intact.get(i) is None)
             report.findings.append(
-                f"orphan shard {name}: {len(store)} images, {new} not in a registered shard"
+                f"orphan shard {name}: {len(store)} images, {new} not held intact by a "
+                "registered shard"
             )
     if twice:
         report.findings.append(f"{twice} ids are registered in more than one shard ({example})")

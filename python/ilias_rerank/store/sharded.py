@@ -243,6 +243,23 @@ class ShardRegistry:
         """id -> the registered shard that owns it (the first listed that holds it)."""
         return first_owners((e["name"], read_ids(self.path(e["name"]))) for e in listing["shards"])
 
+    def held_intact(self, ids: list[str], owner: dict[str, str]) -> bool:
+        """Whether every id of ``ids`` passes its checksum in the shard ``owner`` names."""
+        by_shard: dict[str, list[str]] = {}
+        for image_id in ids:
+            by_shard.setdefault(owner[image_id], []).append(image_id)
+        for name, held in by_shard.items():
+            try:
+                shard = StoreDirectory(self.path(name))
+                try:
+                    for image_id in held:
+                        shard.features_at(shard.position(image_id))
+                finally:
+                    shard.release()
+            except (FormatError, OSError, KeyError):
+                return False
+        return True
+
     # --- registration --------------------------------------------------------------------
     def register(self, names: Iterable[str], *, lock_timeout: float = 0.0) -> dict:
         """See :func:`register_shards`."""
@@ -290,7 +307,12 @@ class ShardRegistry:
                     key = merged_key(key, shard_key)
                     new = [i for i in shard.ids if i not in owner]
                     if len(new) < len(shard):
-                        removed.append(path)
+                        # The original goes only where every id it does not bring is held
+                        # intact by its owner: its copy may be the only good one (it then
+                        # stays an orphan, for `store repair` to adopt).
+                        held = [i for i in shard.ids if i in owner]
+                        if self.held_intact(held, owner):
+                            removed.append(path)
                         if not new:
                             continue
                         shard = self.rewrite(shard, new)
