@@ -222,7 +222,7 @@ def test_check_finds_every_problem_and_changes_nothing_repair_fixes_them(tmp_pat
     text = "\n".join(report.findings)
     assert "shard c: its manifest changed" in text
     assert "shard d: 1 images fail their checksum" in text
-    assert "orphan shard orphan: 2 images, 1 not in a registered shard" in text
+    assert "orphan shard orphan: 2 images, 1 not held intact by a registered shard" in text
     assert "1 ids are registered in more than one shard ('x1' in shards a and dup)" in text
     assert "1 temporary files" in text
     assert _tree(root) == before  # nothing changed
