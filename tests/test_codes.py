@@ -114,6 +114,11 @@ def test_quantised_features_check_their_arrays():
         QuantisedFeatures(kp, np.zeros((2, 1), np.uint32), np.zeros((3, 1), np.uint64), 1)
     with pytest.raises(ir.ShapeError, match="signatures"):
         QuantisedFeatures(kp, np.zeros((3, 1), np.uint32), np.zeros((3, 1), np.uint32), 1)
+    # Word ids out of range are refused, not wrapped (-1 became 4294967295, 2**40 became 0).
+    sig = np.zeros((3, 1), np.uint64)
+    for words in (np.array([[0], [-1], [2]]), np.array([[0], [2**40], [2]])):
+        with pytest.raises(ir.ShapeError, match="words: expected ids"):
+            QuantisedFeatures(kp, words, sig, 1)
 
 
 def test_records_round_trip_fit_the_budget_and_refuse_damage(photos):
