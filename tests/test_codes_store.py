@@ -99,3 +99,69 @@ def test_reranker_over_a_store_of_codes_finds_the_planted_photo(tmp_path):
     other = {"shot0": quantise(shots[0], _other_vocabulary())}
     with pytest.raises(ir.InvalidInputError, match="vocabulary"):
         ir.Reranker(db).rerank_many(other, {"shot0": list(db)}, progress=False)
+
+
+@pytest.fixture(scope="module")
+def smvs_codes_job(tmp_path_factory):
+    """6 SMVS phone photos, each with a 12-reference shortlist in which its own cover is
+    planted sixth; the images as one folder."""
+    from conftest import shared_dataset
+
+    from ilias_rerank.reranker import save_similarities
+
+    root = shared_dataset("smvs_dvd_covers")
+    base = tmp_path_factory.mktemp("codes_job")
+    files = {f"ref/{i:03d}": root / f"Reference/{i:03d}.jpg" for i in range(1, 31)}
+    files |= {f"query/{i:03d}": root / f"E63/{i:03d}.jpg" for i in range(1, 7)}
+    for image_id, src in files.items():
+        (base / "images" / image_id).parent.mkdir(parents=True, exist_ok=True)
+        (base / "images" / f"{image_id}.jpg").write_bytes(src.read_bytes())
+    rng = np.random.default_rng(0)
+    knn = {}
+    for i in range(1, 7):
+        others = [f"ref/{j:03d}" for j in rng.choice(np.arange(1, 31), 15, replace=False) if j != i]
+        ids = [*others[:5], f"ref/{i:03d}", *others[5:11]]
+        knn[f"query/{i:03d}"] = dict(zip(ids, np.linspace(0.9, 0.2, 12).tolist(), strict=True))
+    save_similarities(base / "knn.json", knn)
+    return base
+
+
+def _job(base, store, out, *extra):
+    from ilias_rerank.cli import main
+
+    args = ["rerank-shortlists", "--shortlists", str(base / "knn.json"), "--store", str(store)]
+    tail = ["--out", str(out), "-k", "12", "--max-side", "512", "--no-progress", "--workers", "1"]
+    return main([*args, *tail, *extra])
+
+
+def test_the_job_writes_and_reranks_a_store_of_codes(smvs_codes_job, tmp_path, capsys):
+    from ilias_rerank.reranker import load_similarities
+
+    base = smvs_codes_job
+    images = ["--images", str(base / "images")]
+    assert _job(base, tmp_path / "s", tmp_path / "r.json", *images, "--codes") == 0
+    store = FeatureStore(tmp_path / "s")
+    assert store.layout.kind == "codes"
+    assert dict(store.layout.extra)["vocabulary"] == default_vocabulary().name
+    assert store.extractor["codes"] == {"vocabulary": default_vocabulary().name, "words": 5}
+    found = load_similarities(tmp_path / "r.json")
+    top = [next(iter(found[f"query/{i:03d}"])) == f"ref/{i:03d}" for i in range(1, 7)]
+    assert sum(top) >= 5, top  # the planted cover (sixth globally) comes first
+    # --method store re-ranks the same codes to the same result, extracting nothing.
+    assert _job(base, tmp_path / "s", tmp_path / "r2.json", "--method", "store") == 0
+    assert load_similarities(tmp_path / "r2.json") == found
+    # Codes of another vocabulary never go into this store.
+    other = tmp_path / "other.npz"
+    _other_vocabulary().save(other)
+    assert _job(base, tmp_path / "s", tmp_path / "r3.json", *images, "--codes", str(other)) == 2
+    err = capsys.readouterr().err
+    assert "holds codes" in err and default_vocabulary().name in err, err
+    assert not (tmp_path / "r3.json").exists()
+    # A vocabulary that is not there, and --codes with --method store, are clear errors.
+    assert _job(base, tmp_path / "s", tmp_path / "r4.json", *images, "--codes", "no.npz") == 2
+    assert "no such file" in capsys.readouterr().err
+    assert _job(base, tmp_path / "s", tmp_path / "r5.json", "--method", "store", "--codes") == 2
+    assert "extracts nothing" in capsys.readouterr().err
+    # A job asking for descriptors is refused a store of codes.
+    assert _job(base, tmp_path / "s", tmp_path / "r6.json", *images) == 2
+    assert "holds codes" in capsys.readouterr().err
