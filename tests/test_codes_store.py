@@ -165,3 +165,25 @@ def test_the_job_writes_and_reranks_a_store_of_codes(smvs_codes_job, tmp_path, c
     # A job asking for descriptors is refused a store of codes.
     assert _job(base, tmp_path / "s", tmp_path / "r6.json", *images) == 2
     assert "holds codes" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("size", [(600, 800), (1, 1), (333, 1211), (65535, 7)])
+def test_copying_a_store_of_codes_is_lossless(tmp_path, size):
+    """A merge or repair copies images through ``FeatureStore`` -> ``StoreWriter``: codes
+    read back and written again give the same bytes (the quantisation is idempotent)."""
+    from ilias_rerank.store.sharded import copy_images
+
+    rng = np.random.default_rng(3)
+    n = 3000
+    f = ir.LocalFeatures(
+        np.c_[rng.uniform(0, size[1], n), rng.uniform(0, size[0], n)].astype(np.float32),
+        rng.integers(0, 255, (n, 128)).astype(np.uint8),
+        np.c_[np.exp(rng.uniform(-3, 15, n)), rng.uniform(-400, 400, n)].astype(np.float32),
+        size,
+    )
+    with StoreWriter(tmp_path / "a") as w:
+        w.add("x", quantise(f))
+    with StoreWriter(tmp_path / "b") as w:
+        assert copy_images(FeatureStore(tmp_path / "a"), ["x"], w) == 1
+    for name in ("keypoints.bin", "descriptors.bin", "index.bin"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
