@@ -198,6 +198,16 @@ def _shortlist_parser(sub) -> None:
         "1024 for the others)",
     )
     p.add_argument("--batch-size", type=int, default=256, help="images per extraction batch")
+    p.add_argument(
+        "--codes",
+        nargs="?",
+        const="shipped",
+        default=None,
+        metavar="VOCABULARY",
+        help="store codes (visual words + signatures, issue 22) instead of descriptors: "
+        "quantised with the shipped vocabulary, or with VOCABULARY.npz (ilias-rerank "
+        "vocabulary train); the store is re-ranked by quantised matching",
+    )
     p.add_argument("--config", type=str, default=None, help="re-ranking settings as JSON")
     p.add_argument("--trust-pickle", action="store_true", help="allow reading a .pkl file")
     p.add_argument(
@@ -351,6 +361,11 @@ def _rerank_shortlists(args) -> dict:
 
     if args.report and not args.images:
         raise InvalidInputError("rerank-shortlists --report: expected --images (thumbnails)")
+    if args.codes is not None and args.method == "store":
+        raise InvalidInputError(
+            "rerank-shortlists: --codes quantises what is extracted; --method store extracts "
+            "nothing (it re-ranks the store's codes or features as they are)"
+        )
     if not args.images and args.method != "store":
         raise InvalidInputError(
             "rerank-shortlists: expected --images (where to read what the store lacks), "
@@ -372,7 +387,12 @@ def _rerank_shortlists(args) -> dict:
         extractor=None
         if args.method == "store"
         else ExtractorSpec(
-            args.method, args.features, args.max_side, args.device, backend=args.backend
+            args.method,
+            args.features,
+            args.max_side,
+            args.device,
+            backend=args.backend,
+            codes=args.codes,
         ),
         config=_config(args.config),
         batch_size=args.batch_size,

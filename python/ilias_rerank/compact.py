@@ -74,6 +74,52 @@ def _scale_orientation(features: LocalFeatures) -> np.ndarray | None:
     return np.stack([scale, angle], axis=1).astype(np.float32)
 
 
+def quantise_geometry(
+    features: LocalFeatures, n: int
+) -> tuple[np.ndarray, np.ndarray | None, tuple[float, float], tuple[int, int]]:
+    """The first ``n`` keypoints as ``(n, 2)`` uint16 over the image (its ``image_size``, or
+    the keypoints' extent when unknown), their frames as ``(n, 2)`` uint8 log2-scale and
+    angle (``None`` without frames), the extent ``(x, y)`` and ``(height, width)`` (0 when
+    unknown): the quantisation of :func:`encode`, shared with the store of codes."""
+    kp = features.keypoints[:n].astype(np.float64)
+    if features.image_size is not None:
+        height, width = features.image_size
+        extent = (float(width), float(height))
+    else:
+        height = width = 0
+        extent = tuple(float(max(kp[:, i].max(initial=0.0), 1.0)) for i in (0, 1))
+    if height > 65535 or width > 65535:
+        raise ShapeError(f"image_size: expected sides <= 65535, got {features.image_size}")
+    xy = np.clip(np.rint(kp / np.array(extent) * 65535.0), 0, 65535).astype("<u2")
+    so = _scale_orientation(features)
+    if so is None:
+        return xy, None, extent, (height, width)
+    so = so[:n].astype(np.float64)
+    log2 = np.log2(np.maximum(so[:, 0], 1e-6))
+    q_scale = np.rint(
+        (np.clip(log2, _LOG2_SCALE_MIN, _LOG2_SCALE_MAX) - _LOG2_SCALE_MIN)
+        * 255.0
+        / (_LOG2_SCALE_MAX - _LOG2_SCALE_MIN)
+    ).astype(np.uint8)
+    q_angle = (np.rint(np.mod(so[:, 1], 360.0) * 256.0 / 360.0).astype(np.int64) % 256).astype(
+        np.uint8
+    )
+    return xy, np.stack([q_scale, q_angle], axis=1), extent, (height, width)
+
+
+def dequantise_keypoints(xy: np.ndarray, extent: tuple[float, float]) -> np.ndarray:
+    """``(n, 2)`` uint16 keypoints (:func:`quantise_geometry`) -> float32 pixels."""
+    return (xy.astype(np.float64) / 65535.0 * np.array(extent)).astype(np.float32)
+
+
+def dequantise_frames(q: np.ndarray, version: int = _VERSION) -> np.ndarray:
+    """``(n, 2)`` uint8 log2-scale and angle (:func:`quantise_geometry`) -> float32
+    ``(scale, angle in degrees)`` frames."""
+    log2 = q[:, 0] * (_LOG2_SCALE_MAX - _LOG2_SCALE_MIN) / 255.0 + _LOG2_SCALE_MIN
+    angle = q[:, 1] if version >= 2 else (256 - q[:, 1].astype(np.int64)) % 256
+    return np.stack([np.exp2(log2), angle * 360.0 / 256.0], axis=1).astype(np.float32)
+
+
 def compact(features: LocalFeatures, max_features: int = DEFAULT_MAX_FEATURES) -> LocalFeatures:
     """The compact version of ``features`` as :func:`decode` would return it (binarised,
     quantised, the first ``max_features`` rows kept: extractors list the strongest first)."""
@@ -88,32 +134,12 @@ def encode(features: LocalFeatures, max_features: int = DEFAULT_MAX_FEATURES) ->
     desc = features.descriptors[:n]
     words = desc if desc.dtype == np.uint64 else binarise(desc)
     nwords = words.shape[1]
-    kp = features.keypoints[:n].astype(np.float64)
-    if features.image_size is not None:
-        height, width = features.image_size
-        extent = (float(width), float(height))
-    else:
-        height = width = 0
-        extent = tuple(float(max(kp[:, i].max(initial=0.0), 1.0)) for i in (0, 1))
-    if height > 65535 or width > 65535:
-        raise ShapeError(f"image_size: expected sides <= 65535, got {features.image_size}")
-    xy = np.clip(np.rint(kp / np.array(extent) * 65535.0), 0, 65535).astype("<u2")
+    xy, so, extent, (height, width) = quantise_geometry(features, n)
     parts = [xy.tobytes()]
-    so = _scale_orientation(features)
     flags = 0
     if so is not None:
         flags |= _HAS_FRAMES
-        so = so[:n].astype(np.float64)
-        log2 = np.log2(np.maximum(so[:, 0], 1e-6))
-        q_scale = np.rint(
-            (np.clip(log2, _LOG2_SCALE_MIN, _LOG2_SCALE_MAX) - _LOG2_SCALE_MIN)
-            * 255.0
-            / (_LOG2_SCALE_MAX - _LOG2_SCALE_MIN)
-        ).astype(np.uint8)
-        q_angle = (np.rint(np.mod(so[:, 1], 360.0) * 256.0 / 360.0).astype(np.int64) % 256).astype(
-            np.uint8
-        )
-        parts.append(np.stack([q_scale, q_angle], axis=1).tobytes())
+        parts.append(so.tobytes())
     parts.append(np.ascontiguousarray(words, dtype="<u8").tobytes())
     payload = b"".join(parts)
     header = _HEADER.pack(
@@ -151,14 +177,12 @@ def decode(record: bytes) -> LocalFeatures:
     offset = 0
     xy = np.frombuffer(payload, dtype="<u2", count=2 * n, offset=offset).reshape(n, 2)
     offset += 4 * n
-    keypoints = (xy.astype(np.float64) / 65535.0 * np.array([ex, ey])).astype(np.float32)
+    keypoints = dequantise_keypoints(xy, (ex, ey))
     frames = None
     if flags & _HAS_FRAMES:
         q = np.frombuffer(payload, dtype=np.uint8, count=2 * n, offset=offset).reshape(n, 2)
         offset += 2 * n
-        log2 = q[:, 0] * (_LOG2_SCALE_MAX - _LOG2_SCALE_MIN) / 255.0 + _LOG2_SCALE_MIN
-        angle = q[:, 1] if version >= 2 else (256 - q[:, 1].astype(np.int64)) % 256
-        frames = np.stack([np.exp2(log2), angle * 360.0 / 256.0], axis=1).astype(np.float32)
+        frames = dequantise_frames(q, version)
     words = np.frombuffer(payload, dtype="<u8", count=n * nwords, offset=offset)
     descriptors = words.astype(np.uint64).reshape(n, nwords)
     size = (height, width) if height and width else None

@@ -13,18 +13,23 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from ..errors import ConfigError
 from ..features import LocalFeatures
 from .features import QuantisedFeatures
 from .vocabulary import Vocabulary
 
 __all__ = [
     "DEFAULT_WORDS",
+    "Coder",
     "QuantisedFeatures",
     "QuantisedStore",
     "Vocabulary",
     "default_vocabulary",
+    "load_coder",
     "quantise",
 ]
 
@@ -78,3 +83,46 @@ class QuantisedStore(Mapping):
 
     def __contains__(self, image_id: object) -> bool:
         return image_id in self.store
+
+
+@dataclass(frozen=True)
+class Coder:
+    """What turns an extractor's features into codes as they are stored (a store of codes:
+    ``--codes`` / ``ExtractorSpec(codes=...)``): the vocabulary and the words kept a
+    feature. ``params()`` goes into the store's extractor entry, so a store of exact
+    features and one of codes (or codes of two vocabularies) are never one store."""
+
+    vocabulary: Vocabulary
+    words: int = DEFAULT_WORDS
+
+    def __post_init__(self) -> None:
+        if isinstance(self.words, bool) or not isinstance(self.words, int):
+            raise ConfigError(f"codes words: expected an int in 1..16, got {self.words!r}")
+        if not 1 <= self.words <= 16:
+            raise ConfigError(f"codes words: expected an int in 1..16, got {self.words}")
+
+    def __call__(self, features: LocalFeatures) -> QuantisedFeatures:
+        return quantise(features, self.vocabulary, self.words)
+
+    def params(self) -> dict[str, Any]:
+        return {"vocabulary": self.vocabulary.name, "words": self.words}
+
+    def store_layout(self, frames: bool):
+        """The layout of the store of these codes (``store.layout.codes_layout``)."""
+        from ..store.layout import codes_layout
+
+        return codes_layout(self.vocabulary.id, self.words, self.vocabulary.bits // 64, frames)
+
+
+def load_coder(codes: str | Path, words: int = DEFAULT_WORDS) -> Coder:
+    """``codes``: ``"shipped"`` (the vocabulary that ships) or the path of a vocabulary
+    ``.npz`` (``ilias-rerank vocabulary train``)."""
+    if str(codes) == "shipped":
+        return Coder(default_vocabulary(), words)
+    path = Path(codes)
+    if not path.is_file():
+        raise ConfigError(
+            f"codes: expected 'shipped' or a vocabulary .npz file, got {str(codes)!r} "
+            "(no such file)"
+        )
+    return Coder(Vocabulary.load(path), words)

@@ -21,7 +21,7 @@ from ..errors import FormatError
 from ..features import LocalFeatures
 from .features import QuantisedFeatures
 
-__all__ = ["decode", "encode"]
+__all__ = ["decode", "encode", "from_rows", "row_bytes", "to_rows"]
 
 _MAGIC = b"IRQC"
 _VERSION = 1
@@ -77,3 +77,68 @@ def decode(record: bytes, vocabulary_id: int | None = None) -> QuantisedFeatures
     return QuantisedFeatures(
         geo.keypoints, words, geo.descriptors, vocab, geo.frames, geo.image_size
     )
+
+
+# --- one row a feature, for a store of codes (``store/layout.py``, kind "codes") ----------
+
+
+def row_bytes(words: int, signature_words: int, frames: bool) -> int:
+    """Bytes of one feature's row in a store of codes: its word ids (uint16 each), its
+    signature words (uint64 each) and, with frames, the quantised log2-scale and angle."""
+    return 2 * words + 8 * signature_words + (2 if frames else 0)
+
+
+def to_rows(features: QuantisedFeatures) -> tuple[np.ndarray, np.ndarray]:
+    """``(N, 2)`` uint16 keypoints over the image and ``(N, row_bytes)`` uint8 rows of
+    ``features``, quantised as :mod:`ilias_rerank.compact` quantises (one encoder). An image
+    with features must know its size (the keypoints are read back over it)."""
+    n = len(features)
+    if n and features.image_size is None:
+        raise FormatError(
+            "codes: expected an image_size for a store of codes (its keypoints are stored "
+            "as 16 bits over the image), got None"
+        )
+    if int(features.words.max(initial=0)) > 0xFFFF:
+        raise FormatError(
+            "codes: expected word ids < 65536 for a store of codes, got "
+            f"{int(features.words.max())}"
+        )
+    geo = LocalFeatures(
+        features.keypoints, features.signatures, features.frames, features.image_size
+    )
+    xy, so, _, _ = compact.quantise_geometry(geo, n)
+    k, w = features.words.shape[1], features.signatures.shape[1]
+    parts = [np.ascontiguousarray(features.words, "<u2").view(np.uint8).reshape(n, 2 * k)]
+    parts.append(np.ascontiguousarray(features.signatures, "<u8").view(np.uint8).reshape(n, 8 * w))
+    if so is not None:
+        parts.append(so)
+    return xy, np.ascontiguousarray(np.concatenate(parts, axis=1), np.uint8)
+
+
+def from_rows(
+    keypoints: np.ndarray,
+    rows: np.ndarray,
+    words: int,
+    signature_words: int,
+    frames: bool,
+    vocabulary_id: int,
+    image_size: tuple[int, int] | None,
+) -> QuantisedFeatures:
+    """The :class:`QuantisedFeatures` of rows written by :func:`to_rows`."""
+    n = len(rows)
+    if rows.shape != (n, row_bytes(words, signature_words, frames)) or keypoints.shape != (n, 2):
+        raise FormatError(
+            f"codes: expected ({n}, {row_bytes(words, signature_words, frames)}) rows and "
+            f"({n}, 2) keypoints, got {rows.shape} and {keypoints.shape}"
+        )
+    if n and image_size is None:
+        raise FormatError("codes: stored codes without an image size (corrupt store)")
+    height, width = image_size or (1, 1)
+    kp = compact.dequantise_keypoints(keypoints, (float(width), float(height)))
+    w_end = 2 * words
+    s_end = w_end + 8 * signature_words
+    rows = np.ascontiguousarray(rows)
+    ids = rows[:, :w_end].copy().view("<u2").astype(np.uint32)
+    sig = rows[:, w_end:s_end].copy().view("<u8").astype(np.uint64)
+    fr = compact.dequantise_frames(rows[:, s_end:]) if frames else None
+    return QuantisedFeatures(kp, ids, sig, vocabulary_id, fr, image_size)

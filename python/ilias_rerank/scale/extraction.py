@@ -41,6 +41,9 @@ class ExtractorSpec:
     options: tuple[tuple[str, Any], ...] = ()
     torch_threads: int = 0  # 0: the library's default (threads of torch / OpenCV)
     backend: str | None = None  # None: the method's default for the device
+    #: A store of codes (issue 22): ``"shipped"`` or a vocabulary ``.npz``; ``None``: the
+    #: extractor's own descriptors are stored.
+    codes: str | None = None
 
     def manifest_name(self) -> str:
         """The ``name`` its features carry in a store's manifest (method and backend),
@@ -63,8 +66,9 @@ class ExtractorSpec:
 
             check_device_name(self.device)
             backend = resolve_backend(self.method, self.backend, self.device)
-            return replace(self, device="cpu", backend=backend, torch_threads=0).build().params()
-        return self.build().params()
+            built = replace(self, device="cpu", backend=backend, torch_threads=0).build()
+            return store_entry(built)[0]
+        return store_entry(self.build())[0]
 
     def build(self):
         extractor = make_extractor(
@@ -79,7 +83,21 @@ class ExtractorSpec:
             from ..extractors.pool import set_threads
 
             set_threads(extractor, self.torch_threads)
+        if self.codes is not None:
+            from ..codes import load_coder
+
+            extractor.codes = load_coder(self.codes)
         return extractor
+
+
+def store_entry(extractor) -> tuple[dict, Any]:
+    """The manifest entry and the layout of the store ``extractor`` fills: its own, or,
+    with a coder (``ExtractorSpec.codes``), its entry with the codes' and a codes layout."""
+    coder = getattr(extractor, "codes", None)
+    if coder is None:
+        return extractor.params(), extractor.store_layout()
+    frames = extractor.store_layout().frame_width != 0
+    return {**extractor.params(), "codes": coder.params()}, coder.store_layout(frames)
 
 
 @dataclass(frozen=True)
@@ -167,11 +185,10 @@ def extract_batch(
 def _extract_into(batch, source, extractor, root, workers, isolate, journal, result) -> None:
     from ..extractors.pool import run_images
 
+    entry, layout = store_entry(extractor)
+    coder = getattr(extractor, "codes", None)
     with StoreWriter(
-        shard_path(root, batch.name),
-        extractor.params(),
-        layout=extractor.store_layout(),
-        commit_every=COMMIT_EVERY,
+        shard_path(root, batch.name), entry, layout=layout, commit_every=COMMIT_EVERY
     ) as w:
         todo: list[str] = []
         for image_id in batch.ids:
@@ -197,7 +214,7 @@ def _extract_into(batch, source, extractor, root, workers, isolate, journal, res
                 result.failed[image_id] = failure[1]
             else:
                 try:
-                    w.add(image_id, features)
+                    w.add(image_id, features if coder is None else coder(features))
                     stored = True
                     result.extracted += 1
                 except IMAGE_FAILURES as exc:  # features the store cannot hold

@@ -245,6 +245,8 @@ class ShortlistJob:
                 f"{self.extractor.backend or 'default'}), got a store of {held!r} (use "
                 "another --store or the store's method)"
             )
+        if self.extractor is not None and held is not None:
+            _check_codes(self.store, store.extractor.get("codes"), self.extractor.codes)
         if missing:
             # The extractor is built here once before any worker: a bad setting is a clear
             # error now, and a store of other features is refused before any work.
@@ -440,3 +442,24 @@ def rerank_shortlists(
     source = images if isinstance(images, ImageSource) or callable(images) else None
     job = ShortlistJob(shortlists, images, store, out, **settings)
     return job.run(open_source(source) if source is not None else None)
+
+
+def _check_codes(path, held: dict | None, codes: str | None) -> None:
+    """Codes of another vocabulary (or codes where descriptors are asked for, and the
+    reverse) are refused even when nothing is missing: re-ranking them would silently
+    answer for another vocabulary."""
+    want = None
+    if codes is not None:
+        from ..codes import load_coder
+
+        want = load_coder(codes).params()
+    if held == want:
+        return
+
+    def said(entry: dict | None) -> str:
+        return "descriptors (no --codes)" if entry is None else f"codes {entry}"
+
+    raise ConfigError(
+        f"{path}: holds {said(held)}, this job asks for {said(want)} (use another --store, "
+        "or the store's --codes vocabulary)"
+    )

@@ -39,15 +39,20 @@ import numpy as np
 
 from ..errors import FormatError, StoreLayoutError
 
-__all__ = ["DESCRIPTOR_DTYPES", "LOCAL", "StoreLayout", "frame_width_of"]
+__all__ = ["CODES", "DESCRIPTOR_DTYPES", "LOCAL", "StoreLayout", "codes_layout", "frame_width_of"]
 
 #: Descriptor dtypes a store holds, by name: the little-endian numpy type of each.
 DESCRIPTOR_DTYPES = {"float32": "<f4", "float16": "<f2", "uint8": "u1", "binary64": "<u8"}
 #: Keypoint dtypes a store holds.
-KEYPOINT_DTYPES = {"float32": "<f4"}
+KEYPOINT_DTYPES = {"float32": "<f4", "uint16": "<u2"}
 FRAME_WIDTHS = (0, 2, 6)
 #: The kind of the stores of local features (keypoints, frames, one descriptor each).
 LOCAL = "local"
+#: The kind of the stores of codes (:mod:`ilias_rerank.codes`): keypoints as 16 bits over
+#: the image, one uint8 row a feature (``codes.record.to_rows``: word ids, signature, the
+#: quantised frame), no frame file; extra keys ``vocabulary`` (its id, hex), ``words``,
+#: ``signature_words`` and ``frames``.
+CODES = "codes"
 _NAMED = ("kind", "descriptor_dtype", "descriptor_dim", "frame_width", "keypoint_dtype")
 _DTYPE_NAMES = {np.dtype(code): name for name, code in DESCRIPTOR_DTYPES.items()}
 
@@ -99,6 +104,26 @@ class StoreLayout:
         for key, _ in self.extra:
             if key in _NAMED or not isinstance(key, str):
                 raise ValueError(f"layout extra key: expected a new name, got {key!r}")
+        if self.kind == CODES:
+            extra = dict(self.extra)
+            want = ("frames", "signature_words", "vocabulary", "words")
+            try:
+                int(extra["vocabulary"], 16)
+                ok = (
+                    self.keypoint_dtype == "uint16"
+                    and self.frame_width == 0
+                    and 1 <= int(extra["words"]) <= 16
+                    and 1 <= int(extra["signature_words"]) <= 4
+                    and isinstance(extra["frames"], bool)
+                )
+            except (KeyError, TypeError, ValueError):
+                ok = False
+            if not ok:
+                raise ValueError(
+                    f"codes layout: expected keys {list(want)} (vocabulary a hex id, words "
+                    f"1..16, signature_words 1..4), uint16 keypoints and no frame file, got "
+                    f"{self.as_dict()}"
+                )
 
     @classmethod
     def from_dict(cls, value: Mapping[str, Any]) -> StoreLayout:
@@ -121,7 +146,19 @@ class StoreLayout:
 
     @classmethod
     def of_features(cls, features: Any) -> StoreLayout:
-        """The layout of one image's arrays (a :class:`~ilias_rerank.LocalFeatures`)."""
+        """The layout of one image's arrays (a :class:`~ilias_rerank.LocalFeatures`, or a
+        :class:`~ilias_rerank.codes.QuantisedFeatures`: a store of codes)."""
+        if getattr(features, "words", None) is not None:
+            return codes_layout(
+                features.vocabulary_id,
+                features.words.shape[1],
+                features.signatures.shape[1],
+                features.frames is not None,
+            )
+        if not hasattr(features, "descriptors"):
+            raise StoreLayoutError(
+                f"features: expected LocalFeatures or QuantisedFeatures, got {type(features)}"
+            )
         name = descriptor_dtype_name(features.descriptors.dtype)
         if name is None:
             raise StoreLayoutError(
@@ -139,6 +176,11 @@ class StoreLayout:
             "keypoint_dtype": self.keypoint_dtype,
             **dict(self.extra),
         }
+
+    @property
+    def keypoint_numpy(self) -> str:
+        """The little-endian numpy dtype of the stored keypoints."""
+        return KEYPOINT_DTYPES[self.keypoint_dtype]
 
     @property
     def descriptor_numpy(self) -> str:
@@ -159,6 +201,19 @@ class StoreLayout:
         arrays are of this layout (an empty image too: ``(0, D)`` descriptors, and frames
         of the layout's width, ``None`` only for width 0)."""
         got = self.of_features(features)
+        if got.kind != self.kind:
+            raise StoreLayoutError(
+                f"{image_id}: expected {self.kind} features (this store), got {got.kind} "
+                "features (a store never mixes kinds: write another store)"
+            )
+        if self.kind == CODES and got.extra != self.extra:
+            mine, theirs = dict(self.extra), dict(got.extra)
+            if mine.get("vocabulary") != theirs.get("vocabulary"):
+                raise StoreLayoutError(
+                    f"{image_id}: expected codes of vocabulary {mine.get('vocabulary')} (this "
+                    f"store), got codes of vocabulary {theirs.get('vocabulary')}"
+                )
+            raise StoreLayoutError(f"{image_id}: expected codes of layout {self}, got {got}")
         if (got.descriptor_dtype, got.descriptor_dim) != (
             self.descriptor_dtype,
             self.descriptor_dim,
@@ -176,6 +231,27 @@ class StoreLayout:
 
     def __str__(self) -> str:
         return json.dumps(self.as_dict(), sort_keys=True)
+
+
+def codes_layout(vocabulary_id: int, words: int, signature_words: int, frames: bool) -> StoreLayout:
+    """The layout of a store of codes of vocabulary ``vocabulary_id`` (``words`` per feature,
+    ``signature_words`` uint64 signature words, quantised frames or none): stores of two
+    vocabularies have unequal layouts, so one never takes the other's codes."""
+    from ..codes.record import row_bytes
+
+    return StoreLayout(
+        "uint8",
+        row_bytes(words, signature_words, frames),
+        0,
+        "uint16",
+        CODES,
+        extra=(
+            ("frames", bool(frames)),
+            ("signature_words", int(signature_words)),
+            ("vocabulary", f"{int(vocabulary_id):016x}"),
+            ("words", int(words)),
+        ),
+    )
 
 
 def descriptors_of(layout: StoreLayout | None) -> tuple[str, int]:

@@ -41,7 +41,7 @@ import numpy as np
 
 from ..errors import FormatError, MissingIdError
 from ..features import LocalFeatures
-from .layout import StoreLayout, descriptors_of, layout_of_manifest
+from .layout import CODES, StoreLayout, descriptors_of, layout_of_manifest
 
 __all__ = [
     "FORMAT_NAME",
@@ -266,8 +266,9 @@ class StoreDirectory:
             total = self.manifest["features"]
             fw = self.layout.frame_width if self.layout else 0
             desc = self.layout.descriptor_numpy if self.layout else "u1"
+            kp_dtype = self.layout.keypoint_numpy if self.layout else "<f4"
             self._maps = (
-                _map(self.path / "keypoints.bin", "<f4", (total, 2)),
+                _map(self.path / "keypoints.bin", kp_dtype, (total, 2)),
                 _map(self.path / "frames.bin", "<f4", (total, fw)) if fw else None,
                 _map(self.path / "descriptors.bin", desc, (total, self.dim)),
             )
@@ -320,6 +321,8 @@ class StoreDirectory:
         if frames_map is not None:
             frames = fr if fr.shape[1] == 2 else fr.reshape(-1, 2, 3)
         size = (int(rec["height"]), int(rec["width"])) if rec["height"] and rec["width"] else None
+        if self.layout is not None and self.layout.kind == CODES:
+            return _codes_of(self.layout, kp, desc, size)
         return LocalFeatures(kp, desc, frames=frames, image_size=size)
 
     def damaged_ids(self) -> list[str]:
@@ -340,6 +343,22 @@ class StoreDirectory:
 
     def __repr__(self) -> str:
         return f"StoreDirectory({str(self.path)!r}, images={len(self)}, layout={self.layout})"
+
+
+def _codes_of(layout: StoreLayout, kp: np.ndarray, rows: np.ndarray, size: Any) -> Any:
+    """One image of a store of codes as ``QuantisedFeatures`` (``codes.record.from_rows``)."""
+    from ..codes.record import from_rows
+
+    extra = dict(layout.extra)
+    return from_rows(
+        kp,
+        rows,
+        int(extra["words"]),
+        int(extra["signature_words"]),
+        bool(extra["frames"]),
+        int(extra["vocabulary"], 16),
+        size,
+    )
 
 
 def store_layout_key(store: StoreDirectory) -> dict[str, Any]:

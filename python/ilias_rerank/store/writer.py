@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 
 from .._io import atomic_write_json
-from ..errors import DimensionMismatchError, FormatError, StoreWriteError
+from ..errors import DimensionMismatchError, FormatError, StoreLayoutError, StoreWriteError
 from ..features import LocalFeatures
-from .layout import StoreLayout, descriptors_of
+from .layout import CODES, StoreLayout, descriptors_of
 from .listing import registered_in
 from .lock import writer_lock
 from .single import (
@@ -41,6 +41,33 @@ def as_layout(value: StoreLayout | Mapping[str, Any] | None) -> StoreLayout | No
         return StoreLayout.from_dict(value)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"layout: expected a store layout, got {value!r} ({exc})") from None
+
+
+def _feature_arrays(
+    image_id: str, features: Any, layout: StoreLayout | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The keypoint, frame and descriptor arrays stored for one image of ``layout``: a
+    store of codes holds ``codes.record.to_rows``'s (16-bit keypoints, one row a feature)."""
+    n = len(features.keypoints)
+    if layout is not None and layout.kind == CODES:
+        from ..codes.record import to_rows
+
+        try:
+            kp, rows = to_rows(features)
+        except FormatError as exc:
+            raise StoreLayoutError(f"{image_id}: {exc}") from None
+        return kp, np.zeros((n, 0), "<f4"), rows
+    kp = np.ascontiguousarray(features.keypoints, dtype="<f4")
+    fw = layout.frame_width if layout is not None else 0
+    fr = (
+        np.zeros((n, fw), "<f4")
+        if features.frames is None
+        else np.ascontiguousarray(features.frames, dtype="<f4").reshape(n, fw)
+    )
+    desc = np.ascontiguousarray(features.descriptors)
+    if layout is not None:
+        desc = desc.astype(layout.descriptor_numpy, copy=False)
+    return kp, fr, desc
 
 
 class StoreWriter:
@@ -191,7 +218,8 @@ class StoreWriter:
         return len(self._ids)
 
     def add(self, image_id: str, features: LocalFeatures, global_vector: Any = None) -> None:
-        """Append one image; committed when ``commit_every`` images are pending. An image
+        """Append one image (its ``LocalFeatures``, or its ``QuantisedFeatures`` in a store
+        of codes); committed when ``commit_every`` images are pending. An image
         the store cannot hold (arrays of another layout, a repeated id, a global vector of
         another dimension) is refused with an error naming it; the store is unchanged."""
         if self._broken:
@@ -222,16 +250,7 @@ class StoreWriter:
                 f"{image_id}: expected a global vector of dimension {m['global_dim']} (this "
                 f"store), got {gdim}"
             )
-        kp = np.ascontiguousarray(features.keypoints, dtype="<f4")
-        fw = layout.frame_width if layout is not None else 0
-        fr = (
-            np.zeros((n, fw), "<f4")
-            if features.frames is None
-            else np.ascontiguousarray(features.frames, dtype="<f4").reshape(n, fw)
-        )
-        desc = np.ascontiguousarray(features.descriptors)
-        if layout is not None:
-            desc = desc.astype(layout.descriptor_numpy, copy=False)
+        kp, fr, desc = _feature_arrays(image_id, features, layout)
         height, width = features.image_size or (0, 0)
         record = INDEX_RECORD.pack(m["features"], n, height, width, image_crc(kp, fr, desc))
         line = (image_id + "\n").encode("utf-8")
