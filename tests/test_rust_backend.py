@@ -461,6 +461,9 @@ def test_a_too_thin_image_is_refused_before_resizing(w, h):
         _core.working_image(data, 768)
     (out,) = make_extractor("sift", 16, 768, backend="rust").extract_many([data])
     assert isinstance(out, ImageReadError) and f"{w} x {h}" in str(out), out
+    # Refused from the header, before decoding: a few bytes of data declaring w x h.
+    with pytest.raises(ImageReadError, match="too thin"):
+        _core.working_image(_streamed_png(w, h, 8, 0, zlib.compress(b"\0" * 10)), 768)
     # An array likewise; a thin image that needs no resize is read as it is.
     (out,) = make_extractor("sift", 16, 768, backend="rust").extract_many(
         [np.zeros((2, 5000), np.uint8), np.zeros((1, 700), np.uint8)]

@@ -142,13 +142,7 @@ pub fn resize_to_working(
     let image = if (new_w, new_h) == (image.width, image.height) {
         image
     } else {
-        let (w, h) = (image.width, image.height);
-        if w.max(h) > w.min(h).saturating_mul(MAX_ASPECT) {
-            return Err(DecodeError::TooThin {
-                width: w,
-                height: h,
-            });
-        }
+        check_aspect(image.width, image.height)?;
         let shrink = new_w < image.width || new_h < image.height;
         let filter = if shrink {
             Filter::Bilinear
@@ -175,7 +169,7 @@ pub fn resize_to_working(
 /// Decode `bytes` to grey, EXIF orientation applied: `(image, full displayed size)`.
 /// With `reduce_for`, a JPEG at least twice its working size is decoded at a reduced DCT
 /// scale (the image is then smaller than the full size, never smaller than the working
-/// size).
+/// size), and an image it must resize thinner than [`MAX_ASPECT`] is refused unread.
 pub fn decode_gray(
     bytes: &[u8],
     reduce_for: Option<&WorkingSize>,
@@ -191,7 +185,7 @@ pub fn decode_gray(
     // The decoders are third-party code: a panic on odd bytes is that image's error.
     std::panic::catch_unwind(|| match format {
         "JPEG" => decode_jpeg(bytes, reduce_for, limits),
-        _ => decode_png(bytes, limits),
+        _ => decode_png(bytes, reduce_for, limits),
     })
     .unwrap_or_else(|_| {
         Err(DecodeError::Corrupt {
@@ -238,6 +232,27 @@ fn check_size(width: usize, height: usize, limits: &Limits) -> Result<(), Decode
     Ok(())
 }
 
+/// An image thinner than [`MAX_ASPECT`] is refused (when it must be resized).
+fn check_aspect(width: usize, height: usize) -> Result<(), DecodeError> {
+    if width.max(height) > width.min(height).saturating_mul(MAX_ASPECT) {
+        return Err(DecodeError::TooThin { width, height });
+    }
+    Ok(())
+}
+
+/// [`check_aspect`] from the declared size, before decoding: only an image that its
+/// working size resizes.
+fn check_aspect_declared(
+    width: usize,
+    height: usize,
+    size: Option<&WorkingSize>,
+) -> Result<(), DecodeError> {
+    match size {
+        Some(s) if s.of(width, height) != (width, height) => check_aspect(width, height),
+        _ => Ok(()),
+    }
+}
+
 /// Pillow's RGB -> L.
 #[inline]
 fn luma(r: u8, g: u8, b: u8) -> u8 {
@@ -273,6 +288,7 @@ fn decode_jpeg(
     })?;
     let (w, h) = (usize::from(info.width), usize::from(info.height));
     check_size(w, h, limits)?;
+    check_aspect_declared(w, h, reduce_for)?;
     if !reaches_eoi(bytes) {
         // Both decoders fill a cut scan with grey; Pillow refuses it.
         return Err(DecodeError::Corrupt {
@@ -401,7 +417,11 @@ fn decode_jpeg_decoder(
     Ok((pixels, dw, dh))
 }
 
-fn decode_png(bytes: &[u8], limits: &Limits) -> Result<(Gray, (usize, usize)), DecodeError> {
+fn decode_png(
+    bytes: &[u8],
+    resize_to: Option<&WorkingSize>,
+    limits: &Limits,
+) -> Result<(Gray, (usize, usize)), DecodeError> {
     let corrupt = |e: png::DecodingError| DecodeError::Corrupt {
         format: "PNG",
         reason: e.to_string(),
@@ -420,6 +440,7 @@ fn decode_png(bytes: &[u8], limits: &Limits) -> Result<(Gray, (usize, usize)), D
         (info.width as usize, info.height as usize)
     };
     check_size(w, h, limits)?;
+    check_aspect_declared(w, h, resize_to)?;
     let orientation = reader
         .info()
         .exif_metadata
