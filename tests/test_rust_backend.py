@@ -21,26 +21,56 @@ from ilias_rerank import _core
 from ilias_rerank.errors import ConfigError, ImageReadError
 from ilias_rerank.extractors import make_extractor, resolve_backend
 
+#: Adam7 passes: (first row, first column, row step, column step).
+ADAM7 = (
+    (0, 0, 8, 8),
+    (0, 4, 8, 8),
+    (4, 0, 8, 4),
+    (0, 2, 4, 4),
+    (2, 0, 4, 2),
+    (0, 1, 2, 2),
+    (1, 0, 2, 1),
+)
 
-def png_bytes(pixels: np.ndarray, *, exif: bytes | None = None) -> bytes:
-    """A PNG written with numpy and zlib alone: (H, W) grey or (H, W, 3) RGB, uint8 or
-    uint16 (big-endian samples), optionally with an eXIf chunk."""
+
+def png_bytes(pixels: np.ndarray, *, exif: bytes | None = None, interlace: bool = False) -> bytes:
+    """A PNG written with numpy and zlib alone: (H, W) grey, (H, W, 3) RGB or (H, W, 4)
+    RGBA, uint8 or uint16 (big-endian samples), optionally with an eXIf chunk or Adam7
+    interlaced."""
     arr = np.asarray(pixels)
     depth = 16 if arr.dtype == np.uint16 else 8
-    colour = 0 if arr.ndim == 2 else 2
+    colour = 0 if arr.ndim == 2 else {3: 2, 4: 6}[arr.shape[2]]
     h, w = arr.shape[:2]
-    raw = arr.astype(">u2" if depth == 16 else np.uint8).reshape(h, -1).view(np.uint8)
-    rows = b"".join(b"\0" + raw[y].tobytes() for y in range(h))
+    typed = arr.astype(">u2" if depth == 16 else np.uint8)
+    passes = ADAM7 if interlace else ((0, 0, 1, 1),)
+    rows = b""
+    for y0, x0, dy, dx in passes:
+        sub = typed[y0::dy, x0::dx]
+        if sub.size:
+            raw = np.ascontiguousarray(sub).reshape(sub.shape[0], -1).view(np.uint8)
+            rows += b"".join(b"\0" + raw[y].tobytes() for y in range(sub.shape[0]))
 
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    header = struct.pack(">IIBBBBB", w, h, depth, colour, 0, 0, 0)
-    out = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+    header = struct.pack(">IIBBBBB", w, h, depth, colour, 0, 0, int(interlace))
+    out = b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header)
     if exif is not None:
-        out += chunk(b"eXIf", exif)
-    return out + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+        out += _chunk(b"eXIf", exif)
+    return out + _chunk(b"IDAT", zlib.compress(rows)) + _chunk(b"IEND", b"")
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    body = kind + data
+    return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+
+def _streamed_png(w: int, h: int, depth: int, colour: int, idat: bytes) -> bytes:
+    """A PNG of an already compressed ``idat`` (images too large to hold as arrays)."""
+    header = struct.pack(">IIBBBBB", w, h, depth, colour, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", header)
+        + _chunk(b"IDAT", idat)
+        + _chunk(b"IEND", b"")
+    )
 
 
 def exif_orientation(o: int) -> bytes:
@@ -276,3 +306,167 @@ def test_detect_on_a_working_image_neither_resizes_nor_doubles_it():
             parts = ex.finish(ex._detect(arr), (arr.shape[1], arr.shape[0]), original)
             np.testing.assert_allclose(parts.keypoints, whole.keypoints, atol=1e-3)
             np.testing.assert_array_equal(parts.descriptors, whole.descriptors)
+
+
+# --- review findings (each failed before its fix) -------------------------------------------
+
+
+def _smooth_rgb(h: int, w: int, seed: int = 5) -> np.ndarray:
+    g = np.random.default_rng(seed)
+    smooth = np.cumsum(np.cumsum(g.normal(0, 3, (h, w, 3)), 0), 1)
+    return np.clip(smooth - smooth.min(), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("progressive", [False, True])
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_a_truncated_jpeg_is_an_error_not_a_grey_half(progressive, mode):
+    """The first half of a 600 x 400 JPEG decoded "successfully" with a grey bottom half
+    (both decoders fill a cut scan); Pillow refuses it, so does the core now — at full
+    scale (zune-jpeg) and at a reduced DCT scale (jpeg-decoder, ``max_side=128``)."""
+    Image = pytest.importorskip("PIL.Image")
+    buf = io.BytesIO()
+    Image.fromarray(_smooth_rgb(400, 600)).convert(mode).save(
+        buf, format="JPEG", quality=90, progressive=progressive
+    )
+    whole = buf.getvalue()
+    for max_side in (768, 128):
+        ok, trailing = _core.working_image(whole, max_side), whole + b"\0" * 16
+        assert ok[1] == (600, 400)
+        assert _core.working_image(trailing, max_side)[1] == (600, 400)  # data after EOI
+        for cut in (whole[: len(whole) // 2], whole[:-2]):
+            with pytest.raises(ImageReadError, match="truncated"):
+                _core.working_image(cut, max_side)
+            (out,) = make_extractor("sift", 256, max_side, backend="rust").extract_many([cut])
+            assert isinstance(out, ImageReadError) and "truncated" in str(out), out
+
+
+def test_max_side_beyond_the_sift_octave_is_refused_at_construction():
+    """``max_side=3000`` was accepted and then failed every real photo (a 3000 x 2250
+    working image doubled is over the core's 2^24-pixel first octave)."""
+    from ilias_rerank.extractors.sift_rust import MAX_RUST_SIDE
+
+    assert MAX_RUST_SIDE == 2048 and (2 * MAX_RUST_SIDE) ** 2 <= 1 << 24
+    for side in (3000, MAX_RUST_SIDE + 1):
+        for upsample in (False, True):
+            with pytest.raises(ConfigError, match=r"max_side: expected an int in 16\.\.=2048"):
+                make_extractor("sift", 256, side, backend="rust", upsample=upsample)
+    assert make_extractor("sift", 256, MAX_RUST_SIDE, backend="rust").max_side == 2048
+    # The largest allowed side works on an image of that side (square: the worst case).
+    wide = np.tile(np.linspace(0, 255, 2048, dtype=np.uint8), (64, 1))
+    (out,) = make_extractor("sift", 16, MAX_RUST_SIDE, backend="rust").extract_many([wide])
+    assert isinstance(out, ir.LocalFeatures), out
+
+
+def test_16_bit_pil_images_are_scaled_not_clipped():
+    """A PIL ``I;16`` image went through ``convert("L")`` (clipped: a handful of features
+    instead of the 8-bit photo's)."""
+    Image = pytest.importorskip("PIL.Image")
+    from skimage import data as skdata
+
+    photo = skdata.camera()
+    rust = make_extractor("sift", 256, 768, backend="rust")
+    eight = rust(photo)
+    pil16 = Image.fromarray(photo.astype(np.uint16) * 257)
+    assert pil16.mode.startswith("I;16")
+    for got in (rust(pil16), rust.extract_many([pil16])[0]):
+        assert len(eight) == 256
+        np.testing.assert_array_equal(eight.keypoints, got.keypoints)
+        np.testing.assert_array_equal(eight.descriptors, got.descriptors)
+
+
+def test_a_non_utf8_file_name_is_read_and_conversion_errors_stay_per_item(tmp_path):
+    """A name of bytes that are not UTF-8 (``os.fsdecode`` gives surrogates) failed the
+    whole ``extract_many`` call with UnicodeEncodeError; now it reads, and a source the
+    bindings cannot convert is that item's failure."""
+    import os
+
+    data = png_bytes(_smooth_rgb(120, 160)[..., 0])
+    odd = tmp_path / os.fsdecode(b"caf\xe9.png")
+    odd.write_bytes(data)
+    plain = tmp_path / "plain.png"
+    plain.write_bytes(data)
+    rust = make_extractor("sift", 128, 768, backend="rust")
+    a, b = rust.extract_many([odd, plain])
+    assert isinstance(a, ir.LocalFeatures), a
+    np.testing.assert_array_equal(a.descriptors, b.descriptors)
+    assert len(rust(odd)) == len(b)
+    (one,) = ir.extract_local([odd], backend="rust", num_features=128)
+    assert len(one) == len(b)
+    # Straight to the core: a non-contiguous array and a foreign type fail alone.
+    grey = np.zeros((40, 40), np.uint8)
+    out = _core.extract_sift([grey[:, ::2], 3.5, data, grey], num_features=16)
+    assert isinstance(out[0], str) and "C-contiguous" in out[0], out[0]
+    assert isinstance(out[1], str) and "expected bytes" in out[1], out[1]
+    assert isinstance(out[2], tuple) and isinstance(out[3], tuple)
+
+
+_PNG_MEMORY = """
+import resource, sys
+from ilias_rerank import _core
+data = open(sys.argv[1], "rb").read()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+image, size = _core.working_image(data, 768)
+grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+assert size == (4000, 4000) and image.shape == (768, 768), (size, image.shape)
+print(round(grown))
+"""
+
+
+def test_a_16_bit_rgba_png_is_decoded_in_grey_rows_not_a_whole_frame(tmp_path):
+    """The pixel limit let a whole frame of up to 8 bytes a pixel be allocated: a 4000 x
+    4000 RGBA16 PNG of a few hundred KB took 128 MB; decoded row by row into grey it
+    takes its 16 MB grey image."""
+    import subprocess
+    import sys
+
+    w = h = 4000
+    row = b"\0" + np.tile(np.array([1000, 30000, 60000, 65535], ">u2"), w).tobytes()
+    z = zlib.compressobj(9)
+    idat = b"".join(z.compress(row) for _ in range(h)) + z.flush()
+
+    data = _streamed_png(w, h, 16, 6, idat)
+    path = tmp_path / "rgba16.png"
+    path.write_bytes(data)
+    run = subprocess.run(
+        [sys.executable, "-c", _PNG_MEMORY, str(path)], capture_output=True, text=True, check=True
+    )
+    grown_mib = int(run.stdout.split()[-1])
+    assert grown_mib < 64, f"{grown_mib} MiB for a 4000 x 4000 image (16 MB of grey)"
+
+
+def test_interlaced_pngs_equal_pillows_bit_for_bit():
+    """Adam7 rows are expanded into the grey image as they come (the row-by-row decode)."""
+    rgb = _smooth_rgb(203, 301, seed=9)
+    rgba16 = np.concatenate([rgb, rgb[..., :1]], -1).astype(np.uint16) * 257 + 3
+    for arr in (rgb, rgb[..., 0], rgb[:5, :3], rgb[:1, :1, 0], rgba16):
+        data = png_bytes(arr, interlace=True)
+        got, got_size = _core.working_image(data, 768)
+        np.testing.assert_array_equal(got, _core.working_image(png_bytes(arr), 768)[0])
+        if arr.dtype == np.uint8:  # (Pillow reads 16-bit RGB(A) PNGs by their high byte)
+            want, want_size = pillow_working(data)
+            assert got_size == want_size
+            np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize(("w", "h"), [(40_000_000, 1), (1, 3_000_000), (5000, 2)])
+def test_a_too_thin_image_is_refused_before_resizing(w, h):
+    """A 40,000,000 x 1 PNG took 393 MB of resize coefficients; an aspect ratio over
+    1000:1 that needs resizing is now that image's error."""
+    row = b"\0" + bytes(w)
+    z = zlib.compressobj(9)
+    idat = b"".join(z.compress(row) for _ in range(h)) + z.flush()
+
+    data = _streamed_png(w, h, 8, 0, idat)
+    with pytest.raises(ImageReadError, match=r"too thin.*at most 1000:1"):
+        _core.working_image(data, 768)
+    (out,) = make_extractor("sift", 16, 768, backend="rust").extract_many([data])
+    assert isinstance(out, ImageReadError) and f"{w} x {h}" in str(out), out
+    # Refused from the header, before decoding: a few bytes of data declaring w x h.
+    with pytest.raises(ImageReadError, match="too thin"):
+        _core.working_image(_streamed_png(w, h, 8, 0, zlib.compress(b"\0" * 10)), 768)
+    # An array likewise; a thin image that needs no resize is read as it is.
+    (out,) = make_extractor("sift", 16, 768, backend="rust").extract_many(
+        [np.zeros((2, 5000), np.uint8), np.zeros((1, 700), np.uint8)]
+    )[:1]
+    assert isinstance(out, ImageReadError) and "too thin" in str(out), out
+    assert len(make_extractor("sift", 16, 768, backend="rust")(np.zeros((1, 700), np.uint8))) == 0

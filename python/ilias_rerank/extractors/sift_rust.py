@@ -8,13 +8,17 @@ twice the working size decoded at a reduced DCT scale, EXIF orientation, grey as
 conventions on a doubled first octave, RootSIFT uint8 as ``round(d * 512)``, frames
 ``(size, -angle)``, strongest first, keypoints in original-image pixels.
 
-:meth:`RustSift.extract_many` runs a whole batch in one call with the GIL released, the
-images spread over the core's threads (``threads``), each image failing on its own: the
-method an extraction pool calls with a chunk of images (threads, not processes).
+The extraction pool (:mod:`~ilias_rerank.extractors.pool`) calls the extractor on one
+image at a time (``extractor(source)``) in its worker threads, as for every backend; the
+native call releases the GIL, so those threads run in parallel.
+:meth:`RustSift.extract_many` is the batch entry for direct callers and benches: a whole
+batch in one call with the GIL released, the images spread over the core's threads
+(``threads``), each image failing on its own.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -26,7 +30,15 @@ from ..features import LocalFeatures
 from .base import Extractor
 from .sift_opencv import DEFAULT_CONTRAST
 
-__all__ = ["RustSift", "gray_pixels"]
+__all__ = ["MAX_RUST_SIDE", "RustSift", "gray_pixels"]
+
+#: Most pixels of SIFT's first octave in the core (``rust/core/src/sift/mod.rs``
+#: ``MAX_SIFT_OCTAVE_PIXELS``), the working image doubled.
+_MAX_OCTAVE_PIXELS = 1 << 24
+#: Largest ``max_side`` whose every working image fits that octave: a square working image
+#: of ``max_side`` doubled (``upsample`` never makes a working image larger than
+#: ``max_side``, so it does not change the bound): 2048.
+MAX_RUST_SIDE = math.isqrt(_MAX_OCTAVE_PIXELS // 4)
 
 
 def gray_pixels(source: Any, name: str) -> np.ndarray:
@@ -35,7 +47,11 @@ def gray_pixels(source: Any, name: str) -> np.ndarray:
     if type(source).__module__.startswith("PIL"):
         from PIL import ImageOps
 
-        return np.asarray(ImageOps.exif_transpose(source).convert("L"))
+        from ..images import _to_8_bits  # Pillow is present: a PIL image was given
+
+        # 16-bit and wider modes scaled to 8 bits as the Pillow path scales them (a plain
+        # convert("L") clips them to white).
+        return np.asarray(_to_8_bits(ImageOps.exif_transpose(source)).convert("L"))
     if type(source).__module__.startswith("torch"):
         source = source.detach().cpu().float().numpy()
     if not isinstance(source, np.ndarray):
@@ -80,13 +96,19 @@ class RustSift(Extractor):
     requires = ("numpy",)
     pixel_dtype = "uint8"
     frame_width = 2
-    #: Detection releases the GIL: a pool runs this backend in threads.
+    #: The native call releases the GIL (the pool's worker threads run it in parallel).
     releases_gil = True
 
     def __init__(
         self, *args, contrast_threshold: float = DEFAULT_CONTRAST, threads: int = 1, **kwargs
     ) -> None:
         super().__init__(*args, **kwargs)
+        if self.max_side > MAX_RUST_SIDE:
+            raise ConfigError(
+                f"max_side: expected an int in 16..={MAX_RUST_SIDE} for the rust backend (its "
+                f"SIFT's doubled first octave holds at most {_MAX_OCTAVE_PIXELS} pixels), "
+                f"got {self.max_side}"
+            )
         if not isinstance(contrast_threshold, (int, float)) or not (
             0.0 < float(contrast_threshold) <= 1.0
         ):

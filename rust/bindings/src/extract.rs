@@ -21,14 +21,20 @@ enum Held<'py> {
     Bytes(Bound<'py, PyBytes>),
     Path(PathBuf),
     Gray(PyReadonlyArray2<'py, u8>),
+    /// A source that cannot be read as one: that item's error, never the batch's.
+    Failed(String),
 }
 
 fn hold<'py>(item: &Bound<'py, PyAny>, index: usize) -> PyResult<Held<'py>> {
     if let Ok(b) = item.cast::<PyBytes>() {
         return Ok(Held::Bytes(b.clone()));
     }
-    if let Ok(s) = item.cast::<PyString>() {
-        return Ok(Held::Path(PathBuf::from(s.to_str()?)));
+    if item.cast::<PyString>().is_ok() {
+        // `os.fsencode`'s bytes: a name that is not UTF-8 (surrogate-escaped) reads too.
+        return Ok(match item.extract::<PathBuf>() {
+            Ok(p) => Held::Path(p),
+            Err(e) => Held::Failed(format!("cannot use this path ({e})")),
+        });
     }
     if let Ok(a) = item.extract::<PyReadonlyArray2<'py, u8>>() {
         if !a.is_c_contiguous() {
@@ -52,6 +58,7 @@ fn hold<'py>(item: &Bound<'py, PyAny>, index: usize) -> PyResult<Held<'py>> {
 
 fn source<'a>(held: &'a Held<'_>) -> PyResult<Source<'a>> {
     Ok(match held {
+        Held::Failed(why) => return Err(pyo3::exceptions::PyValueError::new_err(why.clone())),
         Held::Bytes(b) => Source::Encoded(b.as_bytes()),
         Held::Path(p) => Source::Path(p.as_path()),
         Held::Gray(a) => {
@@ -117,13 +124,33 @@ pub fn extract_sift<'py>(
             format!("threads: expected an int in 0..=1024, got {threads}"),
         ));
     }
+    // Each item's conversion error is that item's failure (a str in its place).
     let mut held = Vec::new();
     for (i, item) in sources.try_iter()?.enumerate() {
-        held.push(hold(&item?, i)?);
+        held.push(hold(&item?, i).unwrap_or_else(|e| Held::Failed(e.to_string())));
     }
-    let borrowed = held.iter().map(source).collect::<PyResult<Vec<_>>>()?;
-    let outcomes =
-        crate::functions::run_detached(py, || extract_batch(&borrowed, &settings, threads))?;
+    let mut failed: Vec<Option<String>> = Vec::with_capacity(held.len());
+    let mut borrowed = Vec::with_capacity(held.len());
+    for h in &held {
+        match h {
+            Held::Failed(why) => failed.push(Some(why.clone())),
+            _ => match source(h) {
+                Ok(s) => {
+                    borrowed.push(s);
+                    failed.push(None);
+                }
+                Err(e) => failed.push(Some(e.to_string())),
+            },
+        }
+    }
+    let done = crate::functions::run_detached(py, || extract_batch(&borrowed, &settings, threads))?;
+    let mut done = done.into_iter();
+    let outcomes = failed.into_iter().map(|f| match f {
+        Some(why) => Err(why),
+        None => done
+            .next()
+            .unwrap_or_else(|| Err("internal error: no outcome".into())),
+    });
     let out = PyList::empty(py);
     for outcome in outcomes {
         match outcome {
@@ -164,6 +191,9 @@ pub fn working_image<'py>(
 ) -> PyResult<(Bound<'py, PyAny>, (usize, usize))> {
     let s = settings(py, 1, max_side, upsample, 0.02)?;
     let held = hold(source, 0)?;
+    if let Held::Failed(why) = &held {
+        return Err(raise(py, "ImageReadError", why.clone()));
+    }
     let borrowed = self::source(&held)?;
     let got = py.detach(|| {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| core_working(&borrowed, &s)))

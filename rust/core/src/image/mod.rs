@@ -45,7 +45,16 @@ pub enum DecodeError {
     /// A side of zero pixels.
     #[error("empty image: expected at least 1 x 1 pixels, got {width} x {height}")]
     Empty { width: usize, height: usize },
+    /// Too thin to resize (the resize's coefficients grow with the longest side).
+    #[error(
+        "image too thin to resize: expected an aspect ratio of at most {MAX_ASPECT}:1, got {width} x {height}"
+    )]
+    TooThin { width: usize, height: usize },
 }
+
+/// Largest `longest side / shortest side` of an image that is resized (a 40,000,000 x 1
+/// image would need coefficients in proportion to its 40,000,000 columns).
+pub const MAX_ASPECT: usize = 1000;
 
 /// Resource bounds of one decode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,16 +127,22 @@ pub fn working_image(
     limits: &Limits,
 ) -> Result<Working, DecodeError> {
     let (image, original) = decode_gray(bytes, Some(size), limits)?;
-    Ok(resize_to_working(image, original, size))
+    resize_to_working(image, original, size)
 }
 
 /// Resize an already decoded grey image (in its displayed orientation, possibly decoded
-/// at a reduced scale from an original of `original` size) to its working size.
-pub fn resize_to_working(image: Gray, original: (usize, usize), size: &WorkingSize) -> Working {
+/// at a reduced scale from an original of `original` size) to its working size. An image
+/// that needs resizing and is thinner than [`MAX_ASPECT`] is refused before any buffer.
+pub fn resize_to_working(
+    image: Gray,
+    original: (usize, usize),
+    size: &WorkingSize,
+) -> Result<Working, DecodeError> {
     let (new_w, new_h) = size.of(original.0, original.1);
     let image = if (new_w, new_h) == (image.width, image.height) {
         image
     } else {
+        check_aspect(image.width, image.height)?;
         let shrink = new_w < image.width || new_h < image.height;
         let filter = if shrink {
             Filter::Bilinear
@@ -148,13 +163,13 @@ pub fn resize_to_working(image: Gray, original: (usize, usize), size: &WorkingSi
             pixels,
         }
     };
-    Working { image, original }
+    Ok(Working { image, original })
 }
 
 /// Decode `bytes` to grey, EXIF orientation applied: `(image, full displayed size)`.
 /// With `reduce_for`, a JPEG at least twice its working size is decoded at a reduced DCT
 /// scale (the image is then smaller than the full size, never smaller than the working
-/// size).
+/// size), and an image it must resize thinner than [`MAX_ASPECT`] is refused unread.
 pub fn decode_gray(
     bytes: &[u8],
     reduce_for: Option<&WorkingSize>,
@@ -170,7 +185,7 @@ pub fn decode_gray(
     // The decoders are third-party code: a panic on odd bytes is that image's error.
     std::panic::catch_unwind(|| match format {
         "JPEG" => decode_jpeg(bytes, reduce_for, limits),
-        _ => decode_png(bytes, limits),
+        _ => decode_png(bytes, reduce_for, limits),
     })
     .unwrap_or_else(|_| {
         Err(DecodeError::Corrupt {
@@ -217,6 +232,27 @@ fn check_size(width: usize, height: usize, limits: &Limits) -> Result<(), Decode
     Ok(())
 }
 
+/// An image thinner than [`MAX_ASPECT`] is refused (when it must be resized).
+fn check_aspect(width: usize, height: usize) -> Result<(), DecodeError> {
+    if width.max(height) > width.min(height).saturating_mul(MAX_ASPECT) {
+        return Err(DecodeError::TooThin { width, height });
+    }
+    Ok(())
+}
+
+/// [`check_aspect`] from the declared size, before decoding: only an image that its
+/// working size resizes.
+fn check_aspect_declared(
+    width: usize,
+    height: usize,
+    size: Option<&WorkingSize>,
+) -> Result<(), DecodeError> {
+    match size {
+        Some(s) if s.of(width, height) != (width, height) => check_aspect(width, height),
+        _ => Ok(()),
+    }
+}
+
 /// Pillow's RGB -> L.
 #[inline]
 fn luma(r: u8, g: u8, b: u8) -> u8 {
@@ -252,6 +288,15 @@ fn decode_jpeg(
     })?;
     let (w, h) = (usize::from(info.width), usize::from(info.height));
     check_size(w, h, limits)?;
+    check_aspect_declared(w, h, reduce_for)?;
+    if !reaches_eoi(bytes) {
+        // Both decoders fill a cut scan with grey; Pillow refuses it.
+        return Err(DecodeError::Corrupt {
+            format: "JPEG",
+            reason: "truncated: expected an end-of-image marker after the last scan, got none"
+                .into(),
+        });
+    }
     let orientation = decoder.exif_data().map_or(1, exif::orientation);
     let swapped = exif::swaps(orientation);
     let full = if swapped { (h, w) } else { (w, h) };
@@ -296,6 +341,15 @@ fn decode_jpeg(
         },
         full,
     ))
+}
+
+/// Whether an end-of-image marker (`FF D9`) follows the last start-of-scan (`FF DA`): a
+/// file cut inside or after a scan has none there. Entropy-coded data never holds `FF D9`
+/// (an `FF` in it is followed by `00` or a restart marker), and the segments before the
+/// first scan (an EXIF thumbnail's markers among them) all come before the last one.
+fn reaches_eoi(bytes: &[u8]) -> bool {
+    let last = |m: u8| bytes.windows(2).rposition(|w| w == [0xFF, m]);
+    matches!((last(0xDA), last(0xD9)), (Some(sos), Some(eoi)) if eoi > sos)
 }
 
 /// A JPEG decoded at full scale by zune-jpeg, to Pillow's grey: `(pixels, width, height)`.
@@ -363,7 +417,11 @@ fn decode_jpeg_decoder(
     Ok((pixels, dw, dh))
 }
 
-fn decode_png(bytes: &[u8], limits: &Limits) -> Result<(Gray, (usize, usize)), DecodeError> {
+fn decode_png(
+    bytes: &[u8],
+    resize_to: Option<&WorkingSize>,
+    limits: &Limits,
+) -> Result<(Gray, (usize, usize)), DecodeError> {
     let corrupt = |e: png::DecodingError| DecodeError::Corrupt {
         format: "PNG",
         reason: e.to_string(),
@@ -382,44 +440,61 @@ fn decode_png(bytes: &[u8], limits: &Limits) -> Result<(Gray, (usize, usize)), D
         (info.width as usize, info.height as usize)
     };
     check_size(w, h, limits)?;
+    check_aspect_declared(w, h, resize_to)?;
     let orientation = reader
         .info()
         .exif_metadata
         .as_deref()
         .map_or(1, exif::orientation);
-    let size = reader.output_buffer_size().ok_or(DecodeError::TooLarge {
-        width: w,
-        height: h,
-        limit: limits.max_pixels,
-    })?;
-    let mut buf = vec![0u8; size];
-    let frame = reader.next_frame(&mut buf).map_err(corrupt)?;
-    let (fw, fh) = (frame.width as usize, frame.height as usize);
-    let data = &buf[..frame.buffer_size()];
-    let channels = frame.color_type.samples();
-    let sample_bytes = match frame.bit_depth {
+    // Row by row into grey: one byte a pixel at most, whatever the PNG's sample size (a
+    // whole RGBA16 frame would be 8).
+    let (color, depth) = reader.output_color_type();
+    let channels = color.samples();
+    let sample_bytes = match depth {
         png::BitDepth::Sixteen => 2,
         _ => 1,
     };
-    let stride = frame.line_size;
-    let mut pixels = Vec::with_capacity(fw * fh);
-    for row in data.chunks_exact(stride).take(fh) {
+    let line = reader
+        .output_line_size(w as u32)
+        .ok_or(DecodeError::TooLarge {
+            width: w,
+            height: h,
+            limit: limits.max_pixels,
+        })?;
+    let mut row = vec![0u8; line];
+    let mut grey = Vec::with_capacity(w);
+    let mut pixels = Vec::with_capacity(w * h);
+    let interlaced = reader.info().interlaced;
+    if interlaced {
+        pixels.resize(w * h, 0);
+    }
+    while let Some(info) = reader.read_row(&mut row).map_err(corrupt)? {
+        // An Adam7 row fills only its pass's samples; the rest of `row` is ignored by the
+        // expansion (it stops at the pass's sample count).
+        let n = w;
+        let data = &row[..];
         let px = |i: usize, c: usize| -> u8 {
             let at = (i * channels + c) * sample_bytes;
             if sample_bytes == 2 {
-                scale16(u16::from_be_bytes([row[at], row[at + 1]]))
+                scale16(u16::from_be_bytes([data[at], data[at + 1]]))
             } else {
-                row[at]
+                data[at]
             }
         };
-        for i in 0..fw {
-            pixels.push(if channels >= 3 {
+        grey.clear();
+        grey.extend((0..n).map(|i| {
+            if channels >= 3 {
                 luma(px(i, 0), px(i, 1), px(i, 2))
             } else {
                 px(i, 0) // grey, grey + alpha: the alpha is dropped as Pillow's "L"
-            });
+            }
+        }));
+        match &info {
+            png::InterlaceInfo::Adam7(a) => png::expand_interlaced_row(&mut pixels, w, &grey, a, 8),
+            png::InterlaceInfo::Null(_) => pixels.extend_from_slice(&grey),
         }
     }
+    let (fw, fh) = (w, h);
     if pixels.len() != fw * fh {
         return Err(DecodeError::Corrupt {
             format: "PNG",
@@ -520,5 +595,43 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(e, DecodeError::TooLarge { .. }), "{e}");
+    }
+
+    #[test]
+    fn a_scan_without_an_end_of_image_marker_is_truncated() {
+        let sos = [0xFF, 0xD8, 0xFF, 0xDA, 0x00, 0x02, 0x12, 0xFF, 0x00, 0x34];
+        assert!(!reaches_eoi(&sos));
+        assert!(reaches_eoi(&[&sos[..], &[0xFF, 0xD9]].concat()));
+        assert!(reaches_eoi(&[&sos[..], &[0xFF, 0xD9, 0, 0, 7]].concat()));
+        // An EOI before the last scan (an EXIF thumbnail's) does not count.
+        assert!(!reaches_eoi(&[&[0xFF, 0xD9][..], &sos[..]].concat()));
+        assert!(!reaches_eoi(&[0xFF, 0xD8, 0xFF, 0xD9]));
+    }
+
+    #[test]
+    fn a_thin_image_is_refused_before_resizing_it() {
+        let size = WorkingSize {
+            max_side: 768,
+            upsample: false,
+        };
+        let thin = |w: usize, h: usize| Gray {
+            width: w,
+            height: h,
+            pixels: vec![0; w * h],
+        };
+        let e = resize_to_working(thin(1_000_001, 1), (1_000_001, 1), &size).unwrap_err();
+        assert_eq!(
+            e,
+            DecodeError::TooThin {
+                width: 1_000_001,
+                height: 1
+            }
+        );
+        assert!(e.to_string().contains("at most 1000:1"), "{e}");
+        // 1000:1 is resized; a thin image that needs no resize is kept as it is.
+        let w = resize_to_working(thin(10_000, 10), (10_000, 10), &size).unwrap();
+        assert_eq!((w.image.width, w.image.height), (768, 1));
+        let w = resize_to_working(thin(700, 1), (700, 1), &size).unwrap();
+        assert_eq!((w.image.width, w.image.height), (700, 1));
     }
 }

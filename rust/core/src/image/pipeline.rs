@@ -88,7 +88,7 @@ pub fn working(
                 height,
                 pixels: pixels.to_vec(),
             };
-            Ok(resize_to_working(image, (width, height), &settings.size))
+            resize_to_working(image, (width, height), &settings.size).map_err(|e| e.to_string())
         }
     }
 }
