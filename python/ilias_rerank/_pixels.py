@@ -1,4 +1,5 @@
-"""Decoded pixels as 8-bit arrays, with numpy alone: the one normalisation that the
+"""Image sources with numpy alone (no Pillow): the name an image carries in errors, and
+decoded pixels as 8-bit arrays — the one normalisation that the
 Pillow path (:mod:`~ilias_rerank.images`) and the Rust backend (numpy only) share. Layout
 ``(H, W)``, ``(H, W, 1|3|4)`` or torch's ``(1|3|4, H, W)``; floats in [0, 1] or [0, 255];
 images of more than 8 bits (``uint16``, wider ints over 255) scaled to 8 bits, never
@@ -6,11 +7,21 @@ clipped."""
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
 import numpy as np
 
 from .errors import ImageReadError
 
-__all__ = ["scale_16", "to_uint8"]
+__all__ = ["describe_source", "scale_16", "to_uint8"]
+
+
+def describe_source(source: Any, index: int) -> str:
+    """An image's name in messages: its path, or its place in the batch and its type."""
+    if isinstance(source, (str, os.PathLike)):
+        return str(source)
+    return f"image #{index} ({type(source).__name__})"
 
 
 def scale_16(arr: np.ndarray) -> np.ndarray:

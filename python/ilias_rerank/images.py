@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ._extras import require
-from ._pixels import scale_16, to_uint8
+from ._pixels import describe_source, scale_16, to_uint8
 from .errors import ImageReadError
 
 require("PIL", "reading images")
@@ -23,12 +23,6 @@ __all__ = ["describe_source", "load_gray", "load_image", "load_rgb", "load_scale
 
 #: str | os.PathLike | encoded bytes | PIL.Image.Image | np.ndarray | torch.Tensor
 ImageSource = Any
-
-
-def describe_source(source: ImageSource, index: int) -> str:
-    if isinstance(source, (str, os.PathLike)):
-        return str(source)
-    return f"image #{index} ({type(source).__name__})"
 
 
 #: EXIF orientations (5-8) that swap width and height.

@@ -47,7 +47,7 @@ def describe(item: Any, index: int, read: Callable | None) -> str:
     place in the batch."""
     if read is not None:
         return f"image {item!r}"
-    from ..images import describe_source
+    from .._pixels import describe_source  # numpy alone: also in the light install
 
     return describe_source(item, index)
 
