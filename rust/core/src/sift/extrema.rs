@@ -18,7 +18,20 @@ pub(crate) struct Plane<'a> {
     pub height: usize,
 }
 
-impl Plane<'_> {
+impl<'a> Plane<'a> {
+    /// The first `width * height` values of each buffer (pool buffers may be longer) as
+    /// planes.
+    pub(crate) fn all(buffers: &'a [Vec<f32>], width: usize, height: usize) -> Vec<Plane<'a>> {
+        buffers
+            .iter()
+            .map(|d| Plane {
+                data: &d[..width * height],
+                width,
+                height,
+            })
+            .collect()
+    }
+
     #[inline]
     fn at(&self, r: usize, c: usize) -> f32 {
         self.data[r * self.width + c]

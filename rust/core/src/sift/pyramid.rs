@@ -315,25 +315,11 @@ pub(crate) fn extract(
                 done[i] = upto;
             }
             let t = Instant::now();
-            let planes: Vec<Plane> = dog
-                .iter()
-                .map(|d| Plane {
-                    data: &d[..w * h],
-                    width: w,
-                    height: h,
-                })
-                .collect();
+            let planes = Plane::all(&dog, w, h);
             scanner.advance(isa, &planes, done[levels - 1], threshold, &mut found);
             scan_time += t.elapsed();
         }
-        let planes: Vec<Plane> = dog
-            .iter()
-            .map(|d| Plane {
-                data: &d[..w * h],
-                width: w,
-                height: h,
-            })
-            .collect();
+        let planes = Plane::all(&dog, w, h);
         let t_scan = Instant::now();
         profile.pyramid += t_scan - start_octave - scan_time;
         profile.extrema += scan_time;
