@@ -1,8 +1,9 @@
 //! Separable Gaussian blur with symmetric-tap folding, and the resampling between octaves.
 //!
-//! One pass per output row: the `2r + 1` source rows around it are folded vertically
-//! (`k0·c + Σ kᵢ·(upᵢ + downᵢ)`) into a row buffer with reflected margins, then the same
-//! folding runs horizontally into the output row. The source rows of a sliding window stay
+//! One pass per output row (four at a time on AVX-512): the `2r + 1` source rows around it
+//! are folded vertically (`k0·c + Σ kᵢ·(upᵢ + downᵢ)`, each tap one add and one fused
+//! multiply-add, `kᵢ·(upᵢ + downᵢ) + acc`) into a row buffer with reflected margins, then
+//! the same folding runs horizontally into the output row. The source rows of a sliding window stay
 //! in L2; no intermediate plane is written. Borders reflect without repeating the edge
 //! (OpenCV's `BORDER_REFLECT_101`).
 
@@ -62,7 +63,7 @@ fn fold_rows_body(rows: &[&[f32]], k: &[f32], out: &mut [f32]) {
             let up = &rows[r - i][x..x + CHUNK];
             let down = &rows[r + i][x..x + CHUNK];
             for l in 0..CHUNK {
-                acc[l] += ki * (up[l] + down[l]);
+                acc[l] = ki.mul_add(up[l] + down[l], acc[l]);
             }
         }
         out[x..x + CHUNK].copy_from_slice(&acc);
@@ -71,7 +72,7 @@ fn fold_rows_body(rows: &[&[f32]], k: &[f32], out: &mut [f32]) {
     for x in x..n {
         let mut a = k[0] * centre[x];
         for (i, &ki) in k.iter().enumerate().skip(1) {
-            a += ki * (rows[r - i][x] + rows[r + i][x]);
+            a = ki.mul_add(rows[r - i][x] + rows[r + i][x], a);
         }
         out[x] = a;
     }
@@ -107,7 +108,7 @@ fn fold_row_impl<const DOG: bool>(
             let left = &p[x + r - i..x + r - i + CHUNK];
             let right = &p[x + r + i..x + r + i + CHUNK];
             for l in 0..CHUNK {
-                acc[l] += ki * (left[l] + right[l]);
+                acc[l] = ki.mul_add(left[l] + right[l], acc[l]);
             }
         }
         out[x..x + CHUNK].copy_from_slice(&acc);
@@ -123,7 +124,7 @@ fn fold_row_impl<const DOG: bool>(
     for x in x..n {
         let mut a = k[0] * p[x + r];
         for (i, &ki) in k.iter().enumerate().skip(1) {
-            a += ki * (p[x + r - i] + p[x + r + i]);
+            a = ki.mul_add(p[x + r - i] + p[x + r + i], a);
         }
         out[x] = a;
         if DOG {
@@ -140,6 +141,89 @@ fn fold_row_body(padded: &[f32], k: &[f32], out: &mut [f32]) {
 #[inline(always)]
 fn fold_row_dog_body(padded: &[f32], k: &[f32], out: &mut [f32], base: &[f32], dog: &mut [f32]) {
     fold_row_impl::<true>(padded, k, out, base, dog);
+}
+
+/// Output rows blurred together by [`fold_rows4`].
+const BLOCK: usize = 4;
+/// Lanes of one block step (one AVX-512 register a row).
+#[cfg(target_arch = "x86_64")]
+const LANES: usize = 16;
+
+/// [`fold_rows_body`] for the [`BLOCK`] output rows centred on `rows[r..r + BLOCK]`
+/// (`rows` holds `2r + BLOCK` source rows), output row `j` written to
+/// `out[j * stride..][..n]`, on AVX-512. The rows of tap `i` of consecutive outputs are
+/// neighbours, so a sliding window of registers serves all of them: two loads a tap for
+/// the block instead of two a row. Each output row's sums are those of
+/// [`fold_rows_body`], in the same order: the same bits.
+///
+/// # Safety
+/// The CPU must have AVX-512 F and FMA (`Isa::has_avx512`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+unsafe fn fold_rows4_avx512(rows: &[&[f32]], k: &[f32], out: &mut [f32], stride: usize, n: usize) {
+    use std::arch::x86_64::*;
+    let r = k.len() - 1;
+    let rows = &rows[..2 * r + BLOCK];
+    assert!(rows.iter().all(|row| row.len() >= n));
+    assert!(out.len() >= (BLOCK - 1) * stride + n);
+    // SAFETY (every load and store below): `x + LANES <= n`, and every row holds at least
+    // `n` values, `out` at least `(BLOCK - 1) * stride + n` (asserted above).
+    let load = |t: usize, x: usize| unsafe { _mm512_loadu_ps(rows[t].as_ptr().add(x)) };
+    let mut x = 0;
+    while x + LANES <= n {
+        let mut lo = [load(r, x), load(r + 1, x), load(r + 2, x), load(r + 3, x)];
+        let mut hi = lo;
+        let k0 = _mm512_set1_ps(k[0]);
+        let mut acc = [
+            _mm512_mul_ps(k0, lo[0]),
+            _mm512_mul_ps(k0, lo[1]),
+            _mm512_mul_ps(k0, lo[2]),
+            _mm512_mul_ps(k0, lo[3]),
+        ];
+        for (i, &ki) in k.iter().enumerate().skip(1) {
+            // lo[j] is row r + j - i, hi[j] row r + j + i.
+            lo = [load(r - i, x), lo[0], lo[1], lo[2]];
+            hi = [hi[1], hi[2], hi[3], load(r + 3 + i, x)];
+            let ki = _mm512_set1_ps(ki);
+            for j in 0..BLOCK {
+                acc[j] = _mm512_fmadd_ps(ki, _mm512_add_ps(lo[j], hi[j]), acc[j]);
+            }
+        }
+        for (j, a) in acc.iter().enumerate() {
+            unsafe { _mm512_storeu_ps(out.as_mut_ptr().add(j * stride + x), *a) };
+        }
+        x += LANES;
+    }
+    for x in x..n {
+        for j in 0..BLOCK {
+            let mut a = k[0] * rows[r + j][x];
+            for (i, &ki) in k.iter().enumerate().skip(1) {
+                a = ki.mul_add(rows[r + j - i][x] + rows[r + j + i][x], a);
+            }
+            out[j * stride + x] = a;
+        }
+    }
+}
+
+/// [`fold_rows4_avx512`] where the CPU has it (`true`), else nothing (`false`: the caller
+/// folds one row at a time).
+fn fold_rows4(
+    isa: Isa,
+    rows: &[&[f32]],
+    k: &[f32],
+    out: &mut [f32],
+    stride: usize,
+    n: usize,
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if isa.has_avx512() {
+        // SAFETY: `isa` comes from `Isa::detect` (or is below it), which vouches for
+        // AVX-512 F/BW/VL and FMA on this CPU.
+        unsafe { fold_rows4_avx512(rows, k, out, stride, n) };
+        return true;
+    }
+    let _ = (isa, rows, k, out, stride, n);
+    false
 }
 
 multiversion! {
@@ -199,32 +283,46 @@ pub(crate) fn gaussian_blur_rows(
     debug_assert_eq!(src.len(), width * height);
     debug_assert_eq!(dst.len(), width * height);
     let r = k.len() - 1;
-    scratch.padded.resize(width + 2 * r, 0.0);
-    let mut rows: Vec<&[f32]> = Vec::with_capacity(2 * r + 1);
-    for y in rows_out {
+    let stride = width + 2 * r;
+    scratch.padded.resize(BLOCK * stride, 0.0);
+    let mut rows: Vec<&[f32]> = Vec::with_capacity(2 * r + BLOCK);
+    let src_row = |sy: isize| {
+        let sy = reflect101(sy, height);
+        &src[sy * width..(sy + 1) * width]
+    };
+    let mut y = rows_out.start;
+    while y < rows_out.end {
+        // Vertical folds of up to BLOCK rows into padded rows, then each row's horizontal
+        // fold (and DoG).
+        let mut block = if rows_out.end - y >= BLOCK { BLOCK } else { 1 };
         rows.clear();
-        rows.extend((0..=2 * r).map(|t| {
-            let sy = reflect101(y as isize + t as isize - r as isize, height);
-            &src[sy * width..(sy + 1) * width]
-        }));
+        rows.extend((0..2 * r + block).map(|t| src_row(y as isize + t as isize - r as isize)));
         let padded = &mut scratch.padded;
-        fold_rows(isa, &rows, k, &mut padded[r..r + width]);
-        for j in 0..r {
-            padded[r - 1 - j] = padded[r + reflect101(-1 - j as isize, width)];
-            padded[r + width + j] = padded[r + reflect101((width + j) as isize, width)];
+        if block == 1 || !fold_rows4(isa, &rows, k, &mut padded[r..], stride, width) {
+            block = 1;
+            rows.truncate(2 * r + 1);
+            fold_rows(isa, &rows, k, &mut padded[r..r + width]);
         }
-        let out = &mut dst[y * width..(y + 1) * width];
-        match dog.as_deref_mut() {
-            Some(dog) => fold_row_dog(
-                isa,
-                padded,
-                k,
-                out,
-                &src[y * width..(y + 1) * width],
-                &mut dog[y * width..(y + 1) * width],
-            ),
-            None => fold_row(isa, padded, k, out),
+        for (j, padded) in padded.chunks_exact_mut(stride).take(block).enumerate() {
+            for t in 0..r {
+                padded[r - 1 - t] = padded[r + reflect101(-1 - t as isize, width)];
+                padded[r + width + t] = padded[r + reflect101((width + t) as isize, width)];
+            }
+            let yj = y + j;
+            let out = &mut dst[yj * width..(yj + 1) * width];
+            match dog.as_deref_mut() {
+                Some(dog) => fold_row_dog(
+                    isa,
+                    padded,
+                    k,
+                    out,
+                    &src[yj * width..(yj + 1) * width],
+                    &mut dog[yj * width..(yj + 1) * width],
+                ),
+                None => fold_row(isa, padded, k, out),
+            }
         }
+        y += block;
     }
 }
 
@@ -310,7 +408,7 @@ pub fn reference_blur(src: &[f32], width: usize, height: usize, sigma: f32) -> V
             let at = |dy: isize| src[reflect101(y as isize + dy, height) * width + x];
             let mut a = k[0] * at(0);
             for i in 1..=r {
-                a += k[i as usize] * (at(-i) + at(i));
+                a = k[i as usize].mul_add(at(-i) + at(i), a);
             }
             tmp[y * width + x] = a;
         }
@@ -321,7 +419,7 @@ pub fn reference_blur(src: &[f32], width: usize, height: usize, sigma: f32) -> V
             let at = |dx: isize| tmp[y * width + reflect101(x as isize + dx, width)];
             let mut a = k[0] * at(0);
             for i in 1..=r {
-                a += k[i as usize] * (at(-i) + at(i));
+                a = k[i as usize].mul_add(at(-i) + at(i), a);
             }
             out[y * width + x] = a;
         }

@@ -1,8 +1,9 @@
 //! Run-time multiversioning for the SIFT kernels: each hot loop is written once as plain,
 //! auto-vectorisable Rust (`#[inline(always)]`) and compiled three times — AVX-512, AVX2
 //! and portable — by [`multiversion!`]; [`crate::isa::Isa`] picks one at run time. The
-//! arithmetic of every element is the same sequence of IEEE operations in all three (no
-//! fused multiply-add: Rust never contracts `a * b + c`), so the results agree bit for bit
+//! arithmetic of every element is the same sequence of IEEE operations in all three (Rust
+//! never contracts `a * b + c`; where a kernel fuses it says `f32::mul_add`, one rounding on
+//! every ISA: the portable build calls `fmaf`), so the results agree bit for bit
 //! (`tests/sift.rs` checks it on every ISA this CPU has).
 
 /// `multiversion!(fn name(args) -> ret = body_fn);` defines `name(isa, args)` that calls
