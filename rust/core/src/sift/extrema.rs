@@ -185,12 +185,15 @@ impl Scanner {
                 let hi = [&bh[l - 1][o..], &bh[l][o..], &bh[l + 1][o..]];
                 let lo = [&bl[l - 1][o..], &bl[l][o..], &bl[l + 1][o..]];
                 test(isa, v, hi, lo, thr, &mut self.flags);
-                // Extrema are sparse: skip eight flags at a time.
+                // Extrema are sparse: skip eight flags at a time (one 64-bit word, then
+                // its set bytes by their trailing zeros).
                 for (j, word) in self.flags.chunks(8).enumerate() {
-                    if word.iter().all(|&f| f == 0) {
-                        continue;
-                    }
-                    for (i, _) in word.iter().enumerate().filter(|(_, f)| **f != 0) {
+                    let mut bytes = [0u8; 8];
+                    bytes[..word.len()].copy_from_slice(word);
+                    let mut bits = u64::from_le_bytes(bytes);
+                    while bits != 0 {
+                        let i = bits.trailing_zeros() as usize / 8;
+                        bits &= !(0xffu64 << (8 * i));
                         out.push((l as u32, r as u32, (8 * j + i + BORDER) as u32));
                     }
                 }
