@@ -141,6 +141,21 @@ fn every_isa_and_thread_count_gives_the_same_bits() {
     let one = run(1);
     assert_eq!(one[0], want);
     assert!(run(2) == one);
+    // One image on several threads (refinement, orientations and descriptors spread over
+    // the pool, a cap small enough that orientation batches stop early and one beyond the
+    // candidates): the same features as on the calling thread.
+    for cap in [37, 1024, 100_000] {
+        let config = SiftConfig {
+            max_features: cap,
+            ..config
+        };
+        let want = extract_sift(&image, &config).unwrap();
+        assert!(want.keypoints.len() >= cap.min(100));
+        for threads in [0, 2, 3] {
+            let got = extract_sift(&image, &SiftConfig { threads, ..config }).unwrap();
+            assert!(got == want, "{threads} threads, cap {cap}");
+        }
+    }
 }
 
 /// A Gaussian blob of σ = 4 px: the strongest keypoint sits on its centre with a size near
@@ -330,6 +345,13 @@ fn bad_input_is_refused_with_what_was_expected() {
             "sigma",
             SiftConfig {
                 sigma: 100.0,
+                ..base
+            },
+        ),
+        (
+            "threads",
+            SiftConfig {
+                threads: 257,
                 ..base
             },
         ),

@@ -7,6 +7,8 @@ use crate::error::{RerankError, Result};
 pub const MAX_SIFT_FEATURES: usize = 1 << 20;
 /// Largest number of intervals per octave (OpenCV's `nOctaveLayers`).
 pub const MAX_OCTAVE_LAYERS: usize = 8;
+/// Most threads one image may use ([`SiftConfig::threads`]).
+pub const MAX_SIFT_THREADS: usize = 256;
 
 /// Settings of [`extract_sift`](super::extract_sift). Defaults: the package's OpenCV
 /// backend (`cv2.SIFT_create(1024, contrastThreshold=0.02)`).
@@ -26,6 +28,11 @@ pub struct SiftConfig {
     pub sigma: f32,
     /// Detect on a doubled first octave (OpenCV's `firstOctave = -1`).
     pub upsample: bool,
+    /// Threads for one image: 0 or 1 = the calling thread only (the default; a batch
+    /// spreads images over threads instead); `n >= 2` = refinement, orientations and
+    /// descriptors on the crate's pool of `n` threads (`crate::threads`), the pyramid on the
+    /// calling thread. The features are the same for every thread count.
+    pub threads: usize,
 }
 
 impl Default for SiftConfig {
@@ -37,6 +44,7 @@ impl Default for SiftConfig {
             n_octave_layers: 3,
             sigma: 1.6,
             upsample: true,
+            threads: 1,
         }
     }
 }
@@ -85,6 +93,13 @@ impl SiftConfig {
                 "sigma",
                 "a number in [0.5, 8]",
                 self.sigma.to_string(),
+            ));
+        }
+        if self.threads > MAX_SIFT_THREADS {
+            return Err(config_error(
+                "threads",
+                "an integer in [0, 256]",
+                self.threads.to_string(),
             ));
         }
         Ok(())

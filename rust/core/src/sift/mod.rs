@@ -38,7 +38,7 @@ mod pyramid;
 mod simd;
 
 pub use blur::reference_blur;
-pub use config::{SiftConfig, MAX_OCTAVE_LAYERS, MAX_SIFT_FEATURES};
+pub use config::{SiftConfig, MAX_OCTAVE_LAYERS, MAX_SIFT_FEATURES, MAX_SIFT_THREADS};
 pub use extrema::reference_extrema;
 pub use pyramid::{gaussian_blur_plane, scan_extrema_plane, SiftProfile};
 
@@ -151,6 +151,6 @@ pub fn extract_sift_profiled(
         });
     }
     let mut profile = SiftProfile::default();
-    let features = pyramid::extract(image, config, isa, &mut profile);
+    let features = pyramid::extract(image, config, isa, &mut profile)?;
     Ok((features, profile))
 }

@@ -17,7 +17,9 @@ use super::descriptor::{raw_descriptor, root_sift, DescScratch, DIM};
 use super::extrema::{refine, scan_extrema, Plane, Refined, Scanner};
 use super::orientation::{orientations, OriScratch};
 use super::{GrayImage, SiftConfig, SiftFeatures, SiftKeypoint};
+use crate::error::Result;
 use crate::isa::Isa;
+use rayon::prelude::*;
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
@@ -166,6 +168,30 @@ impl Pool {
     }
 }
 
+/// `f` of every item, in order, with one `scratch` per worker: on the calling thread when
+/// `threads <= 1`, else on the crate's pool of `threads` threads in contiguous chunks
+/// (neighbouring items share cache lines). The result is the same either way.
+fn par_map<T: Sync, S, R: Send>(
+    threads: usize,
+    items: &[T],
+    scratch: impl Fn() -> S + Sync + Send,
+    f: impl Fn(&mut S, &T) -> R + Sync + Send,
+) -> Result<Vec<R>> {
+    if threads <= 1 || items.len() < 2 {
+        let mut s = scratch();
+        return Ok(items.iter().map(|t| f(&mut s, t)).collect());
+    }
+    // A few chunks a thread, so that a slow chunk does not hold up the others.
+    let chunk = items.len().div_ceil(4 * threads).max(1);
+    let parts: Vec<Vec<R>> = crate::threads::install(threads, || {
+        items
+            .par_chunks(chunk)
+            .map_init(&scratch, |s, part| part.iter().map(|t| f(s, t)).collect())
+            .collect()
+    })?;
+    Ok(parts.into_iter().flatten().collect())
+}
+
 struct Octave {
     width: usize,
     height: usize,
@@ -177,8 +203,9 @@ pub(crate) fn extract(
     config: &SiftConfig,
     isa: Isa,
     profile: &mut SiftProfile,
-) -> SiftFeatures {
+) -> Result<SiftFeatures> {
     let layers = config.n_octave_layers;
+    let threads = config.threads;
     let start = Instant::now();
     let mut scratch = BlurScratch::default();
     let mut pool = POOL.with(|p| std::mem::replace(&mut *p.borrow_mut(), Pool(Vec::new())));
@@ -325,8 +352,8 @@ pub(crate) fn extract(
         profile.extrema += scan_time;
         profile.extrema_found += found.len();
         refined.clear();
-        for &(layer, r, c) in &found {
-            if let Some(k) = refine(
+        let refine_one = |_: &mut (), &(layer, r, c): &(u32, u32, u32)| {
+            refine(
                 &planes,
                 layer as usize,
                 r as usize,
@@ -334,10 +361,13 @@ pub(crate) fn extract(
                 layers,
                 config.contrast_threshold,
                 config.edge_threshold,
-            ) {
-                refined.push(k);
-            }
-        }
+            )
+        };
+        refined.extend(
+            par_map(threads, &found, || (), refine_one)?
+                .into_iter()
+                .flatten(),
+        );
         // Extrema refined onto the same sample are one keypoint (OpenCV removes the
         // duplicates by position, size and angle, which the same sample makes identical).
         refined.sort_by_key(|k| (k.layer, k.r, k.c));
@@ -399,20 +429,13 @@ pub(crate) fn extract(
             .then(a.y.total_cmp(&b.y))
             .then(a.x.total_cmp(&b.x))
     });
-    let mut samples = OriScratch::default();
-    let mut desc_scratch = DescScratch::default();
-    let mut angles = Vec::new();
     let mut kept: Vec<(SiftKeypoint, usize)> = Vec::new();
     let mut last_response = f32::INFINITY;
-    for (ci, cand) in candidates.iter().enumerate() {
-        if kept.len() >= config.max_features && cand.refined.response < last_response {
-            break;
-        }
+    let orient = |samples: &mut OriScratch, cand: &Candidate| {
         let oct = &octaves[cand.octave];
         let k = &cand.refined;
-        profile.oriented += 1;
         let scl_octv = config.sigma * 2f32.powf((k.layer as f32 + k.xi) / layers as f32);
-        angles.clear();
+        let mut angles = Vec::new();
         orientations(
             isa,
             &oct.gauss[k.layer][..oct.width * oct.height],
@@ -421,24 +444,42 @@ pub(crate) fn extract(
             k.c,
             k.r,
             scl_octv,
-            &mut samples,
+            samples,
             &mut angles,
         );
-        for &angle in &angles {
-            kept.push((
-                SiftKeypoint {
-                    x: cand.x,
-                    y: cand.y,
-                    size: cand.size,
-                    angle,
-                    response: k.response,
-                    octave: cand.packed_octave,
-                },
-                ci,
-            ));
-        }
-        if !angles.is_empty() {
-            last_response = k.response;
+        angles
+    };
+    // Candidates are oriented a batch at a time (on several threads when asked: at least
+    // as many as keypoints are still missing) and taken in order until the cap is full; a
+    // batch's orientations past that point are dropped unused.
+    let mut next = 0;
+    'cap: while next < candidates.len() {
+        let missing = config.max_features.saturating_sub(kept.len());
+        let batch = if threads <= 1 { 1 } else { missing.max(64) };
+        let batch = &candidates[next..(next + batch).min(candidates.len())];
+        let angles = par_map(threads, batch, OriScratch::default, orient)?;
+        for (cand, angles) in batch.iter().zip(angles) {
+            if kept.len() >= config.max_features && cand.refined.response < last_response {
+                break 'cap;
+            }
+            profile.oriented += 1;
+            for &angle in &angles {
+                kept.push((
+                    SiftKeypoint {
+                        x: cand.x,
+                        y: cand.y,
+                        size: cand.size,
+                        angle,
+                        response: cand.refined.response,
+                        octave: cand.packed_octave,
+                    },
+                    next,
+                ));
+            }
+            if !angles.is_empty() {
+                last_response = cand.refined.response;
+            }
+            next += 1;
         }
     }
     // Stable: the orientations of one extremum stay in histogram order.
@@ -452,8 +493,6 @@ pub(crate) fn extract(
 
     let t_describe = Instant::now();
     profile.orientation = t_describe - t_orient;
-    let mut descriptors = vec![0u8; kept.len() * DIM];
-    let mut raw = [0u8; DIM];
     // In plane order (octave, level, row), not rank order: the windows of neighbouring
     // keypoints share image rows, which then come from cache instead of memory.
     let mut order: Vec<usize> = (0..kept.len()).collect();
@@ -461,9 +500,8 @@ pub(crate) fn extract(
         let c = &candidates[kept[i].1];
         (c.octave, c.refined.layer, c.refined.r, c.refined.c)
     });
-    for &i in &order {
+    let describe = |scratch: &mut DescScratch, &i: &usize| {
         let (kp, ci) = &kept[i];
-        let out = &mut descriptors[i * DIM..(i + 1) * DIM];
         let cand = &candidates[*ci];
         let oct = &octaves[cand.octave];
         let k = &cand.refined;
@@ -478,6 +516,7 @@ pub(crate) fn extract(
         if (ori - 360.0).abs() < f32::EPSILON {
             ori = 0.0;
         }
+        let mut raw = [0u8; DIM];
         raw_descriptor(
             isa,
             &oct.gauss[cand.refined.layer][..oct.width * oct.height],
@@ -487,10 +526,17 @@ pub(crate) fn extract(
             k.r as f32 + k.xr,
             ori,
             kp.size * to_octave * 0.5,
-            &mut desc_scratch,
+            scratch,
             &mut raw,
         );
-        root_sift(isa, &raw, out);
+        let mut out = [0u8; DIM];
+        root_sift(isa, &raw, &mut out);
+        out
+    };
+    let mut descriptors = vec![0u8; kept.len() * DIM];
+    let described = par_map(threads, &order, DescScratch::default, describe)?;
+    for (&i, d) in order.iter().zip(&described) {
+        descriptors[i * DIM..(i + 1) * DIM].copy_from_slice(d);
     }
     profile.descriptors = t_describe.elapsed();
     profile.total = start.elapsed();
@@ -502,8 +548,8 @@ pub(crate) fn extract(
         }
     }
     POOL.with(|p| *p.borrow_mut() = pool);
-    SiftFeatures {
+    Ok(SiftFeatures {
         keypoints: kept.into_iter().map(|(k, _)| k).collect(),
         descriptors,
-    }
+    })
 }
