@@ -424,12 +424,26 @@ pub(crate) fn gaussian_blur(
     scratch: &mut BlurScratch,
     dog: Option<&mut [f32]>,
 ) {
-    gaussian_blur_rows(isa, src, dst, width, height, k, scratch, dog, 0..height);
+    let rings = (height, height);
+    gaussian_blur_rows(
+        isa,
+        src,
+        dst,
+        width,
+        height,
+        k,
+        scratch,
+        dog,
+        0..height,
+        rings,
+    );
 }
 
 /// Rows `rows` of [`gaussian_blur`]: only source rows within `k.len() - 1` of them (or
 /// their reflections) are read, so a pyramid can compute a level a band of rows behind the
-/// level it blurs.
+/// level it blurs. `src` and `dst` may be ring buffers of `rings.0` and `rings.1` rows (row
+/// `y` stored at row `y % ring`; a whole plane is a ring of `height` rows): the caller
+/// keeps the source rows this band reads in its ring. The DoG is a whole plane.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn gaussian_blur_rows(
     isa: Isa,
@@ -441,15 +455,17 @@ pub(crate) fn gaussian_blur_rows(
     scratch: &mut BlurScratch,
     mut dog: Option<&mut [f32]>,
     rows_out: std::ops::Range<usize>,
+    (src_ring, dst_ring): (usize, usize),
 ) {
-    debug_assert_eq!(src.len(), width * height);
-    debug_assert_eq!(dst.len(), width * height);
+    debug_assert!(src_ring.min(dst_ring) >= 1);
+    debug_assert_eq!(src.len(), width * src_ring);
+    debug_assert_eq!(dst.len(), width * dst_ring);
     let r = k.len() - 1;
     let stride = width + 2 * r + SLACK;
     scratch.padded.resize(BLOCK * stride, 0.0);
     let mut rows: Vec<&[f32]> = Vec::with_capacity(2 * r + BLOCK);
     let src_row = |sy: isize| {
-        let sy = reflect101(sy, height);
+        let sy = reflect101(sy, height) % src_ring;
         &src[sy * width..(sy + 1) * width]
     };
     let mut y = rows_out.start;
@@ -471,10 +487,11 @@ pub(crate) fn gaussian_blur_rows(
                 padded[r + width + t] = padded[r + reflect101((width + t) as isize, width)];
             }
             let yj = y + j;
-            let out = &mut dst[yj * width..(yj + 1) * width];
+            let (yd, ys) = (yj % dst_ring, yj % src_ring);
+            let out = &mut dst[yd * width..(yd + 1) * width];
             match dog.as_deref_mut() {
                 Some(dog) => {
-                    let base = &src[yj * width..(yj + 1) * width];
+                    let base = &src[ys * width..(ys + 1) * width];
                     let dog = &mut dog[yj * width..(yj + 1) * width];
                     if !fold_row_wide::<true>(isa, padded, k, out, base, dog) {
                         fold_row_dog(isa, padded, k, out, base, dog);
@@ -495,7 +512,8 @@ pub(crate) fn gaussian_blur_rows(
 /// aligned: output pixel `x` samples the source at `x / 2 - 0.25`, edges replicated), the
 /// interpolation OpenCV's SIFT doubles its first octave with: output pixels take
 /// `0.25·a + 0.75·b` of their two nearest source pixels in each direction.
-/// Here for the source rows `y` in `rows` (output rows `2y` and `2y + 1`), so that the
+/// Here for the source rows `y` in `rows` (output rows `2y` and `2y + 1`, stored at rows
+/// `2y % ring` and the next: `dst` is a ring of an even number of rows), so that the
 /// doubled image can be made a band at a time.
 pub(crate) fn upsample2_rows(
     src: &[f32],
@@ -503,7 +521,9 @@ pub(crate) fn upsample2_rows(
     height: usize,
     dst: &mut [f32],
     rows: std::ops::Range<usize>,
+    ring: usize,
 ) {
+    debug_assert!(ring.is_multiple_of(2) && dst.len() == ring * 2 * width);
     let w2 = 2 * width;
     let hrow = |y: usize, out: &mut [f32]| {
         let s = &src[y * width..(y + 1) * width];
@@ -532,7 +552,8 @@ pub(crate) fn upsample2_rows(
         if y + 1 < height {
             hrow(y + 1, &mut next);
         }
-        let (even, odd) = dst[2 * y * w2..(2 * y + 2) * w2].split_at_mut(w2);
+        let y2 = (2 * y) % ring;
+        let (even, odd) = dst[y2 * w2..(y2 + 2) * w2].split_at_mut(w2);
         if y == 0 {
             even.copy_from_slice(&cur);
         } else {

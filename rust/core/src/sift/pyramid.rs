@@ -217,9 +217,7 @@ pub(crate) fn extract(
     let (mut w, mut h) = (image.width, image.height);
     // The doubled image is made in bands too, just ahead of the first level's blur.
     let (base_w, base_h) = (w, h);
-    let mut doubled = None;
     let init_sigma = if config.upsample {
-        doubled = Some(pool.take(4 * w * h));
         w *= 2;
         h *= 2;
         (config.sigma * config.sigma - 4.0 * INIT_SIGMA * INIT_SIGMA)
@@ -233,6 +231,28 @@ pub(crate) fn extract(
     let init_kernel = gaussian_half_kernel(init_sigma);
     let n_octaves = octave_count(image.width, image.height, config.upsample);
     let kernels = level_kernels(config.sigma, layers);
+    // Levels read only by the next level of their own octave (the doubled image, octave
+    // 0's first level, the two above the last that carries keypoints) are ring buffers of
+    // `ring` rows: in the banded loop a level is at most a band ahead of the one blurred
+    // from it plus that blur's radius, so the rows still to be read are always the last
+    // `2r + 2 BAND_ROWS` or fewer (an even count, for the doubled image's row pairs).
+    let r_max = kernels
+        .iter()
+        .chain([&init_kernel])
+        .map(|k| k.len() - 1)
+        .max()
+        .unwrap_or(0);
+    let ring_rows = |h: usize| {
+        let ring = 2 * r_max + 4 * BAND_ROWS;
+        if ring >= h {
+            h
+        } else {
+            ring
+        }
+    };
+    // The doubled image: its height is even, and so is every ring.
+    let doubled_ring = ring_rows(h);
+    let mut doubled = config.upsample.then(|| pool.take(w * doubled_ring));
     let threshold = (0.5 * config.contrast_threshold / layers as f32 * 255.0).floor();
     let first_octave: i32 = if config.upsample { -1 } else { 0 };
     let unscale = if config.upsample { 0.5f32 } else { 1.0 };
@@ -248,7 +268,18 @@ pub(crate) fn extract(
         }
         let start_octave = if o == 0 { start } else { Instant::now() };
         let mut gauss: Vec<Vec<f32>> = Vec::with_capacity(layers + 3);
-        let mut g0 = pool.take(w * h);
+        let ring = ring_rows(h);
+        // Rows stored of each level: a ring, or the whole plane.
+        let stored: Vec<usize> = (0..layers + 3)
+            .map(|i| {
+                if (i == 0 && o == 0) || i > layers {
+                    ring
+                } else {
+                    h
+                }
+            })
+            .collect();
+        let mut g0 = pool.take(w * stored[0]);
         if o > 0 {
             let prev = &octaves[o - 1];
             let n = prev.width * prev.height;
@@ -264,8 +295,8 @@ pub(crate) fn extract(
         // blurs and the extrema scan a row behind the last: the rows in flight stay in
         // cache instead of whole planes going through memory.
         let levels = layers + 3;
-        for _ in 1..levels {
-            gauss.push(pool.take(w * h));
+        for &rows in &stored[1..] {
+            gauss.push(pool.take(w * rows));
         }
         let mut dog: Vec<Vec<f32>> = (0..levels - 1).map(|_| pool.take(w * h)).collect();
         let mut done = vec![0usize; levels];
@@ -284,8 +315,9 @@ pub(crate) fn extract(
                     &base[..base_w * base_h],
                     base_w,
                     base_h,
-                    &mut d[..w * h],
+                    &mut d[..w * doubled_ring],
                     from..to,
+                    doubled_ring,
                 );
                 doubled_rows = 2 * to;
             }
@@ -298,20 +330,21 @@ pub(crate) fn extract(
                 };
                 let upto = ready.min(done[0] + BAND_ROWS);
                 if upto > done[0] {
-                    let src = match doubled.as_ref() {
-                        Some(d) => &d[..w * h],
-                        None => &base[..w * h],
+                    let (src, src_ring) = match doubled.as_ref() {
+                        Some(d) => (&d[..w * doubled_ring], doubled_ring),
+                        None => (&base[..w * h], h),
                     };
                     gaussian_blur_rows(
                         isa,
                         src,
-                        &mut gauss[0][..w * h],
+                        &mut gauss[0][..w * stored[0]],
                         w,
                         h,
                         &init_kernel,
                         &mut scratch,
                         None,
                         done[0]..upto,
+                        (src_ring, stored[0]),
                     );
                     done[0] = upto;
                 }
@@ -330,14 +363,15 @@ pub(crate) fn extract(
                 let (below, above) = gauss.split_at_mut(i);
                 gaussian_blur_rows(
                     isa,
-                    &below[i - 1][..w * h],
-                    &mut above[0][..w * h],
+                    &below[i - 1][..w * stored[i - 1]],
+                    &mut above[0][..w * stored[i]],
                     w,
                     h,
                     &kernels[i - 1],
                     &mut scratch,
                     Some(&mut dog[i - 1][..w * h]),
                     done[i]..upto,
+                    (stored[i - 1], stored[i]),
                 );
                 done[i] = upto;
             }
