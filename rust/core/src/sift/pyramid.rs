@@ -464,6 +464,7 @@ pub(crate) fn extract(
             .then(a.x.total_cmp(&b.x))
     });
     let mut kept: Vec<(SiftKeypoint, usize)> = Vec::new();
+    let mut samples = OriScratch::default();
     let mut last_response = f32::INFINITY;
     let orient = |samples: &mut OriScratch, cand: &Candidate| {
         let oct = &octaves[cand.octave];
@@ -491,7 +492,11 @@ pub(crate) fn extract(
         let missing = config.max_features.saturating_sub(kept.len());
         let batch = if threads <= 1 { 1 } else { missing.max(64) };
         let batch = &candidates[next..(next + batch).min(candidates.len())];
-        let angles = par_map(threads, batch, OriScratch::default, orient)?;
+        let angles = if threads <= 1 {
+            batch.iter().map(|c| orient(&mut samples, c)).collect()
+        } else {
+            par_map(threads, batch, OriScratch::default, orient)?
+        };
         for (cand, angles) in batch.iter().zip(angles) {
             if kept.len() >= config.max_features && cand.refined.response < last_response {
                 break 'cap;
