@@ -7,8 +7,10 @@
 //! levels of noise: a photo has no flat areas), or a raw grey photo
 //! given as `ILIAS_RERANK_SIFT_RAW=path,width,height` (bytes, row-major). First a stage
 //! table (median of 15 whole extractions, from `extract_sift_profiled`), then criterion
-//! timings of the whole extractor on the detected ISA and the portable code, of one blur
-//! of the doubled octave and of the extrema scan of one octave. OpenCV is not run here:
+//! timings of the whole extractor on the detected ISA and the portable code, of one image
+//! on two threads (`SiftConfig::threads = 2`: refinement, orientations and descriptors on
+//! the pool; wall clock, so it shows only on an otherwise idle machine), of one blur of
+//! the doubled octave and of the extrema scan of one octave. OpenCV is not run here:
 //! its time on the same image comes from `python benches/extract.py` (same machine).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
@@ -105,6 +107,14 @@ fn sift(c: &mut Criterion) {
             b.iter(|| extract_sift_profiled(&image, &config, isa).unwrap())
         });
     }
+    let two = SiftConfig {
+        threads: 2,
+        ..config
+    };
+    group.bench_function(
+        BenchmarkId::new("extract_2_threads", Isa::detect().name()),
+        |b| b.iter(|| extract_sift_profiled(&image, &two, Isa::detect()).unwrap()),
+    );
     // One level blur of the doubled octave (σ = 1.23, 11 taps), and the extrema scan of
     // one doubled octave's five DoG layers.
     let (w2, h2) = (2 * w, 2 * h);
