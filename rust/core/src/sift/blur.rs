@@ -527,17 +527,13 @@ pub(crate) fn upsample2_rows(
     let w2 = 2 * width;
     let hrow = |y: usize, out: &mut [f32]| {
         let s = &src[y * width..(y + 1) * width];
-        for x in 0..width {
-            out[2 * x] = if x == 0 {
-                s[0]
-            } else {
-                s[x - 1] * 0.25 + s[x] * 0.75
-            };
-            out[2 * x + 1] = if x + 1 == width {
-                s[x]
-            } else {
-                s[x] * 0.75 + s[x + 1] * 0.25
-            };
+        let out = &mut out[..2 * width];
+        // The edge pixels replicate; between them a branch-free (vectorised) loop.
+        out[0] = s[0];
+        out[2 * width - 1] = s[width - 1];
+        for (x, pair) in s.windows(2).enumerate() {
+            out[2 * x + 1] = pair[0] * 0.75 + pair[1] * 0.25;
+            out[2 * x + 2] = pair[0] * 0.25 + pair[1] * 0.75;
         }
     };
     // Source rows y - 1, y and y + 1, interpolated horizontally.
