@@ -46,6 +46,43 @@ pub(crate) fn reflect101(mut i: isize, n: usize) -> usize {
     }
 }
 
+/// One pixel of the vertical fold, the scalar form every ISA's vector loop equals:
+/// `k[0]·rows[r][x]`, then `k[i]·(rows[r - i][x] + rows[r + i][x]) + acc` for `i = 1..=r`.
+#[inline(always)]
+fn fold_rows_at(rows: &[&[f32]], k: &[f32], x: usize) -> f32 {
+    let r = k.len() - 1;
+    let mut a = k[0] * rows[r][x];
+    for (i, &ki) in k.iter().enumerate().skip(1) {
+        a = ki.mul_add(rows[r - i][x] + rows[r + i][x], a);
+    }
+    a
+}
+
+/// Pixels `from..out.len()` of the horizontal fold over the padded row `p` (radius
+/// `k.len() - 1`), in the scalar form every ISA's vector loop equals; with `DOG`, also
+/// `dog[x] = out[x] - base[x]`.
+#[inline(always)]
+fn fold_row_tail<const DOG: bool>(
+    p: &[f32],
+    k: &[f32],
+    out: &mut [f32],
+    base: &[f32],
+    dog: &mut [f32],
+    from: usize,
+) {
+    let r = k.len() - 1;
+    for x in from..out.len() {
+        let mut a = k[0] * p[x + r];
+        for (i, &ki) in k.iter().enumerate().skip(1) {
+            a = ki.mul_add(p[x + r - i] + p[x + r + i], a);
+        }
+        out[x] = a;
+        if DOG {
+            dog[x] = a - base[x];
+        }
+    }
+}
+
 /// `out[x] = k[0]·c[x] + Σᵢ k[i]·(up[i][x] + down[i][x])` for the rows of one output
 /// row (`rows[r]` is the centre, `rows[r - i]` and `rows[r + i]` the pair of tap `i`).
 #[inline(always)]
@@ -69,12 +106,8 @@ fn fold_rows_body(rows: &[&[f32]], k: &[f32], out: &mut [f32]) {
         out[x..x + CHUNK].copy_from_slice(&acc);
         x += CHUNK;
     }
-    for x in x..n {
-        let mut a = k[0] * centre[x];
-        for (i, &ki) in k.iter().enumerate().skip(1) {
-            a = ki.mul_add(rows[r - i][x] + rows[r + i][x], a);
-        }
-        out[x] = a;
+    for (x, o) in out.iter_mut().enumerate().skip(x) {
+        *o = fold_rows_at(rows, k, x);
     }
 }
 
@@ -121,16 +154,7 @@ fn fold_row_impl<const DOG: bool>(
         }
         x += CHUNK;
     }
-    for x in x..n {
-        let mut a = k[0] * p[x + r];
-        for (i, &ki) in k.iter().enumerate().skip(1) {
-            a = ki.mul_add(p[x + r - i] + p[x + r + i], a);
-        }
-        out[x] = a;
-        if DOG {
-            dog[x] = a - base[x];
-        }
-    }
+    fold_row_tail::<DOG>(p, k, out, base, dog, x);
 }
 
 #[inline(always)]
@@ -196,11 +220,7 @@ unsafe fn fold_rows4_avx512(rows: &[&[f32]], k: &[f32], out: &mut [f32], stride:
     }
     for x in x..n {
         for j in 0..BLOCK {
-            let mut a = k[0] * rows[r + j][x];
-            for (i, &ki) in k.iter().enumerate().skip(1) {
-                a = ki.mul_add(rows[r + j - i][x] + rows[r + j + i][x], a);
-            }
-            out[j * stride + x] = a;
+            out[j * stride + x] = fold_rows_at(&rows[j..], k, x);
         }
     }
 }
@@ -351,16 +371,7 @@ unsafe fn fold_row_avx512<const R: usize, const DOG: bool>(
         }
         x += LANES;
     }
-    for x in x..n {
-        let mut a = k[0] * padded[x + R];
-        for (i, &ki) in k.iter().enumerate().skip(1) {
-            a = ki.mul_add(padded[x + R - i] + padded[x + R + i], a);
-        }
-        out[x] = a;
-        if DOG {
-            dog[x] = a - base[x];
-        }
-    }
+    fold_row_tail::<DOG>(padded, k, out, base, dog, x);
 }
 
 /// [`fold_row_avx512`] for the kernel `k` where the CPU has AVX-512 and the radius is at
