@@ -163,6 +163,26 @@ pub fn decode(
 /// The payload of a JPEG's first APP1 "Exif" segment before its first scan (what Pillow's
 /// `getexif()` reads), if any; a malformed segment list ends the search.
 pub fn exif(bytes: &[u8]) -> Option<&[u8]> {
+    find_segment(bytes, |marker, body| {
+        marker == 0xE1 && body.starts_with(b"Exif\0\0")
+    })
+    .map(|(_, body)| body)
+}
+
+/// The `(width, height)` a JPEG's first frame header declares, read by walking the
+/// segments before any library sees the bytes (so that a bomb is refused on its header
+/// alone, whatever follows it).
+pub fn declared_size(bytes: &[u8]) -> Option<(usize, usize)> {
+    // SOF0..SOF15 but DHT (C4), JPG (C8) and DAC (CC).
+    let sof = |m: u8| (0xC0..=0xCF).contains(&m) && ![0xC4, 0xC8, 0xCC].contains(&m);
+    let (_, body) = find_segment(bytes, |marker, body| sof(marker) && body.len() >= 5)?;
+    let height = usize::from(u16::from_be_bytes([body[1], body[2]]));
+    let width = usize::from(u16::from_be_bytes([body[3], body[4]]));
+    Some((width, height))
+}
+
+/// The first segment before the first scan that `want(marker, body)` accepts.
+fn find_segment<'a>(bytes: &'a [u8], want: impl Fn(u8, &[u8]) -> bool) -> Option<(u8, &'a [u8])> {
     let mut at = 2; // after SOI
     loop {
         if *bytes.get(at)? != 0xFF {
@@ -180,8 +200,8 @@ pub fn exif(bytes: &[u8]) -> Option<&[u8]> {
         }
         let len = usize::from(u16::from_be_bytes([*bytes.get(at)?, *bytes.get(at + 1)?]));
         let body = bytes.get(at.checked_add(2)?..at.checked_add(len)?)?;
-        if marker == 0xE1 && body.starts_with(b"Exif\0\0") {
-            return Some(body);
+        if want(marker, body) {
+            return Some((marker, body));
         }
         at += len;
     }
@@ -230,5 +250,15 @@ mod tests {
         // A length running past the end, or garbage between segments, ends the search.
         assert_eq!(exif(&[0xFF, 0xD8, 0xFF, 0xE1, 0x40, 0x00, b'E']), None);
         assert_eq!(exif(&[0xFF, 0xD8, 0x12, 0xFF, 0xE1]), None);
+    }
+
+    #[test]
+    fn the_declared_size_is_the_frame_headers() {
+        let sof = [
+            0xFF, 0xC2, 0x00, 0x0B, 0x08, 0x01, 0x2C, 0xEA, 0x60, 0x01, 0x01, 0x11, 0x00,
+        ];
+        let jpeg = [&[0xFF, 0xD8, 0xFF, 0xC4, 0x00, 0x02][..], &sof].concat();
+        assert_eq!(declared_size(&jpeg), Some((60_000, 300)));
+        assert_eq!(declared_size(&jpeg[..jpeg.len() - 9]), None);
     }
 }

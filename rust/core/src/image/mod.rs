@@ -275,6 +275,11 @@ fn decode_jpeg(
     reduce_for: Option<&WorkingSize>,
     limits: &Limits,
 ) -> Result<(Gray, (usize, usize)), DecodeError> {
+    // The declared size is checked before libjpeg reads the headers, then again on what
+    // libjpeg read.
+    if let Some((w, h)) = jpeg::declared_size(bytes) {
+        check_size(w, h, limits)?;
+    }
     let head = jpeg::header(bytes)?;
     let (w, h) = (head.width, head.height);
     check_size(w, h, limits)?;
