@@ -409,6 +409,26 @@ def _smooth_rgb(h: int, w: int, seed: int = 5) -> np.ndarray:
     return np.clip(smooth - smooth.min(), 0, 255).astype(np.uint8)
 
 
+def test_a_jpeg_of_too_many_scans_is_refused():
+    """Each scan of a progressive JPEG walks every block: a file of thousands of scans is
+    refused after 1000 (Pillow reads them all) instead of decoding for minutes."""
+    image_module = pytest.importorskip("PIL.Image")
+    g = np.random.default_rng(0)
+    buf = io.BytesIO()
+    pixels = g.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    image_module.fromarray(pixels).save(buf, "JPEG", progressive=True, quality=90)
+    data = buf.getvalue()
+    sos, eoi = data.rindex(b"\xff\xda"), data.rindex(b"\xff\xd9")
+
+    def repeated(n: int) -> bytes:  # the last scan again n times (libjpeg only warns)
+        return data[:eoi] + data[sos:eoi] * n + data[eoi:]
+
+    got, _ = _core.working_image(repeated(900), 768)
+    assert got.shape == (64, 64)
+    with pytest.raises(ImageReadError, match="expected at most 1000 scans"):
+        _core.working_image(repeated(1100), 768)
+
+
 @pytest.mark.parametrize("progressive", [False, True])
 @pytest.mark.parametrize("mode", ["RGB", "L"])
 def test_a_truncated_jpeg_is_an_error_not_a_grey_half(progressive, mode):

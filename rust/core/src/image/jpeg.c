@@ -15,6 +15,10 @@
 #include "jpeglib.h"
 
 #define IR_MESSAGE 200
+/* Most scans read from one JPEG (libjpeg-turbo's djpeg -maxscans / TurboJPEG's scan limit
+ * guard against the same thing): each scan of a progressive JPEG walks every coefficient
+ * block, so a small file of many scans would take minutes. Real encoders write about 10. */
+#define IR_MAX_SCANS 1000
 
 /* Shared with Rust (#[repr(C)] IrJpeg in jpeg.rs): keep both in step. */
 typedef struct {
@@ -36,11 +40,22 @@ typedef struct {
 typedef struct {
   struct jpeg_error_mgr pub;
   jmp_buf jump;
+  int too_many_scans;
 } ir_error;
 
 static void ir_error_exit(j_common_ptr cinfo) {
   ir_error *err = (ir_error *)cinfo->err;
   longjmp(err->jump, 1);
+}
+
+/* Called by libjpeg as it reads: stops a JPEG of more than IR_MAX_SCANS scans. */
+static void ir_progress(j_common_ptr cinfo) {
+  j_decompress_ptr dinfo = (j_decompress_ptr)cinfo;
+  ir_error *err = (ir_error *)cinfo->err;
+  if (dinfo->input_scan_number > IR_MAX_SCANS) {
+    err->too_many_scans = 1;
+    longjmp(err->jump, 1);
+  }
 }
 
 static void ir_output_message(j_common_ptr cinfo) { (void)cinfo; }
@@ -51,21 +66,31 @@ static void ir_output_message(j_common_ptr cinfo) { (void)cinfo; }
 int ir_jpeg_run(const unsigned char *data, unsigned long len, ir_jpeg *job,
                 unsigned char *out, size_t out_len) {
   struct jpeg_decompress_struct cinfo;
+  struct jpeg_progress_mgr progress;
   ir_error err;
   char text[JMSG_LENGTH_MAX];
 
   memset(&cinfo, 0, sizeof(cinfo));
+  memset(&progress, 0, sizeof(progress));
   job->message[0] = '\0';
   cinfo.err = jpeg_std_error(&err.pub);
   err.pub.error_exit = ir_error_exit;
   err.pub.output_message = ir_output_message;
+  err.too_many_scans = 0;
   if (setjmp(err.jump)) {
-    (*cinfo.err->format_message)((j_common_ptr)&cinfo, text);
-    snprintf(job->message, IR_MESSAGE, "%s", text);
+    if (err.too_many_scans) {
+      snprintf(job->message, IR_MESSAGE, "expected at most %d scans, got more",
+               IR_MAX_SCANS);
+    } else {
+      (*cinfo.err->format_message)((j_common_ptr)&cinfo, text);
+      snprintf(job->message, IR_MESSAGE, "%s", text);
+    }
     jpeg_destroy_decompress(&cinfo);
     return 1;
   }
   jpeg_create_decompress(&cinfo);
+  progress.progress_monitor = ir_progress;
+  cinfo.progress = &progress;
   if (job->max_memory > 0)
     cinfo.mem->max_memory_to_use = job->max_memory;
   jpeg_mem_src(&cinfo, data, len);
