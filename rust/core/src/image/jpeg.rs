@@ -182,7 +182,7 @@ pub fn declared_size(bytes: &[u8]) -> Option<(usize, usize)> {
 }
 
 /// The first segment before the first scan that `want(marker, body)` accepts.
-fn find_segment<'a>(bytes: &'a [u8], want: impl Fn(u8, &[u8]) -> bool) -> Option<(u8, &'a [u8])> {
+fn find_segment(bytes: &[u8], want: impl Fn(u8, &[u8]) -> bool) -> Option<(u8, &[u8])> {
     let mut at = 2; // after SOI
     loop {
         if *bytes.get(at)? != 0xFF {
