@@ -2,11 +2,13 @@
 //! EXIF orientation applied, converted to grey and resized to the working size, exactly
 //! as the Python path (`images.load_scaled` + `Extractor.prepare`) does with Pillow:
 //!
-//! - a JPEG at least twice the working size on both sides is decoded at a reduced DCT
-//!   scale (1/2, 1/4, 1/8: the largest that stays at least the working size, Pillow's
-//!   `draft` rule), the rest in full;
-//! - grey is Pillow's "L" (`(19595 R + 38470 G + 7471 B + 2^15) >> 16`); 16-bit PNG
-//!   samples are scaled to 8 bits (`round(v / 257)`), never clipped;
+//! - JPEGs are decoded by libjpeg-turbo's decoder ([`jpeg`]), Pillow's own, so the pixels
+//!   are Pillow's bit for bit; one at least twice the working size on both sides is
+//!   decoded at a reduced DCT scale (1/2, 1/4, 1/8: the largest that stays at least the
+//!   working size, Pillow's `draft` rule), a colour one then straight to grey by libjpeg
+//!   (as Pillow's draft to "L"), the rest in full;
+//! - otherwise grey is Pillow's "L" (`(19595 R + 38470 G + 7471 B + 2^15) >> 16`); 16-bit
+//!   PNG samples are scaled to 8 bits (`round(v / 257)`), never clipped;
 //! - the resize is Pillow's, bit for bit ([`resize`]): BILINEAR (antialiased) when
 //!   shrinking, BICUBIC when enlarging.
 //!
