@@ -433,8 +433,8 @@ def test_a_jpeg_of_too_many_scans_is_refused():
 @pytest.mark.parametrize("mode", ["RGB", "L"])
 def test_a_truncated_jpeg_is_an_error_not_a_grey_half(progressive, mode):
     """The first half of a 600 x 400 JPEG decoded "successfully" with a grey bottom half
-    (both decoders fill a cut scan); Pillow refuses it, so does the core now — at full
-    scale (zune-jpeg) and at a reduced DCT scale (jpeg-decoder, ``max_side=128``)."""
+    (libjpeg fills a cut scan and only warns); Pillow refuses it, so does the core — at
+    full scale and at a reduced DCT scale (``max_side=128``)."""
     Image = pytest.importorskip("PIL.Image")
     buf = io.BytesIO()
     Image.fromarray(_smooth_rgb(400, 600)).convert(mode).save(
