@@ -3,9 +3,10 @@ store out — what a retrieval service waits for once the global shortlist is kn
 
 Per query: extract the query's features (decode included; the extractor built once, as a
 service keeps it), read its 100 candidates from the memory-mapped store, re-rank them
-(default settings, both cores). p50 and p95 over the shared queries, by backend, with the
-extraction and re-ranking parts reported apart. The stores are built once per backend
-(``out/latency/<backend>``, every core) and reused.
+(default settings, both cores); every backend answers each query in turn (interleaved, the
+order rotated), and the load average is recorded beside the table. p50 and p95 over the
+shared queries, by backend, with the extraction and re-ranking parts reported apart. The
+stores are built once per backend (``out/latency/<backend>``, every core) and reused.
 
 Queries and shortlists (latency does not depend on labels; the shortlists are fixed draws):
 the 17 roxford/rparis query crops, each against the same 100 database photos of the
@@ -19,6 +20,7 @@ Writes ``out/latency.{json,md}``. Run with both cores idle:
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 import time
@@ -69,43 +71,54 @@ def store_for(backend: str, db: dict[str, Path]):
     return ir.FeatureStore(path)
 
 
-def measure(backend: str, db, queries) -> dict:
+def measure(backends: list[str], db, queries) -> list[dict]:
+    """p50/p95 of every backend, the backends interleaved query by query (each query's
+    extraction and re-ranking run by every backend in turn, the order rotated), so that a
+    change of load on a shared machine falls on all rows alike."""
     import cv2
     import torch
 
     import ilias_rerank as ir
     from ilias_rerank.extractors import make_extractor
 
-    store = store_for(backend, db)
+    stores = {b: store_for(b, db) for b in backends}
     cv2.setNumThreads(2)  # a query uses both cores, as a service would
     torch.set_num_threads(2)
-    ex = make_extractor("sift", backend=backend)
+    extractors = {b: make_extractor("sift", backend=b) for b in backends}
     config = ir.RerankConfig()
-    ex(queries[0][0])  # warm-up
-    extract, rerank, total = [], [], []
-    for qpath, cands in queries:
-        t0 = time.perf_counter()
-        q = ex(qpath)
-        t1 = time.perf_counter()
-        ir.rerank(q, [store[c] for c in cands], config=config)
-        t2 = time.perf_counter()
-        extract.append(t1 - t0)
-        rerank.append(t2 - t1)
-        total.append(t2 - t0)
+    times = {b: ([], [], []) for b in backends}
+    for b in backends:
+        extractors[b](queries[0][0])  # warm-up
+    for n, (qpath, cands) in enumerate(queries):
+        for k in range(len(backends)):
+            b = backends[(n + k) % len(backends)]
+            store = stores[b]
+            t0 = time.perf_counter()
+            q = extractors[b](qpath)
+            t1 = time.perf_counter()
+            ir.rerank(q, [store[c] for c in cands], config=config)
+            t2 = time.perf_counter()
+            extract, rerank, total = times[b]
+            extract.append(t1 - t0)
+            rerank.append(t2 - t1)
+            total.append(t2 - t0)
 
     def pct(values, p):
         return 1e3 * float(np.percentile(values, p))
 
-    return {
-        "backend": backend,
-        "queries": len(queries),
-        "p50_ms": pct(total, 50),
-        "p95_ms": pct(total, 95),
-        "extract_p50_ms": pct(extract, 50),
-        "extract_p95_ms": pct(extract, 95),
-        "rerank_p50_ms": pct(rerank, 50),
-        "rerank_p95_ms": pct(rerank, 95),
-    }
+    return [
+        {
+            "backend": b,
+            "queries": len(queries),
+            "p50_ms": pct(times[b][2], 50),
+            "p95_ms": pct(times[b][2], 95),
+            "extract_p50_ms": pct(times[b][0], 50),
+            "extract_p95_ms": pct(times[b][0], 95),
+            "rerank_p50_ms": pct(times[b][1], 50),
+            "rerank_p95_ms": pct(times[b][1], 95),
+        }
+        for b in backends
+    ]
 
 
 def main(argv=None) -> int:
@@ -117,16 +130,20 @@ def main(argv=None) -> int:
     import ilias_rerank as ir
 
     db, queries = workload(args.smvs)
-    rows = [measure(b, db, queries) for b in args.backends]
+    load_before = os.getloadavg()[0]
+    rows = measure(args.backends, db, queries)
+    load = f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
     summary = {
         "machine": f"{platform.machine()}, kernels {ir.cpu_features()}",
         "date": time.strftime("%Y-%m-%d"),
+        "load": load,
         "workload": f"{len(queries)} queries (17 roxford crops, {args.smvs} SMVS phone photos), "
         f"top {TOP} each, SIFT-1024, default re-ranking, 2 cores",
         "rows": rows,
     }
     lines = [
-        f"{summary['workload']}; {summary['machine']}; {summary['date']}.",
+        f"{summary['workload']}; backends interleaved query by query; "
+        f"{summary['machine']}; {summary['date']}, {load}.",
         "",
         "| backend | p50 ms | p95 ms | extract p50 / p95 | re-rank p50 / p95 |",
         "| --- | --- | --- | --- | --- |",

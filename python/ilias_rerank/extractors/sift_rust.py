@@ -2,11 +2,13 @@
 one native call with numpy alone — no Pillow, no OpenCV, no torch — so the light install
 (``pip install ilias-rerank``) extracts features from JPEG and PNG photos.
 
-The core reproduces the OpenCV backend's path: Pillow's decoding rules (a JPEG at least
-twice the working size decoded at a reduced DCT scale, EXIF orientation, grey as Pillow's
-"L", 16-bit PNG scaled to 8 bits), Pillow's resize bit for bit, SIFT with OpenCV's
-conventions on a doubled first octave, RootSIFT uint8 as ``round(d * 512)``, frames
-``(size, -angle)``, strongest first, keypoints in original-image pixels.
+The core reproduces the OpenCV backend's path bit for bit up to the detector: JPEGs decoded
+by libjpeg-turbo's decoder (compiled into the core) as Pillow drives it, Pillow's decoding
+rules (a JPEG at least twice the working size decoded at a reduced DCT scale straight to
+grey, EXIF orientation, grey as Pillow's "L", 16-bit PNG scaled to 8 bits), Pillow's
+resize; then SIFT with OpenCV's conventions on a doubled first octave, RootSIFT uint8 as
+``round(d * 512)``, frames ``(size, -angle)``, strongest first, keypoints in original-image
+pixels.
 
 The extraction pool (:mod:`~ilias_rerank.extractors.pool`) calls the extractor on one
 image at a time (``extractor(source)``) in its worker threads, as for every backend; the
@@ -30,7 +32,11 @@ from ..features import LocalFeatures
 from .base import Extractor
 from .sift_opencv import DEFAULT_CONTRAST
 
-__all__ = ["MAX_RUST_SIDE", "RustSift", "gray_pixels"]
+__all__ = ["DECODER", "MAX_RUST_SIDE", "RustSift", "gray_pixels"]
+
+#: What decodes JPEGs in the core (recorded in the manifest): libjpeg-turbo's decoder, as
+#: Pillow uses it, so that the working images are the OpenCV backend's bit for bit.
+DECODER = "libjpeg-turbo"
 
 #: Most pixels of SIFT's first octave in the core (``rust/core/src/sift/mod.rs``
 #: ``MAX_SIFT_OCTAVE_PIXELS``), the working image doubled.
@@ -127,7 +133,13 @@ class RustSift(Extractor):
         self.threads = threads
 
     def extra_params(self) -> dict:
-        return {"backend": self.backend, "contrast_threshold": self.contrast_threshold}
+        # The decoder is recorded: features of the earlier pure-Rust JPEG decoders (before
+        # 2026-12-08) differ from these, whose pixels are libjpeg-turbo's, as Pillow's.
+        return {
+            "backend": self.backend,
+            "contrast_threshold": self.contrast_threshold,
+            "decoder": DECODER,
+        }
 
     def _run(self, items: list, threads: int, as_is: bool = False) -> list:
         """The core's batch call; ``as_is``: the images are working images already (no

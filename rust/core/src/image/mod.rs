@@ -2,11 +2,13 @@
 //! EXIF orientation applied, converted to grey and resized to the working size, exactly
 //! as the Python path (`images.load_scaled` + `Extractor.prepare`) does with Pillow:
 //!
-//! - a JPEG at least twice the working size on both sides is decoded at a reduced DCT
-//!   scale (1/2, 1/4, 1/8: the largest that stays at least the working size, Pillow's
-//!   `draft` rule), the rest in full;
-//! - grey is Pillow's "L" (`(19595 R + 38470 G + 7471 B + 2^15) >> 16`); 16-bit PNG
-//!   samples are scaled to 8 bits (`round(v / 257)`), never clipped;
+//! - JPEGs are decoded by libjpeg-turbo's decoder ([`jpeg`]), Pillow's own, so the pixels
+//!   are Pillow's bit for bit; one at least twice the working size on both sides is
+//!   decoded at a reduced DCT scale (1/2, 1/4, 1/8: the largest that stays at least the
+//!   working size, Pillow's `draft` rule), a colour one then straight to grey by libjpeg
+//!   (as Pillow's draft to "L"), the rest in full;
+//! - otherwise grey is Pillow's "L" (`(19595 R + 38470 G + 7471 B + 2^15) >> 16`); 16-bit
+//!   PNG samples are scaled to 8 bits (`round(v / 257)`), never clipped;
 //! - the resize is Pillow's, bit for bit ([`resize`]): BILINEAR (antialiased) when
 //!   shrinking, BICUBIC when enlarging.
 //!
@@ -14,12 +16,11 @@
 //! of more than [`Limits::max_pixels`] is refused before any pixel buffer exists.
 
 pub mod exif;
+pub mod jpeg;
 pub mod pipeline;
 pub mod resize;
 
 use std::io::Cursor;
-
-use jpeg_decoder::PixelFormat;
 
 pub use resize::Filter;
 
@@ -276,62 +277,75 @@ fn decode_jpeg(
     reduce_for: Option<&WorkingSize>,
     limits: &Limits,
 ) -> Result<(Gray, (usize, usize)), DecodeError> {
-    let corrupt = |e: jpeg_decoder::Error| DecodeError::Corrupt {
-        format: "JPEG",
-        reason: e.to_string(),
-    };
-    let mut decoder = jpeg_decoder::Decoder::new(Cursor::new(bytes));
-    decoder.read_info().map_err(corrupt)?;
-    let info = decoder.info().ok_or_else(|| DecodeError::Corrupt {
-        format: "JPEG",
-        reason: "no frame header".into(),
-    })?;
-    let (w, h) = (usize::from(info.width), usize::from(info.height));
+    // The declared size is checked before libjpeg reads the headers, then again on what
+    // libjpeg read.
+    if let Some((w, h)) = jpeg::declared_size(bytes) {
+        check_size(w, h, limits)?;
+    }
+    let head = jpeg::header(bytes)?;
+    let (w, h) = (head.width, head.height);
     check_size(w, h, limits)?;
     check_aspect_declared(w, h, reduce_for)?;
     if !reaches_eoi(bytes) {
-        // Both decoders fill a cut scan with grey; Pillow refuses it.
+        // libjpeg fills a cut scan with grey (a warning); Pillow refuses it.
         return Err(DecodeError::Corrupt {
             format: "JPEG",
             reason: "truncated: expected an end-of-image marker after the last scan, got none"
                 .into(),
         });
     }
-    let orientation = decoder.exif_data().map_or(1, exif::orientation);
+    let orientation = jpeg::exif(bytes).map_or(1, exif::orientation);
     let swapped = exif::swaps(orientation);
     let full = if swapped { (h, w) } else { (w, h) };
-    // Buffers of the decoder: the output and its planes (CMYK at most 4 bytes a pixel).
-    decoder.set_max_decoding_buffer_size((limits.max_pixels as usize).saturating_mul(4));
-    let mut reduced = false;
+    let mut scale = 1;
     if let Some(size) = reduce_for {
         let want = size.of(full.0, full.1);
         if full.0 >= 2 * want.0 && full.1 >= 2 * want.1 {
             let (rw, rh) = if swapped { (want.1, want.0) } else { want };
             // Pillow's draft: the largest of 8, 4, 2 not above the whole ratio.
             let ratio = (w / rw).min(h / rh);
-            let scale = [8, 4, 2, 1].into_iter().find(|&s| ratio >= s).unwrap_or(1);
-            if scale > 1 {
-                let (sw, sh) = (w.div_ceil(scale), h.div_ceil(scale));
-                decoder.scale(sw as u16, sh as u16).map_err(corrupt)?;
-                reduced = true;
-            }
+            scale = [8, 4, 2, 1].into_iter().find(|&s| ratio >= s).unwrap_or(1);
         }
     }
-    let whole = !reduced && matches!(info.pixel_format, PixelFormat::RGB24 | PixelFormat::L8);
-    let (pixels, dw, dh) = match whole.then(|| decode_jpeg_whole(bytes, info.pixel_format)) {
-        Some(Ok(done)) => done,
-        // Anything zune-jpeg refuses goes to jpeg-decoder, which names the error.
-        _ => decode_jpeg_decoder(decoder)?,
-    };
-    if pixels.len() != dw * dh || (!reduced && (dw, dh) != (w, h)) {
+    // Pillow's draft to "L" makes libjpeg decode a colour (3-component) JPEG to grey
+    // itself, and only when it decodes at a reduced scale; in full it decodes RGB.
+    let gray = scale > 1 && head.components == 3;
+    // libjpeg's large buffers (a progressive JPEG's coefficients: ~2 bytes a sample).
+    let max_memory = (limits.max_pixels as usize).saturating_mul(8);
+    let d = jpeg::decode(bytes, scale as u32, gray, max_memory)?;
+    let (dw, dh) = (d.width, d.height);
+    if (dw, dh) != (w.div_ceil(scale), h.div_ceil(scale)) {
         return Err(DecodeError::Corrupt {
             format: "JPEG",
             reason: format!(
-                "expected {w} x {h} pixels (or a reduced scale of it), got {} for {dw} x {dh}",
-                pixels.len()
+                "expected {} x {} pixels, got {dw} x {dh}",
+                w.div_ceil(scale),
+                h.div_ceil(scale)
             ),
         });
     }
+    let pixels = match d.channels {
+        1 => d.pixels,
+        3 => rgb_to_gray(&d.pixels, 3),
+        4 => d
+            .pixels
+            .chunks_exact(4)
+            .map(|p| {
+                // Pillow reads an Adobe CMYK JPEG as inverted ("CMYK;I"), then CMYK ->
+                // RGB -> L.
+                let inv = |v: u8| if head.adobe { 255 - v } else { v };
+                let nk = 255 - u32::from(inv(p[3]));
+                let ch = |c: u8| (nk - (u32::from(inv(c)) * nk + 127) / 255) as u8;
+                luma(ch(p[0]), ch(p[1]), ch(p[2]))
+            })
+            .collect(),
+        n => {
+            return Err(DecodeError::Corrupt {
+                format: "JPEG",
+                reason: format!("expected 1, 3 or 4 colour components, got {n}"),
+            })
+        }
+    };
     let (pixels, ow, oh) = exif::apply(pixels, dw, dh, orientation);
     Ok((
         Gray {
@@ -350,71 +364,6 @@ fn decode_jpeg(
 fn reaches_eoi(bytes: &[u8]) -> bool {
     let last = |m: u8| bytes.windows(2).rposition(|w| w == [0xFF, m]);
     matches!((last(0xDA), last(0xD9)), (Some(sos), Some(eoi)) if eoi > sos)
-}
-
-/// A JPEG decoded at full scale by zune-jpeg, to Pillow's grey: `(pixels, width, height)`.
-fn decode_jpeg_whole(
-    bytes: &[u8],
-    format: PixelFormat,
-) -> Result<(Vec<u8>, usize, usize), DecodeError> {
-    use zune_jpeg::zune_core::{
-        bytestream::ZCursor, colorspace::ColorSpace, options::DecoderOptions,
-    };
-    let corrupt = |e: zune_jpeg::errors::DecodeErrors| DecodeError::Corrupt {
-        format: "JPEG",
-        reason: e.to_string(),
-    };
-    let grey = format == PixelFormat::L8;
-    let options = DecoderOptions::default()
-        .set_max_width(usize::from(u16::MAX))
-        .set_max_height(usize::from(u16::MAX))
-        .jpeg_set_out_colorspace(if grey {
-            ColorSpace::Luma
-        } else {
-            ColorSpace::RGB
-        });
-    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
-    let data = decoder.decode().map_err(corrupt)?;
-    let (w, h) = decoder.dimensions().ok_or_else(|| DecodeError::Corrupt {
-        format: "JPEG",
-        reason: "no frame header".into(),
-    })?;
-    let pixels = if grey { data } else { rgb_to_gray(&data, 3) };
-    Ok((pixels, w, h))
-}
-
-/// A JPEG decoded by jpeg-decoder (at the scale set on it), to Pillow's grey.
-fn decode_jpeg_decoder(
-    mut decoder: jpeg_decoder::Decoder<Cursor<&[u8]>>,
-) -> Result<(Vec<u8>, usize, usize), DecodeError> {
-    let corrupt = |e: jpeg_decoder::Error| DecodeError::Corrupt {
-        format: "JPEG",
-        reason: e.to_string(),
-    };
-    let data = decoder.decode().map_err(corrupt)?;
-    let info = decoder.info().ok_or_else(|| DecodeError::Corrupt {
-        format: "JPEG",
-        reason: "no frame header".into(),
-    })?;
-    let (dw, dh) = (usize::from(info.width), usize::from(info.height));
-    let pixels = match info.pixel_format {
-        PixelFormat::L8 => data,
-        PixelFormat::RGB24 => rgb_to_gray(&data, 3),
-        PixelFormat::CMYK32 => data
-            .chunks_exact(4)
-            .map(|p| {
-                // Pillow's CMYK -> RGB, then L.
-                let nk = 255 - u32::from(p[3]);
-                let ch = |c: u8| (nk - (u32::from(c) * nk + 127) / 255) as u8;
-                luma(ch(p[0]), ch(p[1]), ch(p[2]))
-            })
-            .collect(),
-        PixelFormat::L16 => data
-            .chunks_exact(2)
-            .map(|p| scale16(u16::from_be_bytes([p[0], p[1]])))
-            .collect(),
-    };
-    Ok((pixels, dw, dh))
 }
 
 fn decode_png(
@@ -563,7 +512,7 @@ mod tests {
         );
     }
 
-    /// A baseline JPEG header declaring `width x height` and nothing after it.
+    /// A baseline JPEG's headers declaring `width x height` and no scan data after them.
     fn declared_jpeg(width: u16, height: u16) -> Vec<u8> {
         let mut b = vec![0xFF, 0xD8];
         // DQT (one table of 1s)
@@ -574,13 +523,15 @@ mod tests {
         b.extend_from_slice(&height.to_be_bytes());
         b.extend_from_slice(&width.to_be_bytes());
         b.extend_from_slice(&[0x01, 0x01, 0x11, 0x00]);
+        // SOS of that component (libjpeg reads the headers up to it), no scan data
+        b.extend_from_slice(&[0xFF, 0xDA, 0x00, 0x08, 0x01, 0x01, 0x00, 0x00, 0x3F, 0x00]);
         b.extend_from_slice(&[0xFF, 0xD9]);
         b
     }
 
     #[test]
     fn bombs_are_refused_before_decoding() {
-        for (w, h) in [(60_000u16, 60_000u16), (20_000, 20_000), (65_535, 2_731)] {
+        for (w, h) in [(60_000u16, 60_000u16), (20_000, 20_000), (65_500, 2_740)] {
             let e = decode_gray(&declared_jpeg(w, h), None, &Limits::default()).unwrap_err();
             assert!(
                 matches!(e, DecodeError::TooLarge { width, height, .. }
@@ -588,6 +539,9 @@ mod tests {
                 "{w}x{h}: {e}"
             );
         }
+        // Past libjpeg's largest side (65,500) it refuses the headers itself.
+        let e = decode_gray(&declared_jpeg(65_535, 16), None, &Limits::default()).unwrap_err();
+        assert!(e.to_string().contains("65500"), "{e}");
         let e = decode_gray(
             &declared_jpeg(2000, 2000),
             None,

@@ -101,7 +101,10 @@ fn clip8(acc: i32) -> u8 {
 }
 
 /// `pixels` (`width x height`) resized to `new_width x new_height` with `filter`, as
-/// Pillow's `resize` of an "L" image.
+/// Pillow's `resize` of an "L" image. Pillow (12 and later) runs the vertical pass first
+/// when the height shrinks by more than twice as many pixels as the width (so the
+/// horizontal pass has fewer rows); the order changes the rounding of the 8-bit
+/// intermediate, so it is followed here too.
 pub fn resize(
     pixels: &[u8],
     width: usize,
@@ -116,24 +119,23 @@ pub fn resize(
     }
     let horiz = coeffs(width, new_width, filter);
     let vert = coeffs(height, new_height, filter);
-    let half = 1i32 << (PRECISION_BITS - 1);
-    // Horizontal pass over the rows the vertical pass reads.
+    let (dw, dh) = (
+        width as i64 - new_width as i64,
+        height as i64 - new_height as i64,
+    );
+    if dh > 0 && dh > 2 * dw {
+        // Vertical first, over every column; then horizontal over the new rows.
+        let temp = vertical(pixels, width, &vert, 0);
+        if new_width == width {
+            return temp;
+        }
+        return horizontal(&temp, width, 0..new_height, new_width, &horiz);
+    }
+    // Horizontal first, over the rows the vertical pass reads.
     let (first, temp, temp_w) = if new_width != width {
         let first = vert.bounds.first().map_or(0, |b| b.0);
         let last = vert.bounds.last().map_or(height, |b| b.0 + b.1);
-        let mut temp = vec![0u8; new_width * (last - first)];
-        for (y, out_row) in (first..last).zip(temp.chunks_exact_mut(new_width)) {
-            let row = &pixels[y * width..(y + 1) * width];
-            for (xx, out) in out_row.iter_mut().enumerate() {
-                let (xmin, taps) = horiz.bounds[xx];
-                let k = &horiz.weights[xx * horiz.ksize..xx * horiz.ksize + taps];
-                let mut acc = half;
-                for (&p, &w) in row[xmin..xmin + taps].iter().zip(k) {
-                    acc += i32::from(p) * w;
-                }
-                *out = clip8(acc);
-            }
-        }
+        let temp = horizontal(pixels, width, first..last, new_width, &horiz);
         (first, temp, new_width)
     } else {
         (0, pixels.to_vec(), width)
@@ -141,15 +143,47 @@ pub fn resize(
     if new_height == height {
         return temp;
     }
-    let mut out = vec![0u8; new_width * new_height];
-    let mut acc = vec![0i32; temp_w];
-    for (yy, out_row) in out.chunks_exact_mut(new_width).enumerate() {
+    vertical(&temp, temp_w, &vert, first)
+}
+
+/// Pillow's horizontal pass: rows `rows` of `pixels` (`width` wide) to `new_width`.
+fn horizontal(
+    pixels: &[u8],
+    width: usize,
+    rows: std::ops::Range<usize>,
+    new_width: usize,
+    horiz: &Coeffs,
+) -> Vec<u8> {
+    let half = 1i32 << (PRECISION_BITS - 1);
+    let mut temp = vec![0u8; new_width * rows.len()];
+    for (y, out_row) in rows.zip(temp.chunks_exact_mut(new_width)) {
+        let row = &pixels[y * width..(y + 1) * width];
+        for (xx, out) in out_row.iter_mut().enumerate() {
+            let (xmin, taps) = horiz.bounds[xx];
+            let k = &horiz.weights[xx * horiz.ksize..xx * horiz.ksize + taps];
+            let mut acc = half;
+            for (&p, &w) in row[xmin..xmin + taps].iter().zip(k) {
+                acc += i32::from(p) * w;
+            }
+            *out = clip8(acc);
+        }
+    }
+    temp
+}
+
+/// Pillow's vertical pass: `pixels` (`width` wide, its first row being source row
+/// `first`) to `vert.bounds.len()` rows.
+fn vertical(pixels: &[u8], width: usize, vert: &Coeffs, first: usize) -> Vec<u8> {
+    let half = 1i32 << (PRECISION_BITS - 1);
+    let mut out = vec![0u8; width * vert.bounds.len()];
+    let mut acc = vec![0i32; width];
+    for (yy, out_row) in out.chunks_exact_mut(width).enumerate() {
         let (ymin, taps) = vert.bounds[yy];
         let k = &vert.weights[yy * vert.ksize..yy * vert.ksize + taps];
         acc.fill(half);
         for (t, &w) in k.iter().enumerate() {
             let y = ymin + t - first;
-            let row = &temp[y * temp_w..(y + 1) * temp_w];
+            let row = &pixels[y * width..(y + 1) * width];
             for (a, &p) in acc.iter_mut().zip(row) {
                 *a += i32::from(p) * w;
             }
@@ -202,5 +236,27 @@ mod tests {
             25, 52, 75, 176, 250,
         ];
         assert_eq!(resize(&b, 7, 5, 11, 9, Filter::Bicubic), up);
+    }
+
+    /// Pillow 13's `Image.resize((5, 4), BILINEAR)` of the 12 x 6 ramp below.
+    const PILLOW_6X12_TO_5X4: [u8; 20] = [
+        119, 120, 122, 143, 105, 137, 138, 141, 108, 111, 103, 128, 124, 119, 144, 138, 139, 157,
+        133, 111,
+    ];
+
+    #[test]
+    fn the_pass_order_is_pillows() {
+        // 6 x 12 -> 5 x 4: the height shrinks by 8 > 2 * 1 pixels, so Pillow 13 runs the
+        // vertical pass first; horizontal-first rounding would give other values here.
+        let p: Vec<u8> = (0..72u32).map(|i| ((i * 97 + 31) % 256) as u8).collect();
+        let got = resize(&p, 6, 12, 5, 4, Filter::Bilinear);
+        let h_first = vertical(
+            &horizontal(&p, 6, 0..12, 5, &coeffs(6, 5, Filter::Bilinear)),
+            5,
+            &coeffs(12, 4, Filter::Bilinear),
+            0,
+        );
+        assert_eq!(got, PILLOW_6X12_TO_5X4.to_vec());
+        assert_ne!(got, h_first);
     }
 }
