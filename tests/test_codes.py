@@ -101,7 +101,16 @@ def test_codes_of_two_vocabularies_and_mixed_kinds_are_refused(photos, small_voc
 
 
 @pytest.mark.parametrize(
-    "field, value", [("codes_hamming", 257), ("codes_hamming", -1), ("codes_ratio", 1.5)]
+    "field, value",
+    [
+        ("codes_hamming", 257),
+        ("codes_hamming", -1),
+        ("codes_ratio", 1.5),
+        ("codes_sigma", 0.0),
+        ("codes_sigma", -2.0),
+        ("codes_sigma", float("nan")),
+        ("codes_sigma", 300.0),
+    ],
 )
 def test_codes_settings_are_range_checked(field, value):
     with pytest.raises(ir.ConfigError, match=field):

@@ -56,6 +56,7 @@ fn verify_against(
     let none = CandidateOutcome {
         matches: 0,
         verification: crate::verify::Verification::NONE,
+        evidence: 0.0,
     };
     let mut acc = Verified {
         support: vec![0; candidates.len()],

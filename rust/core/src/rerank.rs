@@ -6,7 +6,7 @@ use crate::config::RerankConfig;
 use crate::error::{RerankError, Result};
 use crate::expansion::{counted, expansion_support};
 use crate::features::{Frames, LocalFeaturesRef};
-use crate::fusion::fuse;
+use crate::fusion::{fuse, fuse_evidence};
 use crate::matching::prepare;
 pub use crate::pair::{
     check_global, pixel_threshold, CandidateOutcome, PairOutcome, RerankOutput, MAX_CANDIDATES,
@@ -61,7 +61,8 @@ pub fn rerank_query(
     };
     let inliers: Vec<u32> = outcomes.iter().map(|o| o.verification.inliers).collect();
     if cfg.expansion == 0 {
-        let (order, scores) = fuse(&inliers, global, cfg);
+        let evidence: Vec<f64> = outcomes.iter().map(|o| o.counted_evidence(cfg)).collect();
+        let (order, scores) = fuse_evidence(&evidence, global, cfg);
         return Ok(RerankOutput {
             order,
             scores,
