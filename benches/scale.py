@@ -13,19 +13,20 @@ Stores (built once under ``--root``, default ``.cache/scale``; the disk must hol
   would spread over the vocabulary's cells unlike photos (the join's cost is the
   collisions), so its pool is **real photos**: the OpenCV SIFT features (the accuracy
   bench's, ``benches/cvsift.py``, first ``--codes-features`` = 4,096 strongest) of every
-  image of ``roxford_rparis_pixel_subset`` and ``smvs_dvd_covers`` (555), quantised by the
+  image of ``roxford_rparis_pixel_subset`` and ``smvs_dvd_covers`` (557), quantised by the
   shipped vocabulary with 5 words a feature.
 
 Images are drawn from a pool of 1,000 synthetic feature sets (random descriptors, uniform
-keypoints; for codes, the 555 photos); each query's shortlist of 1,000 ids is drawn from
+keypoints; for codes, the 557 photos); each query's shortlist of 1,000 ids is drawn from
 the store, and holds five copies of the query's own set (pairs that verify), the rest
 unrelated. The job is
 ``rerank-shortlists`` itself on a store that already holds every id (extraction is costed
 separately, from the accuracy bench's measured rates, in the cost table of docs/scale.md).
 
 Run: ``.venv/bin/python benches/scale.py [--backends local ray] [--stores uint8 compact
-codes]`` with both cores idle; ``--top 100`` runs a tenth of the job (the rate is per pair,
-so the full job's time is 10x; the table says which was run). Writes ``out/scale.{json,md}``.
+codes]`` with both cores idle; ``--codes-config`` gives the codes store one row per
+RerankConfig (JSON); ``--top 100`` runs a tenth of the job (the rate is per pair, so the
+full job's time is 10x; the table says which was run). Writes ``out/scale.{json,md}``.
 """
 
 from __future__ import annotations
@@ -190,7 +191,9 @@ class RssSampler:
         self._t.join()
 
 
-def run_job(root: Path, knn: Path, out: Path, backend: str, workers: int, top: int) -> dict:
+def run_job(
+    root: Path, knn: Path, out: Path, backend: str, workers: int, top: int, config: dict
+) -> dict:
     from ilias_rerank.scale import rerank_shortlists
 
     t0 = time.perf_counter()
@@ -206,6 +209,7 @@ def run_job(root: Path, knn: Path, out: Path, backend: str, workers: int, top: i
             progress=False,
             query_group=16,
             extractor=None,  # the synthetic features are in the store; extract nothing
+            config=ir.RerankConfig(**config),
         )
     wall = time.perf_counter() - t0
     return {
@@ -221,9 +225,14 @@ def run_job(root: Path, knn: Path, out: Path, backend: str, workers: int, top: i
 
 
 def store_name(row: dict) -> str:
-    if row["store"] != "codes":
-        return row["store"]
-    return f"codes, 5 words ({row['pool']} real photos, {row['features_mean']:,.0f} features mean)"
+    name = row["store"]
+    if name == "codes":
+        name = (
+            f"codes, 5 words ({row['pool']} real photos, {row['features_mean']:,.0f} features mean)"
+        )
+    if row.get("config"):
+        name += ", " + ", ".join(f"{k} {v:g}" for k, v in row["config"].items())
+    return name
 
 
 def disk_bytes(path: Path) -> int:
@@ -243,6 +252,14 @@ def main(argv=None) -> int:
     ap.add_argument("--queries", type=int, default=QUERIES)
     ap.add_argument("--top", type=int, default=TOP)
     ap.add_argument("--out", type=Path, default=REPO / "out" / "scale")
+    ap.add_argument(
+        "--codes-config",
+        nargs="*",
+        type=json.loads,
+        default=[{}],
+        help="the codes store's rows: one job per RerankConfig given as JSON, e.g. "
+        "'{}' '{\"codes_hamming\": 28, \"codes_sigma\": 16}' (the exact stores run the defaults)",
+    )
     args = ap.parse_args(argv)
     results = []
     for kind in args.stores:
@@ -257,15 +274,23 @@ def main(argv=None) -> int:
         knn = args.root / f"{root.name}-knn-{args.queries}x{args.top}.json"
         if not knn.is_file():
             shortlists(knn, images, args.queries, args.top, built["pool"])
-        for backend in args.backends:
+        configs = args.codes_config if kind == "codes" else [{}]
+        for backend, config in ((b, c) for b in args.backends for c in configs):
             workers = 2 if backend == "ray" else 1  # local: one process, both cores in Rust
             row = {
                 "store": kind,
                 "images": images,
                 "disk_bytes": disk_bytes(root),
                 **built,
+                "config": config,
                 **run_job(
-                    root, knn, args.root / f"{kind}-{backend}.json", backend, workers, args.top
+                    root,
+                    knn,
+                    args.root / f"{kind}-{backend}.json",
+                    backend,
+                    workers,
+                    args.top,
+                    config,
                 ),
             }
             row["load_average"] = os.getloadavg()

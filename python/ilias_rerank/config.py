@@ -66,8 +66,9 @@ class RerankConfig:
         (``h2`` the second nearest among the query feature's collisions), or ``None``;
         ``codes_sigma``: score a verified candidate by the sum over its inliers of
         ``exp(-h² / σ²)`` (``h`` each one's Hamming distance) instead of the inlier count
-        (Hamming Embedding's weighting), or ``None`` (the count); ``min_inliers``, the
-        cascade's choices and expansion still read the count. Measured: σ = 16 with
+        (Hamming Embedding's weighting; expansion and consensus sum it likewise), or
+        ``None`` (the count); ``min_inliers``, the cascade's choices and which images join
+        expansion still read the count. Measured: σ = 16 with
         ``codes_hamming`` 28 (docs/accuracy.md).
     Execution
         ``seed``: seeds every random choice per (query, candidate) pair;

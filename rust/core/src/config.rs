@@ -160,8 +160,9 @@ pub struct RerankConfig {
     /// Quantised features: score a verified candidate by the sum over its inliers of
     /// `exp(-h² / σ²)` (`h` each one's Hamming distance, `σ` this) instead of the inlier
     /// count, so that near-identical signatures count more than ones at the threshold
-    /// (Hamming Embedding's weighting, Jégou, Douze & Schmid, ECCV 2008). The count still
-    /// decides `min_inliers`, the cascade's choices and expansion. `None`: the count.
+    /// (Hamming Embedding's weighting, Jégou, Douze & Schmid, ECCV 2008); expansion and
+    /// consensus sum it likewise. The count still decides `min_inliers`, the cascade's
+    /// choices and which images join expansion. `None`: the count.
     pub codes_sigma: Option<f32>,
     /// Seed of every random choice; each pair derives its own stream from
     /// `(seed, query, candidate)`, so results never depend on the number of threads.

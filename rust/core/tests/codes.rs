@@ -3,7 +3,9 @@
 //! the threshold is inclusive, codes of two vocabularies are refused, and a shortlist of
 //! codes re-ranks identically on one thread and on several.
 
-use ilias_rerank_core::{rerank, verify_pair, Descriptors, LocalFeaturesRef, RerankConfig};
+use ilias_rerank_core::{
+    rerank, rerank_consensus, verify_pair, Descriptors, LocalFeaturesRef, RerankConfig,
+};
 use proptest::prelude::*;
 
 #[derive(Debug)]
@@ -199,6 +201,28 @@ fn hamming_weights_score_by_summed_inlier_weights() {
     // Lexicographic fusion without global scores: evidence + 1/2.
     assert!((weighted.scores[0] - 6.5).abs() < 1e-9);
     assert!((weighted.scores[1] - (f64::from(expected) + 0.5)).abs() < 1e-5);
+}
+
+#[test]
+fn consensus_sums_the_weighted_evidence() {
+    // Pseudo-query 0 (global top); candidate 1 verifies 6 inliers with it at Hamming 0,
+    // candidate 2 verifies 8 at Hamming 20. By count 2 (8) beats 1 (6); with sigma 10,
+    // 1 (6) beats 2 (8 exp(-4)).
+    let s = planted((0..8).collect(), 0);
+    let near = planted((0..6).collect(), 0);
+    let far = planted((0..8).collect(), 20);
+    let views = [s.view(7), near.view(7), far.view(7)];
+    let global = [1.0, 0.5, 0.4];
+    let count = rerank_consensus(&views, Some(&global), 1, &RerankConfig::default());
+    assert_eq!(count.expect("valid").order, vec![0, 2, 1]);
+    let cfg = RerankConfig {
+        codes_sigma: Some(10.0),
+        ..RerankConfig::default()
+    };
+    let weighted = rerank_consensus(&views, Some(&global), 1, &cfg).expect("valid");
+    assert_eq!(weighted.order, vec![0, 1, 2]);
+    // The support reported stays the inlier count.
+    assert_eq!(weighted.support[2], 8);
 }
 
 #[test]
