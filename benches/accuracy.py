@@ -852,6 +852,17 @@ CODES_WEIGHTED = [
         4096,
         {"codes_hamming": 28, "codes_sigma": 16.0, "max_hypotheses": 1024},
     ),
+    (
+        "codes, 5 words, 28 bits, sigma 16, 1,024 hypotheses, expansion 3",
+        4096,
+        {
+            "codes_hamming": 28,
+            "codes_sigma": 16.0,
+            "max_hypotheses": 1024,
+            "expansion": 3,
+            "expansion_min_inliers": 15,
+        },
+    ),
     ("codes, 5 words, 28 bits, sigma 16", 2048, {"codes_hamming": 28, "codes_sigma": 16.0}),
     ("codes, 5 words, 28 bits, sigma 16", 8192, {"codes_hamming": 28, "codes_sigma": 16.0}),
     (
