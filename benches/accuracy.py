@@ -912,13 +912,29 @@ def render_codes_weighted(summary: dict) -> list[str]:
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in summary["rows"]:
-        s = r["smvs"]
-        lines.append(
-            f"| {r['name']} | {r['features']} | {r['vocabulary']} | {r['roxford_map']:.3f} "
-            f"| {r['roxford_candidates_per_s']:.0f} | {s['top1']:.2f} | {s['map']:.3f} "
-            f"| {s['candidates_per_s']:.0f} | {r['homogr_within_5px']}/16 |"
-        )
+        lines.append(f"| {r['name']} | {r['features']} | {r['vocabulary']} " + _codes_cells(r))
     return lines
+
+
+def codes_report(path: Path, table: dict, render) -> int:
+    """Write one codes table's report (the machine and date with its rows)."""
+    summary = {
+        "machine": f"{platform.machine()}, kernels {ir.cpu_features()}",
+        "date": time.strftime("%Y-%m-%d"),
+        **table,
+    }
+    write_report(path, summary, render(summary))
+    return 0
+
+
+def _codes_cells(r: dict) -> str:
+    """A codes table row's cells from rOxf/rPar's mAP to homogr (one format for both)."""
+    s = r["smvs"]
+    note = f" ({s['queries']} photos)" if s.get("queries", 100) != 100 else ""
+    return (
+        f"| {r['roxford_map']:.3f} | {r['roxford_candidates_per_s']:.0f} | {s['top1']:.2f}{note} "
+        f"| {s['map']:.3f} | {s['candidates_per_s']:.0f} | {r['homogr_within_5px']}/16 |"
+    )
 
 
 def codes_tiers(n: int = 4096, words: int = 5, base: dict | None = None) -> dict:
@@ -968,14 +984,8 @@ def render_codes(summary: dict) -> list[str]:
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in summary["rows"]:
-        s = r["smvs"]
-        note = f" ({s['queries']} photos)" if s.get("queries", 100) != 100 else ""
         size = f"{r['bytes_per_image'] / 1000:.1f} KB" if "bytes_per_image" in r else ""
-        lines.append(
-            f"| {r['name']} | {r['vocabulary']} | {r['roxford_map']:.3f} "
-            f"| {r['roxford_candidates_per_s']:.0f} | {s['top1']:.2f}{note} | {s['map']:.3f} "
-            f"| {s['candidates_per_s']:.0f} | {r['homogr_within_5px']}/16 | {size} |"
-        )
+        lines.append(f"| {r['name']} | {r['vocabulary']} " + _codes_cells(r) + f" {size} |")
     if summary.get("caps"):
         lines += [
             "",
@@ -1070,13 +1080,9 @@ def main(argv=None) -> int:
     )
     args = ap.parse_args(argv)
     if args.codes_weights:
-        summary = {
-            "machine": f"{platform.machine()}, kernels {ir.cpu_features()}",
-            "date": time.strftime("%Y-%m-%d"),
-            **codes_weighted(),
-        }
-        write_report(args.out.with_name("codes_weights"), summary, render_codes_weighted(summary))
-        return 0
+        return codes_report(
+            args.out.with_name("codes_weights"), codes_weighted(), render_codes_weighted
+        )
     if args.codes_tiers:
         summary = {"date": time.strftime("%Y-%m-%d"), **codes_tiers()}
         cfg = ", ".join(f"{k} {v:g}" for k, v in summary["config"].items())
@@ -1093,13 +1099,8 @@ def main(argv=None) -> int:
         write_report(args.out.with_name("codes_tiers"), summary, lines)
         return 0
     if args.codes:
-        summary = {
-            "machine": f"{platform.machine()}, kernels {ir.cpu_features()}",
-            "date": time.strftime("%Y-%m-%d"),
-            **codes_table(rules=not args.no_cap_rules),
-        }
-        write_report(args.out.with_name("codes"), summary, render_codes(summary))
-        return 0
+        table = codes_table(rules=not args.no_cap_rules)
+        return codes_report(args.out.with_name("codes"), table, render_codes)
     if args.cascade_rates:
         rates = interleaved_rates(CASCADE_ROWS)
         name = "cascade_rates" if args.out == REPO / "out" / "accuracy" else args.out.name
