@@ -906,11 +906,7 @@ def codes_weighted() -> dict:
 
 
 def render_codes_weighted(summary: dict) -> list[str]:
-    lines = [
-        "| matching | features | vocabulary | rOxf/rPar mAP (5 shuffles) | rOxf cand/s "
-        "| SMVS top-1 | SMVS mAP | SMVS cand/s | homogr <= 5 px |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
+    lines = _codes_head(["matching", "features", "vocabulary"], [])
     for r in summary["rows"]:
         lines.append(f"| {r['name']} | {r['features']} | {r['vocabulary']} " + _codes_cells(r))
     return lines
@@ -925,6 +921,21 @@ def codes_report(path: Path, table: dict, render) -> int:
     }
     write_report(path, summary, render(summary))
     return 0
+
+
+def _codes_head(lead: list[str], tail: list[str]) -> list[str]:
+    """The header of a codes table: ``lead`` columns, the measured ones, ``tail``."""
+    cols = [
+        *lead,
+        "rOxf/rPar mAP (5 shuffles)",
+        "rOxf cand/s",
+        "SMVS top-1",
+        "SMVS mAP",
+        "SMVS cand/s",
+        "homogr <= 5 px",
+        *tail,
+    ]
+    return ["| " + " | ".join(cols) + " |", "|" + " --- |" * len(cols)]
 
 
 def _codes_cells(r: dict) -> str:
@@ -978,11 +989,7 @@ def codes_tiers(n: int = 4096, words: int = 5, base: dict | None = None) -> dict
 
 
 def render_codes(summary: dict) -> list[str]:
-    lines = [
-        "| matching, features | vocabulary | rOxf/rPar mAP (5 shuffles) | rOxf cand/s "
-        "| SMVS top-1 | SMVS mAP | SMVS cand/s | homogr <= 5 px | bytes/image |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
+    lines = _codes_head(["matching, features", "vocabulary"], ["bytes/image"])
     for r in summary["rows"]:
         size = f"{r['bytes_per_image'] / 1000:.1f} KB" if "bytes_per_image" in r else ""
         lines.append(f"| {r['name']} | {r['vocabulary']} " + _codes_cells(r) + f" {size} |")
