@@ -841,26 +841,134 @@ def codes_table(rules: bool = True) -> dict:
     return {"rows": rows, "caps": caps, "vocabularies": {k: v.name for k, v in vocs.items()}}
 
 
-def codes_tiers(n: int = 4096, words: int = 5) -> dict:
-    """The other tiers on quantised features at ``n`` (rOxf/rPar, leave-one-set-out
-    vocabulary): expansion, the cascade (first pass on the 1,024 strongest), and consensus
-    with the query's features withheld (global order = VLAD-256 over the exact features,
-    as ``cascade_consensus``)."""
+#: The weighted rows (``--codes-weights``): Hamming-weighted scores (``codes_sigma``), a
+#: wider threshold and more hypotheses, at 2,048-8,192 features, 5 words.
+CODES_WEIGHTED = [
+    ("codes, 5 words, 24 bits (issue 22's first)", 4096, {"codes_hamming": 24}),
+    ("codes, 5 words, 24 bits, sigma 16", 4096, {"codes_hamming": 24, "codes_sigma": 16.0}),
+    ("codes, 5 words, 28 bits, sigma 16", 4096, {"codes_hamming": 28, "codes_sigma": 16.0}),
+    (
+        "codes, 5 words, 28 bits, sigma 16, 1,024 hypotheses",
+        4096,
+        {"codes_hamming": 28, "codes_sigma": 16.0, "max_hypotheses": 1024},
+    ),
+    (
+        "codes, 5 words, 28 bits, sigma 16, 1,024 hypotheses, expansion 3",
+        4096,
+        {
+            "codes_hamming": 28,
+            "codes_sigma": 16.0,
+            "max_hypotheses": 1024,
+            "expansion": 3,
+            "expansion_min_inliers": 15,
+        },
+    ),
+    ("codes, 5 words, 28 bits, sigma 16", 2048, {"codes_hamming": 28, "codes_sigma": 16.0}),
+    ("codes, 5 words, 28 bits, sigma 16", 8192, {"codes_hamming": 28, "codes_sigma": 16.0}),
+    (
+        "codes, 5 words, 28 bits, sigma 16, 1,024 hypotheses",
+        8192,
+        {"codes_hamming": 28, "codes_sigma": 16.0, "max_hypotheses": 1024},
+    ),
+]
+#: The best quantised configuration of those rows (rOxf/rPar; SMVS and homogr unchanged).
+CODES_BEST = {"codes_hamming": 28, "codes_sigma": 16.0, "max_hypotheses": 1024}
+
+
+def codes_weighted() -> dict:
+    """Exact 1,024 (the default, the rate peer), then each weighted row on the three sets
+    with the leave-one-set-out vocabularies, and the best with the shipped one."""
+    from ilias_rerank.codes import default_vocabulary
+
+    sets = codes_sets()
+    coders = {k: Coder(v) for k, v in codes_vocabularies(sets).items()}
+    shipped = Coder(default_vocabulary())
+    rows = []
+    exact = codes_row(sets, lambda f, s: _prefix(f, 1024), {})
+    rows.append({"name": "exact MNN (the default)", "features": 1024, "config": {}, **exact})
+    rows[-1]["vocabulary"] = "none"
+    print(json.dumps(rows[-1]), flush=True)
+    plan = [(name, n, cfg, coders, "the two other shared sets") for name, n, cfg in CODES_WEIGHTED]
+    plan.append(
+        (
+            "codes, 5 words, 28 bits, sigma 16, 1,024 hypotheses",
+            4096,
+            CODES_BEST,
+            {k: shipped for k in coders},
+            f"shipped ({default_vocabulary().name})",
+        )
+    )
+    for name, n, cfg, by_set, voc in plan:
+        r = codes_row(sets, lambda f, s, n=n, c=by_set: c[s](f, n, 5), cfg)
+        rows.append({"name": name, "features": n, "config": cfg, "vocabulary": voc, **r})
+        print(json.dumps(rows[-1]), flush=True)
+    return {"rows": rows}
+
+
+def render_codes_weighted(summary: dict) -> list[str]:
+    lines = _codes_head(["matching", "features", "vocabulary"], [])
+    for r in summary["rows"]:
+        lines.append(f"| {r['name']} | {r['features']} | {r['vocabulary']} " + _codes_cells(r))
+    return lines
+
+
+def codes_report(path: Path, table: dict, render) -> int:
+    """Write one codes table's report (the machine and date with its rows)."""
+    summary = {
+        "machine": f"{platform.machine()}, kernels {ir.cpu_features()}",
+        "date": time.strftime("%Y-%m-%d"),
+        **table,
+    }
+    write_report(path, summary, render(summary))
+    return 0
+
+
+def _codes_head(lead: list[str], tail: list[str]) -> list[str]:
+    """The header of a codes table: ``lead`` columns, the measured ones, ``tail``."""
+    cols = [
+        *lead,
+        "rOxf/rPar mAP (5 shuffles)",
+        "rOxf cand/s",
+        "SMVS top-1",
+        "SMVS mAP",
+        "SMVS cand/s",
+        "homogr <= 5 px",
+        *tail,
+    ]
+    return ["| " + " | ".join(cols) + " |", "|" + " --- |" * len(cols)]
+
+
+def _codes_cells(r: dict) -> str:
+    """A codes table row's cells from rOxf/rPar's mAP to homogr (one format for both)."""
+    s = r["smvs"]
+    note = f" ({s['queries']} photos)" if s.get("queries", 100) != 100 else ""
+    return (
+        f"| {r['roxford_map']:.3f} | {r['roxford_candidates_per_s']:.0f} | {s['top1']:.2f}{note} "
+        f"| {s['map']:.3f} | {s['candidates_per_s']:.0f} | {r['homogr_within_5px']}/16 |"
+    )
+
+
+def codes_tiers(n: int = 4096, words: int = 5, base: dict | None = None) -> dict:
+    """The other tiers on quantised features at ``n`` with ``base`` (default
+    :data:`CODES_BEST`; rOxf/rPar, leave-one-set-out vocabulary): expansion, the cascade
+    (first pass on the 1,024 strongest), and consensus with the query's features withheld
+    (global order = VLAD-256 over the exact features, as ``cascade_consensus``)."""
     from ilias_rerank.global_features import Vlad
 
+    base = dict(CODES_BEST if base is None else base)
     sets = codes_sets()
     coder = Coder(codes_vocabularies(sets)["roxford"])
     rox = {
         q: (coder(fq, n, words), [coder(f, n, words) for f in fc], lab)
         for q, (fq, fc, lab) in sets["roxford"].items()
     }
-    out = {"features": n, "words": words}
+    out = {"features": n, "words": words, "config": base}
     for name, cfg in (
         ("one pass", {}),
         ("expansion 3", {"expansion": 3, "expansion_min_inliers": 15}),
         ("cascade 1024 -> 4096, 5 a query", _cascade(1024, 5)),
     ):
-        timed = Timed(cfg)
+        timed = Timed({**base, **cfg})
         out[name] = {"roxford_map": eval_roxford(rox, timed), "candidates_per_s": timed.rate()}
         print(json.dumps({name: out[name]}), flush=True)
     exact = {
@@ -873,27 +981,18 @@ def codes_tiers(n: int = 4096, words: int = 5) -> dict:
         g = vlad.encode(fc) @ vlad.encode([fq])[0]
         glob.append(average_precision(lab[np.argsort(-g, kind="stable")]))
         g = ((g - g.min()) / (np.ptp(g) + 1e-9)).astype(np.float32)
-        cons.append(average_precision(lab[ir.rerank_consensus(rox[q][1], g, **CONSENSUS).order]))
+        consensus = {**CONSENSUS, "config": {**base, **CONSENSUS["config"]}}
+        cons.append(average_precision(lab[ir.rerank_consensus(rox[q][1], g, **consensus).order]))
     out["consensus"] = {"global": float(np.mean(glob)), "consensus": float(np.mean(cons))}
     print(json.dumps({"consensus": out["consensus"]}), flush=True)
     return out
 
 
 def render_codes(summary: dict) -> list[str]:
-    lines = [
-        "| matching, features | vocabulary | rOxf/rPar mAP (5 shuffles) | rOxf cand/s "
-        "| SMVS top-1 | SMVS mAP | SMVS cand/s | homogr <= 5 px | bytes/image |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
+    lines = _codes_head(["matching, features", "vocabulary"], ["bytes/image"])
     for r in summary["rows"]:
-        s = r["smvs"]
-        note = f" ({s['queries']} photos)" if s.get("queries", 100) != 100 else ""
         size = f"{r['bytes_per_image'] / 1000:.1f} KB" if "bytes_per_image" in r else ""
-        lines.append(
-            f"| {r['name']} | {r['vocabulary']} | {r['roxford_map']:.3f} "
-            f"| {r['roxford_candidates_per_s']:.0f} | {s['top1']:.2f}{note} | {s['map']:.3f} "
-            f"| {s['candidates_per_s']:.0f} | {r['homogr_within_5px']}/16 | {size} |"
-        )
+        lines.append(f"| {r['name']} | {r['vocabulary']} " + _codes_cells(r) + f" {size} |")
     if summary.get("caps"):
         lines += [
             "",
@@ -977,13 +1076,25 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--codes-tiers",
         action="store_true",
-        help="expansion, cascade and consensus on quantised features -> out/codes_tiers.json",
+        help="expansion, cascade and consensus on quantised features (CODES_BEST) -> "
+        "out/codes_tiers.json",
+    )
+    ap.add_argument(
+        "--codes-weights",
+        action="store_true",
+        help="Hamming-weighted scores, wider thresholds, more hypotheses on the three sets "
+        "(issue 22) -> out/codes_weights.*",
     )
     args = ap.parse_args(argv)
+    if args.codes_weights:
+        return codes_report(
+            args.out.with_name("codes_weights"), codes_weighted(), render_codes_weighted
+        )
     if args.codes_tiers:
         summary = {"date": time.strftime("%Y-%m-%d"), **codes_tiers()}
+        cfg = ", ".join(f"{k} {v:g}" for k, v in summary["config"].items())
         lines = [
-            "| rOxf/rPar, quantised 4,096 features, 5 words | mAP | candidates/s |",
+            f"| rOxf/rPar, quantised 4,096 features, 5 words, {cfg} | mAP | candidates/s |",
             "| --- | --- | --- |",
             *(
                 f"| {k} | {summary[k]['roxford_map']:.3f} | {summary[k]['candidates_per_s']:.0f} |"
@@ -995,13 +1106,8 @@ def main(argv=None) -> int:
         write_report(args.out.with_name("codes_tiers"), summary, lines)
         return 0
     if args.codes:
-        summary = {
-            "machine": f"{platform.machine()}, kernels {ir.cpu_features()}",
-            "date": time.strftime("%Y-%m-%d"),
-            **codes_table(rules=not args.no_cap_rules),
-        }
-        write_report(args.out.with_name("codes"), summary, render_codes(summary))
-        return 0
+        table = codes_table(rules=not args.no_cap_rules)
+        return codes_report(args.out.with_name("codes"), table, render_codes)
     if args.cascade_rates:
         rates = interleaved_rates(CASCADE_ROWS)
         name = "cascade_rates" if args.out == REPO / "out" / "accuracy" else args.out.name

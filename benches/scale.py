@@ -7,16 +7,26 @@ Stores (built once under ``--root``, default ``.cache/scale``; the disk must hol
 - ``uint8``: ``--uint8-images`` (default 100,000) images of 1,024 uint8 RootSIFT-like
   features with (scale, orientation) frames, in shards of 10,000 (~150 KB an image);
 - ``compact``: ``--compact-images`` (default 1,000,000) images in compact mode (360 binary
-  128-bit features with frames, ``ilias_rerank.compact``), in shards of 50,000.
+  128-bit features with frames, ``ilias_rerank.compact``), in shards of 50,000;
+- ``codes``: ``--codes-images`` (default 100,000) images as a store of codes (issue 22:
+  quantised matching, ``ilias_rerank.codes``), in shards of 10,000. Random descriptors
+  would spread over the vocabulary's cells unlike photos (the join's cost is the
+  collisions), so its pool is **real photos**: the OpenCV SIFT features (the accuracy
+  bench's, ``benches/cvsift.py``, first ``--codes-features`` = 4,096 strongest) of every
+  image of ``roxford_rparis_pixel_subset`` and ``smvs_dvd_covers`` (557), quantised by the
+  shipped vocabulary with 5 words a feature.
 
 Images are drawn from a pool of 1,000 synthetic feature sets (random descriptors, uniform
-keypoints); each query's shortlist of 1,000 ids is drawn from the store, and holds five
-shifted copies of the query's own set (pairs that verify), the rest unrelated. The job is
+keypoints; for codes, the 557 photos); each query's shortlist of 1,000 ids is drawn from
+the store, and holds five copies of the query's own set (pairs that verify), the rest
+unrelated. The job is
 ``rerank-shortlists`` itself on a store that already holds every id (extraction is costed
 separately, from the accuracy bench's measured rates, in the cost table of docs/scale.md).
 
-Run: ``.venv/bin/python benches/scale.py [--backends local ray] [--stores uint8 compact]``
-with both cores idle. Writes ``out/scale.{json,md}``.
+Run: ``.venv/bin/python benches/scale.py [--backends local ray] [--stores uint8 compact
+codes]`` with both cores idle; ``--codes-config`` gives the codes store one row per
+RerankConfig (JSON); ``--top 100`` runs a tenth of the job (the rate is per pair, so the
+full job's time is 10x; the table says which was run). Writes ``out/scale.{json,md}``.
 """
 
 from __future__ import annotations
@@ -45,7 +55,34 @@ POOL = 1000
 QUERIES, TOP = 1232, 1000
 
 
-def pool(kind: str, seed: int = 0) -> list[ir.LocalFeatures]:
+def codes_pool(features: int) -> list:
+    """Real photos as codes: every image of the rOxf/rPar subset and of SMVS (OpenCV SIFT,
+    the ``features`` strongest, the accuracy bench's cache), shipped vocabulary, 5 words."""
+    import cvsift
+
+    from ilias_rerank.codes import quantise
+
+    data = REPO.parent / "shared" / "data"
+    paths = sorted(
+        p
+        for d in ("roxford_rparis_pixel_subset", "smvs_dvd_covers")
+        for p in (data / d).rglob("*")
+        if p.suffix.lower() in (".jpg", ".jpeg", ".png")
+    )
+    feats, _ = cvsift.features(paths, 8192)  # the accuracy bench's store: prefixes of it
+    return [
+        quantise(
+            ir.LocalFeatures(
+                f.keypoints[:features], f.descriptors[:features], f.frames[:features], f.image_size
+            )
+        )
+        for f in feats
+    ]
+
+
+def pool(kind: str, seed: int = 0, codes_features: int = 4096) -> list:
+    if kind == "codes":
+        return codes_pool(codes_features)
     g = np.random.default_rng(seed)
     out = []
     for _ in range(POOL):
@@ -58,35 +95,47 @@ def pool(kind: str, seed: int = 0) -> list[ir.LocalFeatures]:
     return out
 
 
-def build(root: Path, kind: str, images: int, per_shard: int) -> dict:
-    """The store, built once (skipped when complete)."""
+def build(root: Path, kind: str, images: int, per_shard: int, codes_features: int) -> dict:
+    """The store, built once (skipped when complete); ``pool`` is the size of its pool."""
+    feats = pool(kind, codes_features=codes_features)
+    info = {"pool": len(feats), "features_mean": float(np.mean([len(f) for f in feats]))}
     if (root / "shards.json").is_file() and len(FeatureStore(root, verify="none")) == images:
-        return {"built_s": None}
+        return {"built_s": None, **info}
     shutil.rmtree(root, ignore_errors=True)
-    feats = pool(kind)
+    layout = None
+    if kind == "codes":
+        from ilias_rerank.codes import DEFAULT_WORDS, default_vocabulary
+        from ilias_rerank.store.layout import codes_layout
+
+        layout = codes_layout(default_vocabulary().id, DEFAULT_WORDS, 1, True)
     t0 = time.perf_counter()
     names = []
     for s in range(0, images, per_shard):
         name = f"s{s // per_shard:04d}"
         with StoreWriter(
-            shard_path(root, name), {"name": f"synthetic-{kind}"}, commit_every=5000
+            shard_path(root, name),
+            {"name": f"synthetic-{kind}"},
+            layout=layout,
+            commit_every=5000,
         ) as w:
             for i in range(s, min(s + per_shard, images)):
-                w.add(f"img{i:08d}", feats[i % POOL])
+                w.add(f"img{i:08d}", feats[i % len(feats)])
         names.append(name)
         print(f"{kind}: {min(s + per_shard, images):,} images", flush=True)
     register_shards(root, names)
-    return {"built_s": time.perf_counter() - t0}
+    return {"built_s": time.perf_counter() - t0, **info}
 
 
-def shortlists(path: Path, images: int, queries: int, top: int, seed: int = 1) -> None:
+def shortlists(
+    path: Path, images: int, queries: int, top: int, pool: int = POOL, seed: int = 1
+) -> None:
     g = np.random.default_rng(seed)
     sims = {}
     for q in range(queries):
         qid = f"img{q:08d}"
         cands = g.choice(np.arange(queries, images), top, replace=False)
         # Five candidates that are the query's own features (same pool entry).
-        same = [q % POOL + POOL * k for k in range(1, 2000) if q % POOL + POOL * k >= queries]
+        same = [q % pool + pool * k for k in range(1, 2000) if q % pool + pool * k >= queries]
         same = [c for c in same if c < images][:5]
         cands[: len(same)] = same
         scores = np.sort(g.uniform(0.3, 0.9, top))[::-1]
@@ -142,7 +191,9 @@ class RssSampler:
         self._t.join()
 
 
-def run_job(root: Path, knn: Path, out: Path, backend: str, workers: int, top: int) -> dict:
+def run_job(
+    root: Path, knn: Path, out: Path, backend: str, workers: int, top: int, config: dict
+) -> dict:
     from ilias_rerank.scale import rerank_shortlists
 
     t0 = time.perf_counter()
@@ -152,12 +203,13 @@ def run_job(root: Path, knn: Path, out: Path, backend: str, workers: int, top: i
             root,
             root,
             out,
-            k=TOP,
+            k=top,
             workers=workers,
             ray=backend == "ray",
             progress=False,
             query_group=16,
             extractor=None,  # the synthetic features are in the store; extract nothing
+            config=ir.RerankConfig(**config),
         )
     wall = time.perf_counter() - t0
     return {
@@ -172,6 +224,17 @@ def run_job(root: Path, knn: Path, out: Path, backend: str, workers: int, top: i
     }
 
 
+def store_name(row: dict) -> str:
+    name = row["store"]
+    if name == "codes":
+        name = (
+            f"codes, 5 words ({row['pool']} real photos, {row['features_mean']:,.0f} features mean)"
+        )
+    if row.get("config"):
+        name += ", " + ", ".join(f"{k} {v:g}" for k, v in row["config"].items())
+    return name
+
+
 def disk_bytes(path: Path) -> int:
     out = subprocess.run(["du", "-sb", str(path)], capture_output=True, text=True, check=True)
     return int(out.stdout.split()[0])
@@ -184,30 +247,53 @@ def main(argv=None) -> int:
     ap.add_argument("--backends", nargs="*", default=["local", "ray"])
     ap.add_argument("--uint8-images", type=int, default=100_000)
     ap.add_argument("--compact-images", type=int, default=1_000_000)
+    ap.add_argument("--codes-images", type=int, default=100_000)
+    ap.add_argument("--codes-features", type=int, default=4096)
     ap.add_argument("--queries", type=int, default=QUERIES)
     ap.add_argument("--top", type=int, default=TOP)
     ap.add_argument("--out", type=Path, default=REPO / "out" / "scale")
+    ap.add_argument(
+        "--codes-config",
+        nargs="*",
+        type=json.loads,
+        default=[{}],
+        help="the codes store's rows: one job per RerankConfig given as JSON, e.g. "
+        "'{}' '{\"codes_hamming\": 28, \"codes_sigma\": 16}' (the exact stores run the defaults)",
+    )
     args = ap.parse_args(argv)
     results = []
     for kind in args.stores:
-        images = args.uint8_images if kind == "uint8" else args.compact_images
-        per_shard = 10_000 if kind == "uint8" else 50_000
-        root = args.root / kind
-        built = build(root, kind, images, per_shard)
-        knn = args.root / f"{kind}-knn-{args.queries}x{args.top}.json"
+        images = {
+            "uint8": args.uint8_images,
+            "compact": args.compact_images,
+            "codes": args.codes_images,
+        }[kind]
+        per_shard = 50_000 if kind == "compact" else 10_000
+        root = args.root / (f"codes-{args.codes_features}" if kind == "codes" else kind)
+        built = build(root, kind, images, per_shard, args.codes_features)
+        knn = args.root / f"{root.name}-knn-{args.queries}x{args.top}.json"
         if not knn.is_file():
-            shortlists(knn, images, args.queries, args.top)
-        for backend in args.backends:
+            shortlists(knn, images, args.queries, args.top, built["pool"])
+        configs = args.codes_config if kind == "codes" else [{}]
+        for backend, config in ((b, c) for b in args.backends for c in configs):
             workers = 2 if backend == "ray" else 1  # local: one process, both cores in Rust
             row = {
                 "store": kind,
                 "images": images,
                 "disk_bytes": disk_bytes(root),
                 **built,
+                "config": config,
                 **run_job(
-                    root, knn, args.root / f"{kind}-{backend}.json", backend, workers, args.top
+                    root,
+                    knn,
+                    args.root / f"{kind}-{backend}.json",
+                    backend,
+                    workers,
+                    args.top,
+                    config,
                 ),
             }
+            row["load_average"] = os.getloadavg()
             print(json.dumps(row), flush=True)
             results.append(row)
     lines = [
@@ -218,10 +304,16 @@ def main(argv=None) -> int:
         "| store | images | disk | backend | wall | re-rank | pairs/s | peak RSS |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
         *(
-            f"| {r['store']} | {r['images']:,} | {r['disk_bytes'] / 2**30:.1f} GiB | "
+            f"| {store_name(r)} | {r['images']:,} | {r['disk_bytes'] / 2**30:.1f} GiB | "
             f"{r['backend']} ({r['workers']}) | {r['wall_s'] / 60:.1f} min | "
             f"{r['rerank_s'] / 60:.1f} min | {r['pairs_per_s']:,.0f} | "
             f"{r['peak_rss_bytes'] / 2**30:.1f} GiB |"
+            for r in results
+        ),
+        "",
+        "Load average (1, 5, 15 min) after each row: "
+        + "; ".join(
+            f"{r['store']} {r['backend']} " + " / ".join(f"{v:.1f}" for v in r["load_average"])
             for r in results
         ),
     ]

@@ -100,8 +100,40 @@ def test_codes_of_two_vocabularies_and_mixed_kinds_are_refused(photos, small_voc
         ir.rerank(a, [f])
 
 
+def _planted(n: int, bits: int) -> QuantisedFeatures:
+    """``n`` features with distinct words 0..n-1, keypoints spread over a 100 px image, all
+    signatures ``bits`` ones (so two such sets meet at Hamming distance |bits_a - bits_b|)."""
+    i = np.arange(n, dtype=np.float32)
+    kp = np.c_[5 + 11 * i, 7 + (i * i) % 17 * 5].astype(np.float32)
+    sig = np.full((n, 1), (1 << bits) - 1, np.uint64)
+    return QuantisedFeatures(kp, np.arange(n, dtype=np.uint32), sig, 7, None, (100, 100))
+
+
+def test_codes_sigma_scores_by_summed_hamming_weights():
+    # Candidate 0 verifies 6 correspondences at Hamming 0, candidate 1 verifies 8 at 20:
+    # by count 1 ranks first, with codes_sigma 10 (weights 1 and exp(-4)) 0 does.
+    q, near, far = _planted(8, 0), _planted(6, 0), _planted(8, 20)
+    by_count = ir.rerank(q, [near, far])
+    assert by_count.order.tolist() == [1, 0]
+    assert by_count.inliers.tolist() == [6, 8]
+    weighted = ir.rerank(q, [near, far], config={"codes_sigma": 10.0})
+    assert weighted.order.tolist() == [0, 1]
+    assert weighted.inliers.tolist() == [6, 8]  # the counts are reported as before
+    assert weighted.scores[0] == pytest.approx(6.5)
+    assert weighted.scores[1] == pytest.approx(8 * np.exp(-4) + 0.5, rel=1e-5)
+
+
 @pytest.mark.parametrize(
-    "field, value", [("codes_hamming", 257), ("codes_hamming", -1), ("codes_ratio", 1.5)]
+    "field, value",
+    [
+        ("codes_hamming", 257),
+        ("codes_hamming", -1),
+        ("codes_ratio", 1.5),
+        ("codes_sigma", 0.0),
+        ("codes_sigma", -2.0),
+        ("codes_sigma", float("nan")),
+        ("codes_sigma", 300.0),
+    ],
 )
 def test_codes_settings_are_range_checked(field, value):
     with pytest.raises(ir.ConfigError, match=field):

@@ -170,6 +170,7 @@ pub fn config(b: &mut Bytes<'_>) -> RerankConfig {
     if flags & 64 != 0 {
         cfg.codes_hamming = u32::from(b.u8()); // 0..=255, some above a 64-bit signature
         cfg.codes_ratio = Some(b.f32());
+        cfg.codes_sigma = Some(b.f32());
     }
     cfg.num_threads = 1;
     cfg

@@ -63,7 +63,13 @@ class RerankConfig:
         ``codes_hamming``: the largest Hamming distance between the signatures of two
         features of the same visual word that makes a tentative correspondence (0..256);
         ``codes_ratio``: the ratio test in Hamming space, ``(h + 1) / (h2 + 1)`` at most this
-        (``h2`` the second nearest among the query feature's collisions), or ``None``.
+        (``h2`` the second nearest among the query feature's collisions), or ``None``;
+        ``codes_sigma``: score a verified candidate by the sum over its inliers of
+        ``exp(-h² / σ²)`` (``h`` each one's Hamming distance) instead of the inlier count
+        (Hamming Embedding's weighting; expansion and consensus sum it likewise), or
+        ``None`` (the count); ``min_inliers``, the cascade's choices and which images join
+        expansion still read the count. Measured: σ = 16 with
+        ``codes_hamming`` 28 (docs/accuracy.md).
     Execution
         ``seed``: seeds every random choice per (query, candidate) pair;
         ``num_threads``: 0 = all cores (or ``ILIAS_RERANK_NUM_THREADS``, then
@@ -102,6 +108,7 @@ class RerankConfig:
     inlier_saturation: float = 20.0
     codes_hamming: int = 24
     codes_ratio: float | None = None
+    codes_sigma: float | None = None
     seed: int = 0
     num_threads: int = 0
 

@@ -43,6 +43,7 @@ pub fn default_config(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     d.set_item("inlier_saturation", decimal(c.inlier_saturation))?;
     d.set_item("codes_hamming", c.codes_hamming)?;
     d.set_item("codes_ratio", c.codes_ratio.map(decimal))?;
+    d.set_item("codes_sigma", c.codes_sigma.map(decimal))?;
     d.set_item("seed", c.seed)?;
     d.set_item("num_threads", c.num_threads)?;
     Ok(d)
@@ -139,6 +140,7 @@ pub fn parse(py: Python<'_>, dict: Option<&Bound<'_, PyDict>>) -> PyResult<Reran
                 "fusion_weight" => c.fusion_weight = field(&v, &key, "a float")?,
                 "inlier_saturation" => c.inlier_saturation = field(&v, &key, "a float")?,
                 "codes_ratio" => c.codes_ratio = field(&v, &key, "a float or None")?,
+                "codes_sigma" => c.codes_sigma = field(&v, &key, "a float or None")?,
                 "codes_hamming" => c.codes_hamming = field(&v, &key, "a non-negative int")?,
                 "seed" => c.seed = field(&v, &key, "a non-negative int below 2**64")?,
                 "num_threads" => c.num_threads = field(&v, &key, "a non-negative int")?,

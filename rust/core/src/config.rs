@@ -157,6 +157,13 @@ pub struct RerankConfig {
     /// among its collisions (the signature bits when it has none): the ratio test in
     /// Hamming space. `None`: no test.
     pub codes_ratio: Option<f32>,
+    /// Quantised features: score a verified candidate by the sum over its inliers of
+    /// `exp(-h² / σ²)` (`h` each one's Hamming distance, `σ` this) instead of the inlier
+    /// count, so that near-identical signatures count more than ones at the threshold
+    /// (Hamming Embedding's weighting, Jégou, Douze & Schmid, ECCV 2008); expansion and
+    /// consensus sum it likewise. The count still decides `min_inliers`, the cascade's
+    /// choices and which images join expansion. `None`: the count.
+    pub codes_sigma: Option<f32>,
     /// Seed of every random choice; each pair derives its own stream from
     /// `(seed, query, candidate)`, so results never depend on the number of threads.
     pub seed: u64,
@@ -199,6 +206,7 @@ impl Default for RerankConfig {
             inlier_saturation: 20.0,
             codes_hamming: 24,
             codes_ratio: None,
+            codes_sigma: None,
             seed: 0,
             num_threads: 0,
         }
@@ -226,6 +234,14 @@ impl RerankConfig {
                 "codes_ratio",
                 "a number in (0, 1] or None",
                 r.to_string(),
+            )?;
+        }
+        if let Some(s) = self.codes_sigma {
+            check(
+                s.is_finite() && s > 0.0 && s <= MAX_CODES_HAMMING as f32,
+                "codes_sigma",
+                "a number in (0, 256] (bits) or None",
+                s.to_string(),
             )?;
         }
         check(

@@ -18,7 +18,7 @@ use rayon::prelude::*;
 use crate::config::RerankConfig;
 use crate::error::{RerankError, Result};
 use crate::features::LocalFeaturesRef;
-use crate::fusion::fuse;
+use crate::fusion::fuse_evidence;
 use crate::matching::prepare;
 use crate::pair::{check_global, validate_pair, CandidateOutcome, RerankOutput, Worker};
 use crate::threads;
@@ -42,6 +42,10 @@ struct Verified {
     support: Vec<u32>,
     best: Vec<CandidateOutcome>,
     strongest: Vec<u32>,
+    /// As `support` and `strongest`, of the evidence (the counts, or with `codes_sigma`
+    /// the summed inlier weights): what the scores fuse.
+    evidence: Vec<f64>,
+    strongest_evidence: Vec<f64>,
 }
 
 /// Verify every candidate against each candidate in `sources` (never against itself),
@@ -56,11 +60,14 @@ fn verify_against(
     let none = CandidateOutcome {
         matches: 0,
         verification: crate::verify::Verification::NONE,
+        evidence: 0.0,
     };
     let mut acc = Verified {
         support: vec![0; candidates.len()],
         best: vec![none; candidates.len()],
         strongest: vec![0; candidates.len()],
+        evidence: vec![0.0; candidates.len()],
+        strongest_evidence: vec![0.0; candidates.len()],
     };
     for &e in sources {
         let packed = prepare(&candidates[e]);
@@ -86,6 +93,9 @@ fn verify_against(
             let c = counted(o.verification.inliers, cfg);
             acc.strongest[e] = acc.strongest[e].max(c);
             acc.support[j] = acc.support[j].saturating_add(c);
+            let v = o.counted_evidence(cfg);
+            acc.strongest_evidence[e] = acc.strongest_evidence[e].max(v);
+            acc.evidence[j] += v;
             if o.verification.inliers > acc.best[j].verification.inliers {
                 acc.best[j] = o;
             }
@@ -94,15 +104,17 @@ fn verify_against(
     Ok(acc)
 }
 
-/// Per candidate: the counted inliers it verifies with each expansion image, summed.
+/// Per candidate: the counted inliers it verifies with each expansion image, summed, and
+/// the same sum of its evidence (equal without `codes_sigma`).
 pub(crate) fn expansion_support(
     candidates: &[LocalFeaturesRef<'_>],
     chosen: &[usize],
     cfg: &RerankConfig,
     query_index: u64,
-) -> Result<Vec<u32>> {
+) -> Result<(Vec<u32>, Vec<f64>)> {
     let stream = EXPANSION_STREAM ^ query_index.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    Ok(verify_against(candidates, chosen, cfg, stream)?.support)
+    let v = verify_against(candidates, chosen, cfg, stream)?;
+    Ok((v.support, v.evidence))
 }
 
 /// Re-rank a shortlist that has no query image (a text query: ILIAS text-to-image,
@@ -154,11 +166,14 @@ pub fn rerank_consensus(
         mut support,
         best,
         strongest,
+        mut evidence,
+        strongest_evidence,
     } = verify_against(candidates, &sources, cfg, EXPANSION_STREAM - 1)?;
     for &e in &sources {
         support[e] = support[e].saturating_add(strongest[e]);
+        evidence[e] += strongest_evidence[e];
     }
-    let (order, scores) = fuse(&support, global, cfg);
+    let (order, scores) = fuse_evidence(&evidence, global, cfg);
     Ok(RerankOutput {
         order,
         scores,

@@ -10,16 +10,29 @@ use crate::config::{Fusion, RerankConfig};
 /// fusion are broken by input order and the scores nudged down by one ulp each, so that
 /// scores are strictly decreasing (evaluators such as ILIAS's group tied scores).
 pub fn fuse(inliers: &[u32], global: Option<&[f32]>, cfg: &RerankConfig) -> (Vec<usize>, Vec<f64>) {
-    let verified = |j: usize| -> f64 {
-        let n = inliers[j];
-        if n >= cfg.min_inliers {
-            f64::from(n)
-        } else {
-            0.0
-        }
-    };
+    let evidence: Vec<f64> = inliers
+        .iter()
+        .map(|&n| {
+            if n >= cfg.min_inliers {
+                f64::from(n)
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    fuse_evidence(&evidence, global, cfg)
+}
+
+/// As [`fuse`], from each candidate's verification evidence already counted (0 for an
+/// unverified candidate; the inliers, or with `codes_sigma` their summed weights).
+pub fn fuse_evidence(
+    evidence: &[f64],
+    global: Option<&[f32]>,
+    cfg: &RerankConfig,
+) -> (Vec<usize>, Vec<f64>) {
+    let verified = |j: usize| -> f64 { evidence[j] };
     let g = |j: usize| -> f64 { global.map_or(0.0, |g| f64::from(g[j])) };
-    let raw: Vec<f64> = (0..inliers.len())
+    let raw: Vec<f64> = (0..evidence.len())
         .map(|j| match cfg.fusion {
             // atan squashes any global score into (0, 1) monotonically.
             Fusion::Lexicographic => verified(j) + 0.5 + g(j).atan() / std::f64::consts::PI,
@@ -31,7 +44,7 @@ pub fn fuse(inliers: &[u32], global: Option<&[f32]>, cfg: &RerankConfig) -> (Vec
             }
         })
         .collect();
-    let mut order: Vec<usize> = (0..inliers.len()).collect();
+    let mut order: Vec<usize> = (0..evidence.len()).collect();
     order.sort_by(|&a, &b| raw[b].total_cmp(&raw[a]).then(a.cmp(&b)));
     let mut scores = Vec::with_capacity(order.len());
     let mut previous = f64::INFINITY;

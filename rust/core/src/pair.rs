@@ -2,6 +2,7 @@
 //! that matches and verifies it, and the checks of a pair's inputs. The shortlist loops
 //! (`rerank`, `cascade`, `expansion`) all build on this module, and it on none of them.
 
+use crate::codes::weighted_inliers;
 use crate::config::RerankConfig;
 use crate::error::{RerankError, Result};
 use crate::features::LocalFeaturesRef;
@@ -17,6 +18,20 @@ pub struct CandidateOutcome {
     /// Tentative correspondences that went into verification.
     pub matches: u32,
     pub verification: Verification,
+    /// The verification's evidence: `verification.inliers`, or with quantised features and
+    /// `codes_sigma` the inliers' summed weights (`crate::codes::weighted_inliers`).
+    pub evidence: f32,
+}
+
+impl CandidateOutcome {
+    /// What the candidate's score counts: its evidence, 0 below `min_inliers`.
+    pub fn counted_evidence(&self, cfg: &RerankConfig) -> f64 {
+        if self.verification.inliers >= cfg.min_inliers {
+            f64::from(self.evidence)
+        } else {
+            0.0
+        }
+    }
 }
 
 /// A re-ranked shortlist.
@@ -84,9 +99,16 @@ impl Worker {
         let mut rng = PairRng::for_pair(cfg.seed, pair.0, pair.1);
         let threshold = pixel_threshold(cfg, cand.image_size);
         let verification = verify(&self.corr, threshold, cfg, &mut rng, &mut self.verify);
+        let evidence = match (packed, cfg.codes_sigma) {
+            (PreparedQuery::Codes(_), Some(sigma)) => {
+                weighted_inliers(&self.matches, &self.corr, &verification, threshold, sigma)
+            }
+            _ => verification.inliers as f32,
+        };
         CandidateOutcome {
             matches: self.matches.len() as u32,
             verification,
+            evidence,
         }
     }
 }

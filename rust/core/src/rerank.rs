@@ -4,9 +4,9 @@
 use crate::cascade::{cascade, verify_each, CascadeOutcome};
 use crate::config::RerankConfig;
 use crate::error::{RerankError, Result};
-use crate::expansion::{counted, expansion_support};
+use crate::expansion::expansion_support;
 use crate::features::{Frames, LocalFeaturesRef};
-use crate::fusion::fuse;
+use crate::fusion::{fuse, fuse_evidence};
 use crate::matching::prepare;
 pub use crate::pair::{
     check_global, pixel_threshold, CandidateOutcome, PairOutcome, RerankOutput, MAX_CANDIDATES,
@@ -61,7 +61,8 @@ pub fn rerank_query(
     };
     let inliers: Vec<u32> = outcomes.iter().map(|o| o.verification.inliers).collect();
     if cfg.expansion == 0 {
-        let (order, scores) = fuse(&inliers, global, cfg);
+        let evidence: Vec<f64> = outcomes.iter().map(|o| o.counted_evidence(cfg)).collect();
+        let (order, scores) = fuse_evidence(&evidence, global, cfg);
         return Ok(RerankOutput {
             order,
             scores,
@@ -78,7 +79,7 @@ pub fn rerank_query(
         .take(cfg.expansion as usize)
         .collect();
     // With the cascade, the expansion pairs use the first pass's features (bounded cost).
-    let support = if cfg.cascade_features > 0 {
+    let (support, support_evidence) = if cfg.cascade_features > 0 {
         let cheap: Vec<LocalFeaturesRef<'_>> = candidates
             .iter()
             .map(|c| c.prefix(cfg.cascade_features))
@@ -87,10 +88,10 @@ pub fn rerank_query(
     } else {
         expansion_support(candidates, &chosen, cfg, query_index)?
     };
-    let totals: Vec<u32> = (0..candidates.len())
-        .map(|j| counted(inliers[j], cfg).saturating_add(support[j]))
+    let totals: Vec<f64> = (0..candidates.len())
+        .map(|j| outcomes[j].counted_evidence(cfg) + support_evidence[j])
         .collect();
-    let (order, scores) = fuse(&totals, global, cfg);
+    let (order, scores) = fuse_evidence(&totals, global, cfg);
     Ok(RerankOutput {
         order,
         scores,

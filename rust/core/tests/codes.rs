@@ -3,7 +3,9 @@
 //! the threshold is inclusive, codes of two vocabularies are refused, and a shortlist of
 //! codes re-ranks identically on one thread and on several.
 
-use ilias_rerank_core::{rerank, verify_pair, Descriptors, LocalFeaturesRef, RerankConfig};
+use ilias_rerank_core::{
+    rerank, rerank_consensus, verify_pair, Descriptors, LocalFeaturesRef, RerankConfig,
+};
 use proptest::prelude::*;
 
 #[derive(Debug)]
@@ -159,4 +161,104 @@ fn shortlist_is_thread_count_independent() {
         rerank(&q.view(3), &views, None, &cfg).expect("valid")
     };
     assert_eq!(run(1), run(2));
+}
+
+/// Codes whose keypoints are those of `codes` (row `i` at the same place on both sides).
+fn planted(words: Vec<u32>, bits: u32) -> Codes {
+    let n = words.len();
+    let sig = if bits == 0 {
+        0
+    } else {
+        u64::MAX >> (64 - bits)
+    };
+    codes(words, 1, vec![sig; n])
+}
+
+#[test]
+fn hamming_weights_score_by_summed_inlier_weights() {
+    // Candidate 0: 6 correspondences at Hamming 0; candidate 1: 8 at Hamming 20 (within
+    // the threshold 24). All verify (the same keypoints on both sides). By count, 8 > 6;
+    // with sigma 10 the weights are 1 and exp(-4): 6 > 8 * 0.0183.
+    let q = planted((0..8).collect(), 0);
+    let near = planted((0..6).collect(), 0);
+    let far = planted((0..8).collect(), 20);
+    let views = [near.view(7), far.view(7)];
+    let count = rerank(&q.view(7), &views, None, &RerankConfig::default()).expect("valid");
+    assert_eq!(count.order, vec![1, 0]);
+    assert_eq!(count.candidates[1].verification.inliers, 8);
+    assert_eq!(count.candidates[1].evidence, 8.0);
+    let cfg = RerankConfig {
+        codes_sigma: Some(10.0),
+        ..RerankConfig::default()
+    };
+    let weighted = rerank(&q.view(7), &views, None, &cfg).expect("valid");
+    assert_eq!(weighted.order, vec![0, 1]);
+    assert_eq!(weighted.candidates[0].evidence, 6.0);
+    let expected = 8.0 * (-4.0f32).exp();
+    assert!((weighted.candidates[1].evidence - expected).abs() < 1e-5);
+    // The count still decides min_inliers and is reported as before.
+    assert_eq!(weighted.candidates[1].verification.inliers, 8);
+    // Lexicographic fusion without global scores: evidence + 1/2.
+    assert!((weighted.scores[0] - 6.5).abs() < 1e-9);
+    assert!((weighted.scores[1] - (f64::from(expected) + 0.5)).abs() < 1e-5);
+}
+
+#[test]
+fn consensus_sums_the_weighted_evidence() {
+    // Pseudo-query 0 (global top); candidate 1 verifies 6 inliers with it at Hamming 0,
+    // candidate 2 verifies 8 at Hamming 20. By count 2 (8) beats 1 (6); with sigma 10,
+    // 1 (6) beats 2 (8 exp(-4)).
+    let s = planted((0..8).collect(), 0);
+    let near = planted((0..6).collect(), 0);
+    let far = planted((0..8).collect(), 20);
+    let views = [s.view(7), near.view(7), far.view(7)];
+    let global = [1.0, 0.5, 0.4];
+    let count = rerank_consensus(&views, Some(&global), 1, &RerankConfig::default());
+    assert_eq!(count.expect("valid").order, vec![0, 2, 1]);
+    let cfg = RerankConfig {
+        codes_sigma: Some(10.0),
+        ..RerankConfig::default()
+    };
+    let weighted = rerank_consensus(&views, Some(&global), 1, &cfg).expect("valid");
+    assert_eq!(weighted.order, vec![0, 1, 2]);
+    // The support reported stays the inlier count.
+    assert_eq!(weighted.support[2], 8);
+}
+
+#[test]
+fn codes_sigma_is_range_checked() {
+    for bad in [0.0, -1.0, f32::NAN, f32::INFINITY, 257.0] {
+        let cfg = RerankConfig {
+            codes_sigma: Some(bad),
+            ..RerankConfig::default()
+        };
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("codes_sigma") && err.contains("expected"),
+            "{err}"
+        );
+    }
+}
+
+proptest! {
+    #[test]
+    fn weighted_evidence_lies_between_zero_and_the_inlier_count(
+        q in arb_codes(2), c in arb_codes(1), sigma in 0.5f32..64.0
+    ) {
+        let views = [c.view(7)];
+        let plain = rerank(&q.view(7), &views, None, &RerankConfig {
+            codes_hamming: 8, ..RerankConfig::default()
+        }).expect("valid");
+        let cfg = RerankConfig {
+            codes_hamming: 8, codes_sigma: Some(sigma), ..RerankConfig::default()
+        };
+        let weighted = rerank(&q.view(7), &views, None, &cfg).expect("valid");
+        let (p, w) = (plain.candidates[0], weighted.candidates[0]);
+        // The weights change the score, never the verification.
+        prop_assert_eq!(p.verification.inliers, w.verification.inliers);
+        prop_assert_eq!(p.verification.model, w.verification.model);
+        prop_assert_eq!(p.evidence, p.verification.inliers as f32);
+        prop_assert!(w.evidence >= 0.0);
+        prop_assert!(w.evidence <= w.verification.inliers as f32 + 1e-4);
+    }
 }

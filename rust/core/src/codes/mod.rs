@@ -17,8 +17,41 @@ mod join;
 
 pub(crate) use join::{match_codes, CodesScratch};
 
+use crate::matching::Match;
+use crate::verify::{Correspondences, Verification};
+
 use crate::error::{RerankError, Result};
 use crate::features::{Descriptors, LocalFeaturesRef};
+
+/// The weight of a correspondence at Hamming distance `h`: `exp(-h² / σ²)`, 1 at 0.
+#[inline]
+pub fn hamming_weight(h: f32, sigma: f32) -> f32 {
+    (-(h * h) / (sigma * sigma)).exp()
+}
+
+/// The verification evidence of a pair of codes with `codes_sigma` = `sigma`: the summed
+/// [`hamming_weight`]s of the correspondences within `threshold` of the verified
+/// transform (the inliers `verification` counted; 0 when nothing verified). `matches[k]`
+/// made `corr`'s row `k`, its `distance` the Hamming distance. Summed in row order, so
+/// the result does not depend on threads.
+pub(crate) fn weighted_inliers(
+    matches: &[Match],
+    corr: &Correspondences,
+    verification: &Verification,
+    threshold: f64,
+    sigma: f32,
+) -> f32 {
+    if verification.model.is_none() {
+        return 0.0;
+    }
+    let t2 = threshold * threshold;
+    matches
+        .iter()
+        .enumerate()
+        .filter(|&(k, _)| verification.transform.error2(corr.q[k], corr.c[k]) < t2)
+        .map(|(_, m)| hamming_weight(m.distance, sigma))
+        .sum()
+}
 
 /// Most words per feature (multiple assignment).
 pub const MAX_WORDS_PER_FEATURE: usize = 16;
