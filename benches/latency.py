@@ -84,7 +84,11 @@ def measure(backends: list[str], db, queries) -> list[dict]:
     stores = {b: store_for(b, db) for b in backends}
     cv2.setNumThreads(2)  # a query uses both cores, as a service would
     torch.set_num_threads(2)
-    extractors = {b: make_extractor("sift", backend=b) for b in backends}
+    # The rust backend's query image on both cores too (its SIFT's own threads).
+    extractors = {
+        b: make_extractor("sift", backend=b, **({"threads": 2} if b == "rust" else {}))
+        for b in backends
+    }
     config = ir.RerankConfig()
     times = {b: ([], [], []) for b in backends}
     for b in backends:

@@ -378,6 +378,33 @@ def test_features_are_the_same_on_any_thread_count_and_strongest_first():
     assert (boston.frames[:, 0] > 0).all() and np.abs(boston.frames[:, 1]).max() <= 360
 
 
+def _blobs(seed: int = 3, shape=(480, 640)) -> np.ndarray:
+    """A grey image of random blurred discs and bars: hundreds of SIFT keypoints."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[: shape[0], : shape[1]].astype(np.float32)
+    img = np.zeros(shape, np.float32)
+    for _ in range(600):
+        cy, cx = rng.uniform(0, shape[0]), rng.uniform(0, shape[1])
+        r = rng.uniform(1.5, 12)
+        img += rng.uniform(-1, 1) * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r * r))
+    img += 0.3 * np.sin(xx / 7.0) * (yy > shape[0] / 2)
+    img -= img.min()
+    return (255 * img / img.max()).astype(np.uint8)
+
+
+@pytest.mark.parametrize("threads", [0, 2, 3])
+def test_one_image_on_several_threads_gives_the_same_features(threads):
+    # A single image (a query) uses the extractor's threads inside itself; the features
+    # are those of one thread.
+    img = _blobs()
+    one = make_extractor("sift", 1024, 768, backend="rust")(img)
+    many = make_extractor("sift", 1024, 768, backend="rust", threads=threads)(img)
+    assert len(one) > 200, len(one)
+    np.testing.assert_array_equal(one.keypoints, many.keypoints)
+    np.testing.assert_array_equal(one.descriptors, many.descriptors)
+    np.testing.assert_array_equal(one.frames, many.frames)
+
+
 def test_float32_descriptors_are_the_uint8_ones_over_512():
     (u8,) = _photo_features(1)[:1]
     (f32,) = _photo_features(1, descriptor_dtype="float32")[:1]

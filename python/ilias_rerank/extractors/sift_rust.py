@@ -129,7 +129,10 @@ class RustSift(Extractor):
                 "than the working size at a reduced DCT scale), got False"
             )
         self.contrast_threshold = float(contrast_threshold)
-        #: Threads of one :meth:`extract_many` call (0: every core; not a feature setting).
+        #: Threads of one call (0: every core; not a feature setting): a batch
+        #: (:meth:`extract_many`) spreads its images over them, a single image
+        #: (``extractor(source)``: a query) uses them inside itself. The extraction pool's
+        #: workers call one image each, so leave it at 1 there.
         self.threads = threads
 
     def extra_params(self) -> dict:
@@ -188,7 +191,7 @@ class RustSift(Extractor):
 
     def __call__(self, source: Any, index: int = 0, name: str | None = None) -> LocalFeatures:
         name = _name(source, index, name)
-        (got,) = self._run([_native(source, name)], 1)
+        (got,) = self._run([_native(source, name)], self.threads)
         if isinstance(got, str):
             raise ImageReadError(f"{name}: {got}")
         return self._features(got)

@@ -11,7 +11,7 @@ use rayon::prelude::*;
 
 use super::{resize_to_working, working_image, Gray, Limits, Working, WorkingSize};
 use crate::error::{RerankError, Result};
-use crate::sift::{extract_sift, GrayImage, SiftConfig, SIFT_DIM};
+use crate::sift::{extract_sift, GrayImage, SiftConfig, MAX_SIFT_THREADS, SIFT_DIM};
 
 /// Largest file read from a path (an encoded image above this is refused unread).
 pub const MAX_FILE_BYTES: u64 = 1 << 30;
@@ -171,7 +171,8 @@ fn guarded(
 }
 
 /// [`extract_image`] of every source on a pool of `threads` threads (0: the default, see
-/// [`crate::threads`]), in input order. The settings are checked once (a bad setting is
+/// [`crate::threads`]), in input order; a single source gets the threads inside it
+/// ([`crate::sift::SiftConfig::threads`]). The settings are checked once (a bad setting is
 /// the call's error); each image's failure is its own `Err`.
 pub fn extract_batch(
     sources: &[Source],
@@ -187,7 +188,10 @@ pub fn extract_batch(
         });
     }
     if sources.len() <= 1 {
-        return Ok(sources.iter().map(|s| guarded(s, settings)).collect());
+        // One image: its threads work inside it (the SIFT's own pool), same features.
+        let mut one = settings.clone();
+        one.sift.threads = crate::threads::effective_threads(threads).min(MAX_SIFT_THREADS);
+        return Ok(sources.iter().map(|s| guarded(s, &one)).collect());
     }
     crate::threads::install(threads, || {
         sources
