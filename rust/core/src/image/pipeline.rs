@@ -189,7 +189,7 @@ pub fn extract_batch(
     }
     if sources.len() <= 1 {
         // One image: its threads work inside it (the SIFT's own pool), same features.
-        let mut one = settings.clone();
+        let mut one = *settings;
         one.sift.threads = crate::threads::effective_threads(threads).min(MAX_SIFT_THREADS);
         return Ok(sources.iter().map(|s| guarded(s, &one)).collect());
     }
