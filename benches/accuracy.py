@@ -70,7 +70,7 @@ class Row:
 
 ROWS = [
     Row("sift-1024 (default)", consensus=True),
-    Row("sift-1024 rust (768 px)", extract={"backend": "rust"}),
+    Row("sift-1024 opencv (768 px, previous default)", extract={"backend": "opencv"}),
     Row("sift-1024 opencv 1024 px", extract={"backend": "opencv", "max_side": 1024}),
     Row(
         "sift-1024 opencv 1024 px contrast 0.04 (OpenCV's)",
@@ -126,7 +126,7 @@ ROWS = [
 #: kornia rows are slow to extract: the previous default's numbers are the main table's).
 BACKEND_ROWS = [
     "sift-1024 (default)",
-    "sift-1024 rust (768 px)",
+    "sift-1024 opencv (768 px, previous default)",
     "sift-1024 opencv 1024 px",
     "sift-1024 opencv 1024 px contrast 0.04 (OpenCV's)",
     "sift-2048 opencv 1024 px",

@@ -42,7 +42,7 @@ RATES = REPO / "docs" / "measured" / "rates_2026-11-30.json"
 #: Bytes an image in the store (index entry included): keypoints 8 B + frames + descriptor
 #: per feature; SIFT frames are 2x3 affine (24 B); the learned methods have none.
 STORE_BYTES = {
-    "sift-1024 uint8 (opencv: the default, scale + orientation frames)": 1024 * (8 + 8 + 128) + 24,
+    "sift-1024 uint8 (the default, scale + orientation frames)": 1024 * (8 + 8 + 128) + 24,
     "sift-1024 uint8 (kornia, 2x3 affine frames)": 1024 * (8 + 24 + 128) + 24,
     "aliked-2048 uint8": 2048 * (8 + 128) + 24,
     "disk-2048 uint8": 2048 * (8 + 128) + 24,
@@ -99,16 +99,16 @@ def main() -> int:
 
     for wanted, note in (
         (
-            "opencv SIFT-1024 (default: 768 px)",
-            "OpenCV SIFT at 768 px, 1 thread, decode included (extract.py)",
-        ),
-        (
-            "rust SIFT-1024 (768 px)",
+            "rust SIFT-1024 (default: 768 px)",
             "the core's SIFT at 768 px (rust backend, numpy only), 1 thread, decode included "
             "(extract.py)",
         ),
         (
-            "kornia SIFT-1024, 1024 px (previous default)",
+            "opencv SIFT-1024 (768 px, previous default)",
+            "OpenCV SIFT at 768 px, 1 thread, decode included (extract.py)",
+        ),
+        (
+            "kornia SIFT-1024, 1024 px (before opencv)",
             "kornia SIFT at 1024 px, 1 thread, decode included (extract.py)",
         ),
     ):

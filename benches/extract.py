@@ -48,8 +48,8 @@ DATA = REPO.parent / "shared" / "data"
 
 #: (row name, make_extractor settings); the first row is the default.
 ROWS = [
-    ("opencv SIFT-1024 (default: 768 px)", {"backend": "opencv"}),
-    ("rust SIFT-1024 (768 px)", {"backend": "rust"}),
+    ("rust SIFT-1024 (default: 768 px)", {"backend": "rust"}),
+    ("opencv SIFT-1024 (768 px, previous default)", {"backend": "opencv"}),
     ("opencv SIFT-1024, 768 px, full decode", {"backend": "opencv", "draft": False}),
     ("opencv SIFT-1024, 1024 px", {"backend": "opencv", "max_side": 1024}),
     (
@@ -60,7 +60,7 @@ ROWS = [
     ("opencv SIFT-4096, 1024 px", {"backend": "opencv", "num_features": 4096, "max_side": 1024}),
     ("kornia-rs SIFT-1024, 1024 px", {"backend": "kornia-rs"}),
     ("kornia-rs SIFT-1024, 1024 px, doubled octave", {"backend": "kornia-rs", "upsample": True}),
-    ("kornia SIFT-1024, 1024 px (previous default)", {"backend": "kornia"}),
+    ("kornia SIFT-1024, 1024 px (before opencv)", {"backend": "kornia"}),
 ]
 
 

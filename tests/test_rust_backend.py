@@ -405,6 +405,28 @@ def test_one_image_on_several_threads_gives_the_same_features(threads):
     np.testing.assert_array_equal(one.frames, many.frames)
 
 
+@pytest.mark.parametrize("fmt", ["TIFF", "WEBP", "BMP", "GIF"])
+def test_other_formats_are_read_by_pillow_as_the_opencv_backend_reads_them(fmt, tmp_path):
+    # The default backend decodes JPEG and PNG itself; other formats go through Pillow
+    # (where it is installed) and give the features of Pillow's grey pixels.
+    Image = pytest.importorskip("PIL.Image")
+    img = _blobs(seed=5)
+    path = tmp_path / f"photo.{fmt.lower()}"
+    Image.fromarray(img).save(path, format=fmt, **({"lossless": True} if fmt == "WEBP" else {}))
+    rust = make_extractor("sift", 1024, 768, backend="rust")
+    want = rust(img)
+    assert len(want) > 200
+    for source in (path, str(path), path.read_bytes()):
+        got = rust(source)
+        np.testing.assert_array_equal(got.keypoints, want.keypoints)
+        np.testing.assert_array_equal(got.descriptors, want.descriptors)
+    broken = tmp_path / "broken.tif"
+    broken.write_bytes(path.read_bytes()[:8] + b"\0" * 8)
+    (a, b) = rust.extract_many([broken, path])
+    assert isinstance(a, ImageReadError) and str(broken) in str(a)
+    np.testing.assert_array_equal(b.keypoints, want.keypoints)
+
+
 def test_float32_descriptors_are_the_uint8_ones_over_512():
     (u8,) = _photo_features(1)[:1]
     (f32,) = _photo_features(1, descriptor_dtype="float32")[:1]

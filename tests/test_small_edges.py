@@ -249,9 +249,9 @@ def test_a_gpu_job_on_ray_is_checked_in_the_driver_without_a_gpu():
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU: the driver-side check would pass anyway")
-    # No recorded GPU run: a GPU device keeps the CPU default (issue 23)
+    # No recorded GPU run: a GPU device keeps the CPU default (issue 23), the rust backend
     assert ExtractorSpec(device="cuda", num_features=256).params(remote=True)["name"] == (
-        "opencv-sift-rootsift"
+        "rust-sift-rootsift"
     )
     spec = ExtractorSpec(device="cuda", num_features=256, backend="kornia")
     params = spec.params(remote=True)

@@ -129,9 +129,9 @@ def _extraction_arguments(p, workers: bool = True) -> None:
     p.add_argument(
         "--backend",
         default=None,
-        help="how SIFT is computed: opencv (the default, also on a GPU until a recorded GPU "
-        "run says otherwise), rust (the package's own, numpy only), kornia (batched on a GPU) "
-        "or kornia-rs",
+        help="how SIFT is computed: rust (the default, the package's own, numpy only; also "
+        "on a GPU until a recorded GPU run says otherwise), opencv (OpenCV's SIFT on Pillow's "
+        "pixels: the same features), kornia (batched on a GPU) or kornia-rs",
     )
     p.add_argument("--device", default="cpu", help="extraction device: cpu, cuda, cuda:N")
     if workers:

@@ -79,14 +79,42 @@ def _name(source: Any, index: int, name: str | None) -> str:
     return f"image #{index} ({type(source).__name__})"
 
 
+#: The first bytes of what the core decodes itself: JPEG, PNG.
+_CORE_FORMATS = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")
+
+
+def _core_reads(head: bytes) -> bool:
+    """Whether the core decodes a file that starts with ``head`` itself (JPEG, PNG; an
+    empty or short head too: the core names what is wrong with it)."""
+    return len(head) < 8 or head.startswith(_CORE_FORMATS)
+
+
+def _other_format(source: Any, native: Any, name: str) -> Any:
+    """A format the core does not decode (TIFF, WebP, BMP, GIF, ...): Pillow's grey pixels
+    where Pillow is installed (as the OpenCV backend reads it), else ``native``, which the
+    core refuses with a message naming the format."""
+    try:
+        from .. import images
+    except ImportError:  # the light install: JPEG and PNG only
+        return native
+    return np.asarray(images.load_image(source, mode="L", name=name))
+
+
 def _native(source: Any, name: str) -> Any:
-    """What the core reads: encoded ``bytes``, a path ``str`` or grey pixels."""
-    if isinstance(source, bytes):
-        return source
+    """What the core reads: encoded ``bytes``, a path ``str`` or grey pixels (other
+    formats than JPEG and PNG decoded by Pillow where it is installed)."""
     if isinstance(source, (bytearray, memoryview)):
-        return bytes(source)
+        source = bytes(source)
+    if isinstance(source, bytes):
+        return source if _core_reads(source[:8]) else _other_format(source, source, name)
     if isinstance(source, (str, os.PathLike)):
-        return os.fsdecode(os.fspath(source))
+        path = os.fsdecode(os.fspath(source))
+        try:
+            with open(path, "rb") as f:
+                head = f.read(8)
+        except OSError:  # missing, a directory, unreadable: the core's error names it
+            return path
+        return path if _core_reads(head) else _other_format(path, path, name)
     return gray_pixels(source, name)
 
 
