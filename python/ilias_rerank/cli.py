@@ -591,6 +591,8 @@ def write_run_report(
         title=f"ilias-rerank: {ds.name}",
         progress=ws.progress,
     )
+
+
 #: Exit statuses: 0 done and complete, 1 ``store check`` found problems, 2 an error, 3
 #: more failed images than the failure budget, 4 done within the budget but some images
 #: failed (the output is incomplete: they keep their global places), 128 + N stopped by

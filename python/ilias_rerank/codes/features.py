@@ -41,9 +41,7 @@ class QuantisedFeatures:
                 f"words: expected ({n}, K) uint32 with K in 1..16, got {w.shape} {w.dtype}"
             )
         if w.size and (int(w.min()) < 0 or int(w.max()) >= 2**32):
-            raise ShapeError(
-                f"words: expected ids in 0..2**32, got {int(w.min())}..{int(w.max())}"
-            )
+            raise ShapeError(f"words: expected ids in 0..2**32, got {int(w.min())}..{int(w.max())}")
         s = as_numpy(signatures, "signatures")
         if s.ndim == 1:
             s = s.reshape(-1, 1)
