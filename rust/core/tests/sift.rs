@@ -389,6 +389,14 @@ fn plane(width: usize, height: usize, seed: u64, levels: u32) -> Vec<f32> {
         .collect()
 }
 
+/// [`plane`] as an image's pixels: `levels` grey levels around mid-grey, in [0, 1].
+fn image_of(width: usize, height: usize, seed: u64, levels: u32) -> Vec<f32> {
+    plane(width, height, seed, levels)
+        .iter()
+        .map(|v| (v + (levels / 2) as f32) / 255.0)
+        .collect()
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
@@ -413,10 +421,7 @@ proptest! {
         width in 1usize..48, height in 1usize..48, levels in 2u32..256,
         upsample in any::<bool>(), cap in 1usize..64, seed in any::<u64>()
     ) {
-        let pixels: Vec<f32> = plane(width, height, seed, levels)
-            .iter()
-            .map(|v| (v + (levels / 2) as f32) / 255.0)
-            .collect();
+        let pixels = image_of(width, height, seed, levels);
         let config = SiftConfig { upsample, max_features: cap, ..SiftConfig::default() };
         let f = extract(&pixels, width, height, &config);
         prop_assert!(f.keypoints.len() <= cap);
@@ -436,10 +441,7 @@ proptest! {
         width in 12usize..96, height in 90usize..300, levels in 2u32..256,
         upsample in any::<bool>(), threads in 2usize..5, seed in any::<u64>()
     ) {
-        let pixels: Vec<f32> = plane(width, height, seed, levels)
-            .iter()
-            .map(|v| (v + (levels / 2) as f32) / 255.0)
-            .collect();
+        let pixels = image_of(width, height, seed, levels);
         let config = SiftConfig { upsample, max_features: 100_000, ..SiftConfig::default() };
         let want = extract(&pixels, width, height, &config);
         let got = extract(&pixels, width, height, &SiftConfig { threads, ..config });
