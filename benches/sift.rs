@@ -8,8 +8,9 @@
 //! given as `ILIAS_RERANK_SIFT_RAW=path,width,height` (bytes, row-major). First a stage
 //! table (median of 15 whole extractions, from `extract_sift_profiled`), then criterion
 //! timings of the whole extractor on the detected ISA and the portable code, of one image
-//! on two threads (`SiftConfig::threads = 2`: refinement, orientations and descriptors on
-//! the pool; wall clock, so it shows only on an otherwise idle machine), of one blur of
+//! on two threads (`SiftConfig::threads = 2`: each octave's pyramid and extrema scan in two
+//! bands of rows, then refinement, orientations and descriptors, all on the pool; wall
+//! clock, so it shows only on an otherwise idle machine), of one blur of
 //! the doubled octave and of the extrema scan of one octave. OpenCV is not run here:
 //! its time on the same image comes from `python benches/extract.py` (same machine).
 

@@ -7,6 +7,7 @@
 //! in L2; no intermediate plane is written. Borders reflect without repeating the edge
 //! (OpenCV's `BORDER_REFLECT_101`).
 
+use super::rows::Rows;
 use super::simd::multiversion;
 use crate::isa::Isa;
 
@@ -435,50 +436,42 @@ pub(crate) fn gaussian_blur(
     scratch: &mut BlurScratch,
     dog: Option<&mut [f32]>,
 ) {
-    let rings = (height, height);
+    let n = width * height;
     gaussian_blur_rows(
         isa,
-        src,
-        dst,
+        &Rows::whole(&src[..n], width),
+        &mut Rows::whole(&mut dst[..n], width),
         width,
         height,
         k,
         scratch,
-        dog,
+        dog.map(|d| Rows::whole(&mut d[..n], width)).as_mut(),
         0..height,
-        rings,
     );
 }
 
 /// Rows `rows` of [`gaussian_blur`]: only source rows within `k.len() - 1` of them (or
 /// their reflections) are read, so a pyramid can compute a level a band of rows behind the
-/// level it blurs. `src` and `dst` may be ring buffers of `rings.0` and `rings.1` rows (row
-/// `y` stored at row `y % ring`; a whole plane is a ring of `height` rows): the caller
-/// keeps the source rows this band reads in its ring. The DoG is a whole plane.
+/// level it blurs. `src`, `dst` and `dog` may keep their rows anywhere ([`Rows`]: a whole
+/// plane, a ring, a thread's own rows and halo): the caller keeps the source rows this
+/// band reads.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn gaussian_blur_rows(
     isa: Isa,
-    src: &[f32],
-    dst: &mut [f32],
+    src: &Rows<&[f32]>,
+    dst: &mut Rows<&mut [f32]>,
     width: usize,
     height: usize,
     k: &[f32],
     scratch: &mut BlurScratch,
-    mut dog: Option<&mut [f32]>,
+    mut dog: Option<&mut Rows<&mut [f32]>>,
     rows_out: std::ops::Range<usize>,
-    (src_ring, dst_ring): (usize, usize),
 ) {
-    debug_assert!(src_ring.min(dst_ring) >= 1);
-    debug_assert_eq!(src.len(), width * src_ring);
-    debug_assert_eq!(dst.len(), width * dst_ring);
     let r = k.len() - 1;
     let stride = width + 2 * r + SLACK;
     scratch.padded.resize(BLOCK * stride, 0.0);
     let mut rows: Vec<&[f32]> = Vec::with_capacity(2 * r + BLOCK);
-    let src_row = |sy: isize| {
-        let sy = reflect101(sy, height) % src_ring;
-        &src[sy * width..(sy + 1) * width]
-    };
+    let src_row = |sy: isize| src.row(reflect101(sy, height));
     let mut y = rows_out.start;
     while y < rows_out.end {
         // Vertical folds of up to BLOCK rows into padded rows, then each row's horizontal
@@ -498,12 +491,11 @@ pub(crate) fn gaussian_blur_rows(
                 padded[r + width + t] = padded[r + reflect101((width + t) as isize, width)];
             }
             let yj = y + j;
-            let (yd, ys) = (yj % dst_ring, yj % src_ring);
-            let out = &mut dst[yd * width..(yd + 1) * width];
+            let out = dst.row_mut(yj);
             match dog.as_deref_mut() {
                 Some(dog) => {
-                    let base = &src[ys * width..(ys + 1) * width];
-                    let dog = &mut dog[yj * width..(yj + 1) * width];
+                    let base = src.row(yj);
+                    let dog = dog.row_mut(yj);
                     if !fold_row_wide::<true>(isa, padded, k, out, base, dog) {
                         fold_row_dog(isa, padded, k, out, base, dog);
                     }

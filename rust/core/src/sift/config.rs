@@ -29,9 +29,10 @@ pub struct SiftConfig {
     /// Detect on a doubled first octave (OpenCV's `firstOctave = -1`).
     pub upsample: bool,
     /// Threads for one image: 0 or 1 = the calling thread only (the default; a batch
-    /// spreads images over threads instead); `n >= 2` = refinement, orientations and
-    /// descriptors on the crate's pool of `n` threads (`crate::threads`), the pyramid on the
-    /// calling thread. The features are the same for every thread count.
+    /// spreads images over threads instead); `n >= 2` = the whole extractor on the crate's
+    /// pool of `n` threads (`crate::threads`): each octave's pyramid and extrema scan in
+    /// `n` bands of rows (halo rows recomputed), then refinement, orientations and
+    /// descriptors. The features are the same for every thread count.
     pub threads: usize,
 }
 

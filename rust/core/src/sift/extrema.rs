@@ -2,6 +2,7 @@
 //! early contrast threshold, then OpenCV's sub-pixel refinement (up to five Newton steps on
 //! the 3-D quadratic), the contrast test and the edge (curvature-ratio) test.
 
+use super::rows::Rows;
 use super::simd::multiversion;
 use crate::isa::Isa;
 
@@ -104,8 +105,13 @@ multiversion! {
 /// `|value| > thr`.
 pub(crate) fn scan_extrema(isa: Isa, dog: &[Plane], thr: f32, out: &mut Vec<(u32, u32, u32)>) {
     let start = out.len();
-    let mut scanner = Scanner::new(dog[0].width, dog.len());
-    scanner.advance(isa, dog, dog[0].height, thr, out);
+    let (w, h) = (dog[0].width, dog[0].height);
+    let rows: Vec<Rows<&[f32]>> = dog
+        .iter()
+        .map(|p| Rows::whole(&p.data[..w * h], w))
+        .collect();
+    let mut scanner = Scanner::new(w, h, dog.len(), 0..h);
+    scanner.advance(isa, &rows, h, thr, out);
     out[start..].sort_unstable();
 }
 
@@ -115,8 +121,13 @@ pub(crate) fn scan_extrema(isa: Isa, dog: &[Plane], thr: f32, out: &mut Vec<(u32
 /// vertical combination gives each layer's 3x3 maxima/minima of row `r` once, and the three
 /// layers around an interior one are then compared in one pass.
 pub(crate) struct Scanner {
+    width: usize,
     /// The next row to test.
     next: usize,
+    /// The row after the last to test.
+    end: usize,
+    /// Whether the two rows above `next` (at the start) are in the rings.
+    primed: bool,
     ring_hi: Vec<Vec<f32>>,
     ring_lo: Vec<Vec<f32>>,
     box_hi: Vec<Vec<f32>>,
@@ -125,10 +136,25 @@ pub(crate) struct Scanner {
 }
 
 impl Scanner {
-    pub(crate) fn new(width: usize, layers: usize) -> Scanner {
+    /// A scan of the rows `rows` (those at least [`BORDER`] from the edges) of `layers` DoG
+    /// layers of `width x height`; it reads the rows `rows` and one on each side.
+    pub(crate) fn new(
+        width: usize,
+        height: usize,
+        layers: usize,
+        rows: std::ops::Range<usize>,
+    ) -> Scanner {
         let hw = width.saturating_sub(2);
+        let end = if width < 2 * BORDER + 1 || height < 2 * BORDER + 1 || layers < 3 {
+            0
+        } else {
+            rows.end.min(height - BORDER)
+        };
         Scanner {
-            next: BORDER,
+            width,
+            next: rows.start.max(BORDER),
+            end,
+            primed: false,
             ring_hi: vec![vec![0f32; hw]; 3 * layers],
             ring_lo: vec![vec![0f32; hw]; 3 * layers],
             box_hi: vec![vec![0f32; hw]; layers],
@@ -142,20 +168,23 @@ impl Scanner {
     pub(crate) fn advance(
         &mut self,
         isa: Isa,
-        dog: &[Plane],
+        dog: &[Rows<&[f32]>],
         ready: usize,
         thr: f32,
         out: &mut Vec<(u32, u32, u32)>,
     ) {
-        let (w, h) = (dog[0].width, dog[0].height);
-        if w < 2 * BORDER + 1 || h < 2 * BORDER + 1 || dog.len() < 3 {
+        if self.next >= self.end {
             return;
         }
+        let w = self.width;
         let nl = dog.len();
-        let row = |l: usize, r: usize| &dog[l].data[r * w..(r + 1) * w];
-        if self.next == BORDER && ready > BORDER + 1 {
+        let row = |l: usize, r: usize| dog[l].row(r);
+        if !self.primed {
+            if ready <= self.next + 1 {
+                return;
+            }
             for l in 0..nl {
-                for r in BORDER - 1..=BORDER {
+                for r in self.next - 1..=self.next {
                     let (hi, lo) = (
                         &mut self.ring_hi[3 * l + r % 3],
                         &mut self.ring_lo[3 * l + r % 3],
@@ -163,8 +192,9 @@ impl Scanner {
                     h3(isa, row(l, r), hi, lo);
                 }
             }
+            self.primed = true;
         }
-        while self.next < h - BORDER && self.next + 1 < ready {
+        while self.next < self.end && self.next + 1 < ready {
             let r = self.next;
             for l in 0..nl {
                 let (hi, lo) = (

@@ -35,6 +35,7 @@ mod extrema;
 mod math;
 mod orientation;
 mod pyramid;
+mod rows;
 mod simd;
 
 pub use blur::reference_blur;

@@ -16,15 +16,18 @@ use super::blur::{
 use super::descriptor::{raw_descriptor, root_sift, DescScratch, DIM};
 use super::extrema::{refine, scan_extrema, Plane, Refined, Scanner};
 use super::orientation::{orientations, OriScratch};
+use super::rows::Rows;
 use super::{GrayImage, SiftConfig, SiftFeatures, SiftKeypoint};
 use crate::error::Result;
 use crate::isa::Isa;
 use rayon::prelude::*;
 use std::cell::RefCell;
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
 /// Where the time of one [`extract_sift_profiled`](super::extract_sift_profiled) call went
-/// (wall clock of the calling thread), and how many extrema each stage saw.
+/// (wall clock of the calling thread; with several threads the scan time is the first
+/// band's), and how many extrema each stage saw.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct SiftProfile {
     /// Input scaling, doubling, Gaussian levels and DoG of every octave.
@@ -198,6 +201,158 @@ struct Octave {
     gauss: Vec<Vec<f32>>,
 }
 
+/// Fewest rows of an octave a thread makes on its own when one image runs on several
+/// threads (a smaller octave stays on one): each band recomputes up to about 50 halo rows
+/// on each side.
+const MIN_BAND_ROWS: usize = 96;
+
+/// Rows `own` of the plane `rest[i]` (taken from its front; the rest stays for the next
+/// band) with the halo rows of `span` outside them in `extra`.
+fn split_rows<'b>(
+    rest: &mut [&'b mut [f32]],
+    i: usize,
+    own: &Range<usize>,
+    span: &Range<usize>,
+    extra: &'b mut [f32],
+    w: usize,
+) -> Rows<&'b mut [f32]> {
+    let plane = std::mem::take(&mut rest[i]);
+    let (mine, others) = plane.split_at_mut(own.len() * w);
+    rest[i] = others;
+    let halo = span.len() - own.len();
+    Rows::split(mine, own.clone(), &mut extra[..halo * w], span.clone(), w)
+}
+
+/// What every band of an octave shares (read-only).
+struct OctaveSpec<'a> {
+    isa: Isa,
+    width: usize,
+    height: usize,
+    layers: usize,
+    /// Octave 0: the image (`[0, 255]`) and its width and height.
+    base: Option<(&'a [f32], usize, usize)>,
+    /// Octave 0 with the doubled image: the rows of its ring.
+    doubled_ring: Option<usize>,
+    /// Other octaves: level 0, whole.
+    g0: Option<&'a [f32]>,
+    init_kernel: &'a [f32],
+    kernels: &'a [Vec<f32>],
+    threshold: f32,
+}
+
+/// One thread's rows of an octave: it makes its own rows of the whole levels and DoG, the
+/// halo rows next to them that its scan needs, and scans its own rows.
+struct Band<'a> {
+    own: Range<usize>,
+    /// Rows of each level (0..layers + 3) this band makes.
+    spans: Vec<Range<usize>>,
+    doubled: Option<&'a mut [f32]>,
+    level0: Option<Rows<&'a mut [f32]>>,
+    /// Levels 1..layers + 3.
+    levels: Vec<Rows<&'a mut [f32]>>,
+    dog: Vec<Rows<&'a mut [f32]>>,
+    found: Vec<(u32, u32, u32)>,
+    scan_time: Duration,
+}
+
+/// The banded pyramid of one band: within it, each level is made `BAND_ROWS` at a time a
+/// band behind the level it blurs and the extrema scan a row behind the last level, so the
+/// rows in flight stay in cache instead of whole planes going through memory.
+fn run_band(spec: &OctaveSpec, band: &mut Band, scratch: &mut BlurScratch) {
+    let (isa, w, h) = (spec.isa, spec.width, spec.height);
+    let levels = spec.layers + 3;
+    let spans = &band.spans;
+    let mut done: Vec<usize> = spans.iter().map(|s| s.start).collect();
+    if spec.g0.is_some() {
+        done[0] = spans[0].end;
+    }
+    let r0 = spec.init_kernel.len() - 1;
+    // The doubled image's rows (even), from the first the level 0 blur reads.
+    let doubled_end = (spans[0].end + r0).min(h).next_multiple_of(2);
+    let mut doubled_rows = match &band.doubled {
+        Some(_) => spans[0].start.saturating_sub(r0) & !1,
+        None => h,
+    };
+    let mut scanner = Scanner::new(w, h, levels - 1, band.own.clone());
+    band.found.clear();
+    while done[levels - 1] < spans[levels - 1].end {
+        if let (Some(d), Some(ring), Some((base, bw, bh))) =
+            (band.doubled.as_deref_mut(), spec.doubled_ring, spec.base)
+        {
+            if doubled_rows < doubled_end {
+                let from = doubled_rows / 2;
+                let to = (from + BAND_ROWS / 2).min(bh);
+                upsample2_rows(base, bw, bh, d, from..to, ring);
+                doubled_rows = 2 * to;
+            }
+        }
+        if done[0] < spans[0].end {
+            let ready = if doubled_rows >= h {
+                h
+            } else {
+                doubled_rows.saturating_sub(r0)
+            };
+            let upto = ready.min(done[0] + BAND_ROWS).min(spans[0].end);
+            if upto > done[0] {
+                let src = match (&band.doubled, spec.base) {
+                    (Some(d), _) => Rows::ring(&d[..], w),
+                    (None, Some((base, _, _))) => Rows::whole(base, w),
+                    (None, None) => unreachable!("level 0 is made only in octave 0"),
+                };
+                gaussian_blur_rows(
+                    isa,
+                    &src,
+                    band.level0.as_mut().expect("octave 0 has a level 0 ring"),
+                    w,
+                    h,
+                    spec.init_kernel,
+                    scratch,
+                    None,
+                    done[0]..upto,
+                );
+                done[0] = upto;
+            }
+        }
+        for i in 1..levels {
+            let r = spec.kernels[i - 1].len() - 1;
+            let ready = if done[i - 1] >= spans[i - 1].end {
+                spans[i].end
+            } else {
+                done[i - 1].saturating_sub(r)
+            };
+            let upto = ready.min(done[i] + BAND_ROWS).min(spans[i].end);
+            if upto <= done[i] {
+                continue;
+            }
+            let (below, above) = band.levels.split_at_mut(i - 1);
+            let src = match i {
+                1 => match (&band.level0, spec.g0) {
+                    (Some(l0), _) => l0.view(),
+                    (None, Some(g0)) => Rows::whole(g0, w),
+                    (None, None) => unreachable!("level 0 is a ring or whole"),
+                },
+                _ => below[i - 2].view(),
+            };
+            gaussian_blur_rows(
+                isa,
+                &src,
+                &mut above[0],
+                w,
+                h,
+                &spec.kernels[i - 1],
+                scratch,
+                Some(&mut band.dog[i - 1]),
+                done[i]..upto,
+            );
+            done[i] = upto;
+        }
+        let t = Instant::now();
+        let dog: Vec<Rows<&[f32]>> = band.dog.iter().map(|d| d.view()).collect();
+        scanner.advance(isa, &dog, done[levels - 1], spec.threshold, &mut band.found);
+        band.scan_time += t.elapsed();
+    }
+}
+
 pub(crate) fn extract(
     image: &GrayImage,
     config: &SiftConfig,
@@ -252,7 +407,6 @@ pub(crate) fn extract(
     };
     // The doubled image: its height is even, and so is every ring.
     let doubled_ring = ring_rows(h);
-    let mut doubled = config.upsample.then(|| pool.take(w * doubled_ring));
     let threshold = (0.5 * config.contrast_threshold / layers as f32 * 255.0).floor();
     let first_octave: i32 = if config.upsample { -1 } else { 0 };
     let unscale = if config.upsample { 0.5f32 } else { 1.0 };
@@ -267,119 +421,164 @@ pub(crate) fn extract(
             break;
         }
         let start_octave = if o == 0 { start } else { Instant::now() };
-        let mut gauss: Vec<Vec<f32>> = Vec::with_capacity(layers + 3);
         let ring = ring_rows(h);
-        // Rows stored of each level: a ring, or the whole plane.
-        let stored: Vec<usize> = (0..layers + 3)
-            .map(|i| {
-                if (i == 0 && o == 0) || i > layers {
-                    ring
-                } else {
-                    h
-                }
-            })
-            .collect();
-        let mut g0 = pool.take(w * stored[0]);
-        if o > 0 {
+        let levels = layers + 3;
+        // Level 0: octave 0 blurs it from the (doubled) image, band by band, into a ring
+        // per band; the others downsample it whole from the previous octave.
+        let g0 = (o > 0).then(|| {
             let prev = &octaves[o - 1];
             let n = prev.width * prev.height;
+            let mut g0 = pool.take(w * h);
             downsample2(
                 &prev.gauss[layers][..n],
                 prev.width,
                 prev.height,
                 &mut g0[..w * h],
             );
-        }
-        gauss.push(g0);
-        // Levels 1.. and their DoG in row bands, each level a band behind the one it
-        // blurs and the extrema scan a row behind the last: the rows in flight stay in
-        // cache instead of whole planes going through memory.
-        let levels = layers + 3;
-        for &rows in &stored[1..] {
-            gauss.push(pool.take(w * rows));
-        }
+            g0
+        });
+        // Levels 1..=layers and the DoG are whole planes (refinement, orientations and
+        // descriptors read them later); the two above are rings of each band.
+        let mut whole: Vec<Vec<f32>> = (1..=layers).map(|_| pool.take(w * h)).collect();
         let mut dog: Vec<Vec<f32>> = (0..levels - 1).map(|_| pool.take(w * h)).collect();
-        let mut done = vec![0usize; levels];
-        // Octave 0 blurs its first level from the (doubled) image, band by band; the
-        // others start from a whole level of the previous octave.
-        done[0] = if o == 0 { 0 } else { h };
-        let mut doubled_rows = if doubled.is_some() { 0 } else { h };
-        let mut scanner = Scanner::new(w, levels - 1);
-        let mut scan_time = Duration::ZERO;
-        found.clear();
-        while done[levels - 1] < h {
-            if let (Some(d), true) = (doubled.as_mut(), doubled_rows < h) {
-                let from = doubled_rows / 2;
-                let to = (from + BAND_ROWS / 2).min(base_h);
-                upsample2_rows(
-                    &base[..base_w * base_h],
-                    base_w,
-                    base_h,
-                    &mut d[..w * doubled_ring],
-                    from..to,
-                    doubled_ring,
-                );
-                doubled_rows = 2 * to;
-            }
-            if done[0] < h {
-                let r = init_kernel.len() - 1;
-                let ready = if doubled_rows >= h {
-                    h
-                } else {
-                    doubled_rows.saturating_sub(r)
-                };
-                let upto = ready.min(done[0] + BAND_ROWS);
-                if upto > done[0] {
-                    let (src, src_ring) = match doubled.as_ref() {
-                        Some(d) => (&d[..w * doubled_ring], doubled_ring),
-                        None => (&base[..w * h], h),
-                    };
-                    gaussian_blur_rows(
-                        isa,
-                        src,
-                        &mut gauss[0][..w * stored[0]],
-                        w,
-                        h,
-                        &init_kernel,
-                        &mut scratch,
-                        None,
-                        done[0]..upto,
-                        (src_ring, stored[0]),
-                    );
-                    done[0] = upto;
-                }
-            }
-            for i in 1..levels {
-                let r = kernels[i - 1].len() - 1;
-                let ready = if done[i - 1] >= h {
-                    h
-                } else {
-                    done[i - 1].saturating_sub(r)
-                };
-                let upto = ready.min(done[i] + BAND_ROWS);
-                if upto <= done[i] {
-                    continue;
-                }
-                let (below, above) = gauss.split_at_mut(i);
-                gaussian_blur_rows(
-                    isa,
-                    &below[i - 1][..w * stored[i - 1]],
-                    &mut above[0][..w * stored[i]],
-                    w,
-                    h,
-                    &kernels[i - 1],
-                    &mut scratch,
-                    Some(&mut dog[i - 1][..w * h]),
-                    done[i]..upto,
-                    (stored[i - 1], stored[i]),
-                );
-                done[i] = upto;
-            }
-            let t = Instant::now();
-            let planes = Plane::all(&dog, w, h);
-            scanner.advance(isa, &planes, done[levels - 1], threshold, &mut found);
-            scan_time += t.elapsed();
+        // One band of rows a thread (the halo rows it needs recomputed on its own), if the
+        // octave is tall enough for the halos to cost little.
+        let bands = if threads >= 2 && h >= threads * MIN_BAND_ROWS {
+            threads
+        } else {
+            1
+        };
+        let own: Vec<Range<usize>> = (0..bands)
+            .map(|t| h * t / bands..h * (t + 1) / bands)
+            .collect();
+        // Rows of level i a band needs beyond its own: one for the scan's neighbours at
+        // the top level, then each level's blur radius more below it.
+        let mut halo = vec![1usize; levels];
+        for i in (0..levels - 1).rev() {
+            halo[i] = halo[i + 1] + kernels[i].len() - 1;
         }
+        let spans: Vec<Vec<Range<usize>>> = own
+            .iter()
+            .map(|own| {
+                halo.iter()
+                    .map(|&hl| own.start.saturating_sub(hl)..(own.end + hl).min(h))
+                    .collect()
+            })
+            .collect();
+        // Each band's private buffers: the doubled image's ring (octave 0), level 0's ring
+        // (octave 0), the two top levels' rings, then the halo rows of the whole levels
+        // and of the DoG.
+        let mut private: Vec<Vec<Vec<f32>>> = spans
+            .iter()
+            .zip(&own)
+            .map(|(span, own)| {
+                let mut bufs = Vec::with_capacity(2 * levels + 2);
+                bufs.push(if o == 0 && config.upsample {
+                    pool.take(w * doubled_ring)
+                } else {
+                    Vec::new()
+                });
+                bufs.push(if o == 0 {
+                    pool.take(w * ring)
+                } else {
+                    Vec::new()
+                });
+                for _ in layers + 1..levels {
+                    bufs.push(pool.take(w * ring));
+                }
+                for i in (1..=layers).chain(1..levels) {
+                    let extra = span[i].len() - own.len();
+                    bufs.push(if extra > 0 {
+                        pool.take(w * extra)
+                    } else {
+                        Vec::new()
+                    });
+                }
+                bufs
+            })
+            .collect();
+        let spec = OctaveSpec {
+            isa,
+            width: w,
+            height: h,
+            layers,
+            base: (o == 0).then(|| (&base[..base_w * base_h], base_w, base_h)),
+            doubled_ring: (o == 0 && config.upsample).then_some(doubled_ring),
+            g0: g0.as_deref().map(|g| &g[..w * h]),
+            init_kernel: &init_kernel,
+            kernels: &kernels,
+            threshold,
+        };
+        let mut jobs: Vec<Band> = Vec::with_capacity(bands);
+        {
+            let mut whole_rest: Vec<&mut [f32]> =
+                whole.iter_mut().map(|p| &mut p[..w * h]).collect();
+            let mut dog_rest: Vec<&mut [f32]> = dog.iter_mut().map(|p| &mut p[..w * h]).collect();
+            for ((own, span), bufs) in own.iter().zip(&spans).zip(&mut private) {
+                let mut bufs = bufs.iter_mut();
+                let doubled = bufs.next().map(|b| &mut b[..]).filter(|b| !b.is_empty());
+                let doubled = doubled.map(|b| &mut b[..w * doubled_ring]);
+                let level0 = bufs
+                    .next()
+                    .filter(|b| !b.is_empty())
+                    .map(|b| &mut b[..w * ring]);
+                let mut upper = vec![];
+                for _ in layers + 1..levels {
+                    upper.push(Rows::ring(&mut bufs.next().unwrap()[..w * ring], w));
+                }
+                let mut lv: Vec<Rows<&mut [f32]>> = (1..=layers)
+                    .map(|i| {
+                        split_rows(
+                            &mut whole_rest,
+                            i - 1,
+                            own,
+                            &span[i],
+                            bufs.next().unwrap(),
+                            w,
+                        )
+                    })
+                    .collect();
+                lv.extend(upper);
+                let dg: Vec<Rows<&mut [f32]>> = (1..levels)
+                    .map(|i| {
+                        split_rows(&mut dog_rest, i - 1, own, &span[i], bufs.next().unwrap(), w)
+                    })
+                    .collect();
+                jobs.push(Band {
+                    own: own.clone(),
+                    spans: span.clone(),
+                    doubled,
+                    level0: level0.map(|b| Rows::ring(b, w)),
+                    levels: lv,
+                    dog: dg,
+                    found: Vec::new(),
+                    scan_time: Duration::ZERO,
+                });
+            }
+        }
+        if bands == 1 {
+            run_band(&spec, &mut jobs[0], &mut scratch);
+        } else {
+            crate::threads::install(threads, || {
+                jobs.par_iter_mut()
+                    .for_each(|job| run_band(&spec, job, &mut BlurScratch::default()))
+            })?;
+        }
+        found.clear();
+        let scan_time = jobs[0].scan_time;
+        for job in jobs {
+            found.extend(job.found);
+        }
+        for bufs in private {
+            for b in bufs {
+                if b.capacity() > 0 {
+                    pool.give(b);
+                }
+            }
+        }
+        let mut gauss: Vec<Vec<f32>> = Vec::with_capacity(levels);
+        gauss.push(g0.unwrap_or_default());
+        gauss.extend(whole);
         let planes = Plane::all(&dog, w, h);
         let t_scan = Instant::now();
         profile.pyramid += t_scan - start_octave - scan_time;
@@ -435,14 +634,12 @@ pub(crate) fn extract(
             pool.give(d);
         }
         if o == 0 {
-            if let Some(d) = doubled.take() {
-                pool.give(d);
-            }
             pool.give(std::mem::take(&mut base));
         }
         // Layers 1..=layers carry keypoints; layer `layers` also seeds the next octave.
-        for l in [0, layers + 1, layers + 2] {
-            pool.give(std::mem::take(&mut gauss[l]));
+        let g0 = std::mem::take(&mut gauss[0]);
+        if g0.capacity() > 0 {
+            pool.give(g0);
         }
         octaves.push(Octave {
             width: w,
