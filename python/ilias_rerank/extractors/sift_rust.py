@@ -91,13 +91,18 @@ def _core_reads(head: bytes) -> bool:
 
 def _other_format(source: Any, native: Any, name: str) -> Any:
     """A format the core does not decode (TIFF, WebP, BMP, GIF, ...): Pillow's grey pixels
-    where Pillow is installed (as the OpenCV backend reads it), else ``native``, which the
-    core refuses with a message naming the format."""
+    where Pillow is installed (as the OpenCV backend reads it), else (no Pillow, or bytes
+    Pillow does not recognise) ``native``, which the core refuses naming what it got."""
     try:
         from .. import images
     except ImportError:  # the light install: JPEG and PNG only
         return native
-    return np.asarray(images.load_image(source, mode="L", name=name))
+    try:
+        return np.asarray(images.load_image(source, mode="L", name=name))
+    except ImageReadError as exc:
+        if type(exc.__cause__).__name__ == "UnidentifiedImageError":
+            return native  # no format Pillow knows either: the core says what it got
+        raise
 
 
 def _native(source: Any, name: str) -> Any:
