@@ -92,3 +92,65 @@ fn non_finite_points_are_an_error() {
         verify_correspondences(&q, &[0.0; 4], None, None, &RerankConfig::default()).unwrap_err();
     assert!(err.to_string().contains("query_points"), "{err}");
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// `hypothesis_prescore`: hypotheses ranked on a few correspondences (80 inliers
+    /// among 400: about 3 to 13 in a subset of 16 to 64) still find the planted map.
+    #[test]
+    fn prescored_frames_recover_a_planted_homography(seed in 0u64..100_000, angle in -60.0f64..60.0, scale in 0.6f64..1.6, persp in -1e-4f64..1e-4, prescore in prop::sample::select(vec![16usize, 32, 64])) {
+        let h = example_homography(angle, scale, persp);
+        let s = planted_scene(seed, 400, 0.2, 0.7, h);
+        let cfg = RerankConfig { reference_side: 0.0, inlier_threshold: 4.0, hypothesis_prescore: prescore, ..Default::default() };
+        let frames = Some((Frames::ScaleOrientation(&s.q_frames), Frames::ScaleOrientation(&s.c_frames)));
+        let (v, mask) = verify_correspondences(&s.q_pts, &s.c_pts, frames, None, &cfg).unwrap();
+        prop_assert_eq!(v.model, Some(Model::Homography));
+        check_recovery(&s, &mask, &v.transform.0)?;
+    }
+}
+
+#[test]
+fn prescore_at_or_above_the_correspondences_is_the_full_scoring() {
+    let s = planted_scene(11, 300, 0.3, 0.7, example_homography(20.0, 1.2, 5e-5));
+    let frames = Some((
+        Frames::ScaleOrientation(&s.q_frames),
+        Frames::ScaleOrientation(&s.c_frames),
+    ));
+    let run = |prescore| {
+        let cfg = RerankConfig {
+            hypothesis_prescore: prescore,
+            ..Default::default()
+        };
+        verify_correspondences(&s.q_pts, &s.c_pts, frames, None, &cfg).unwrap()
+    };
+    let full = run(0);
+    assert!(full.0.inliers >= 80, "{} inliers", full.0.inliers);
+    // 300 correspondences: a prescore of 300 or more scores every hypothesis fully.
+    assert_eq!(run(300), full);
+    assert_eq!(run(4096), full);
+    // A real subset ranks by it, and here finds the same inliers.
+    assert_eq!(run(32).0.inliers, full.0.inliers);
+}
+
+#[test]
+fn hypothesis_prescore_is_range_checked() {
+    for bad in [1usize, 7, (1 << 16) + 1] {
+        let cfg = RerankConfig {
+            hypothesis_prescore: bad,
+            ..Default::default()
+        };
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("hypothesis_prescore") && err.contains("expected"),
+            "{err}"
+        );
+    }
+    for good in [0usize, 8, 64, 1 << 16] {
+        let cfg = RerankConfig {
+            hypothesis_prescore: good,
+            ..Default::default()
+        };
+        assert!(cfg.validate().is_ok(), "{good}");
+    }
+}

@@ -6,21 +6,26 @@ use crate::geometry::Transform;
 /// Number of correspondences whose transfer error is below `threshold`.
 #[inline]
 pub fn count(t: &Transform, corr: &Correspondences, threshold: f64) -> u32 {
+    count_in(t, &corr.q, &corr.c, threshold)
+}
+
+/// Number of the point pairs `(q[i], c[i])` whose transfer error is below `threshold`.
+#[inline]
+pub fn count_in(t: &Transform, q: &[[f64; 2]], c: &[[f64; 2]], threshold: f64) -> u32 {
     let t2 = threshold * threshold;
     let m = &t.0;
     if m[6] == 0.0 && m[7] == 0.0 && m[8] == 1.0 {
         // Affine fast path: no division.
         let mut n = 0u32;
-        for (p, q) in corr.q.iter().zip(&corr.c) {
+        for (p, q) in q.iter().zip(c) {
             let dx = m[0] * p[0] + m[1] * p[1] + m[2] - q[0];
             let dy = m[3] * p[0] + m[4] * p[1] + m[5] - q[1];
             n += u32::from(dx * dx + dy * dy < t2);
         }
         n
     } else {
-        corr.q
-            .iter()
-            .zip(&corr.c)
+        q.iter()
+            .zip(c)
             .map(|(&p, &q)| u32::from(t.error2(p, q) < t2))
             .sum()
     }
