@@ -38,11 +38,6 @@ class RerankConfig:
         ``ransac_fallback_below``: with frames, when the frame hypotheses verify fewer
         inliers than this, seeded LO-RANSAC runs over the same correspondences too and the
         better model is kept (0: never).
-        ``hypothesis_prescore``: with frames and more correspondences than this, every
-        hypothesis is first scored against this many correspondences (evenly spaced) and
-        only the this-many best against all (0: every hypothesis against all, the default;
-        else 8..65536). Results may differ slightly; measured for quantised features
-        (docs/scale.md).
         ``max_hypotheses``, ``ransac_max_iterations``, ``ransac_confidence``,
         ``local_optimisation_rounds``, ``homography_min_inliers``, ``max_scale_change``.
     Scoring
@@ -95,7 +90,6 @@ class RerankConfig:
     reference_side: float = 1024.0
     use_frames: bool = True
     max_hypotheses: int = 512
-    hypothesis_prescore: int = 0
     ransac_fallback_below: int = 0
     ransac_max_iterations: int = 1000
     ransac_confidence: float = 0.999

@@ -25,7 +25,6 @@ pub fn default_config(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     d.set_item("reference_side", decimal(c.reference_side))?;
     d.set_item("use_frames", c.use_frames)?;
     d.set_item("max_hypotheses", c.max_hypotheses)?;
-    d.set_item("hypothesis_prescore", c.hypothesis_prescore)?;
     d.set_item("ransac_fallback_below", c.ransac_fallback_below)?;
     d.set_item("ransac_max_iterations", c.ransac_max_iterations)?;
     d.set_item("ransac_confidence", c.ransac_confidence)?;
@@ -142,9 +141,6 @@ pub fn parse(py: Python<'_>, dict: Option<&Bound<'_, PyDict>>) -> PyResult<Reran
                 "inlier_saturation" => c.inlier_saturation = field(&v, &key, "a float")?,
                 "codes_ratio" => c.codes_ratio = field(&v, &key, "a float or None")?,
                 "codes_sigma" => c.codes_sigma = field(&v, &key, "a float or None")?,
-                "hypothesis_prescore" => {
-                    c.hypothesis_prescore = field(&v, &key, "a non-negative int")?
-                }
                 "codes_hamming" => c.codes_hamming = field(&v, &key, "a non-negative int")?,
                 "seed" => c.seed = field(&v, &key, "a non-negative int below 2**64")?,
                 "num_threads" => c.num_threads = field(&v, &key, "a non-negative int")?,

@@ -7,8 +7,6 @@ use crate::features::MAX_KEYPOINTS;
 /// Upper bounds of the settings that set how much work a pair costs: whatever a caller
 /// passes, one pair's verification stays bounded (no setting can hang a call).
 pub const MAX_HYPOTHESES: usize = 1 << 16;
-/// Fewest correspondences a hypothesis may be pre-scored on (`hypothesis_prescore`).
-pub const MIN_PRESCORE: usize = 8;
 pub const MAX_RANSAC_ITERATIONS: u32 = 1_000_000;
 pub const MAX_LO_ROUNDS: u32 = 32;
 pub const MAX_EXPANSION: u32 = 64;
@@ -103,13 +101,6 @@ pub struct RerankConfig {
     /// At most this many correspondences (the most distinctive by Lowe's ratio) propose
     /// a hypothesis each; every hypothesis is scored against all correspondences.
     pub max_hypotheses: usize,
-    /// With frames, when > 0 and more correspondences than this: every hypothesis is first
-    /// scored against only this many correspondences (evenly spaced in row order), and only
-    /// the this-many best of them against all; the rest are dropped. Hypothesis scoring
-    /// costs `H × (this + n)` instead of `H × n` (`H` hypotheses, `n` correspondences).
-    /// Results may differ from the full scoring; 0 (the default): every hypothesis
-    /// against all (issue 22: the quantised path's many correspondences).
-    pub hypothesis_prescore: usize,
     /// With frames: when the frame hypotheses verify fewer inliers than this, seeded
     /// LO-RANSAC runs over the same correspondences too and the better model is kept
     /// (0: never).
@@ -197,7 +188,6 @@ impl Default for RerankConfig {
             reference_side: 1024.0,
             use_frames: true,
             max_hypotheses: 512,
-            hypothesis_prescore: 0,
             ransac_fallback_below: 0,
             ransac_max_iterations: 1000,
             ransac_confidence: 0.999,
@@ -295,13 +285,6 @@ impl RerankConfig {
             "max_hypotheses",
             "an int in 1..=65536",
             self.max_hypotheses.to_string(),
-        )?;
-        check(
-            self.hypothesis_prescore == 0
-                || (MIN_PRESCORE..=MAX_HYPOTHESES).contains(&self.hypothesis_prescore),
-            "hypothesis_prescore",
-            "0 (off) or an int in 8..=65536",
-            self.hypothesis_prescore.to_string(),
         )?;
         check(
             (1..=MAX_RANSAC_ITERATIONS).contains(&self.ransac_max_iterations),

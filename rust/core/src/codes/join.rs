@@ -19,7 +19,7 @@ pub(crate) struct CodesScratch {
     cand_best: Vec<u64>,
 }
 
-#[inline]
+#[inline(always)]
 fn hamming(a: &[u64], b: &[u64]) -> u32 {
     a.iter().zip(b).map(|(x, y)| (x ^ y).count_ones()).sum()
 }
@@ -27,6 +27,37 @@ fn hamming(a: &[u64], b: &[u64]) -> u32 {
 /// The correspondences of `candidate` (codes, validated and compatible) with `query`;
 /// they replace `out`'s content, in ascending query row order.
 pub(crate) fn match_codes(
+    query: &CodesQuery,
+    candidate: &LocalFeaturesRef<'_>,
+    cfg: &RerankConfig,
+    s: &mut CodesScratch,
+    out: &mut Vec<Match>,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("popcnt") {
+        // SAFETY: the CPU was just checked for `popcnt`.
+        unsafe { match_with_popcnt(query, candidate, cfg, s, out) };
+        return;
+    }
+    match_body(query, candidate, cfg, s, out);
+}
+
+/// [`match_body`] with the `popcnt` instruction for the Hamming distances (without it
+/// `count_ones` is a bit-twiddling sequence); the same results.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "popcnt")]
+unsafe fn match_with_popcnt(
+    query: &CodesQuery,
+    candidate: &LocalFeaturesRef<'_>,
+    cfg: &RerankConfig,
+    s: &mut CodesScratch,
+    out: &mut Vec<Match>,
+) {
+    match_body(query, candidate, cfg, s, out)
+}
+
+#[inline(always)]
+fn match_body(
     query: &CodesQuery,
     candidate: &LocalFeaturesRef<'_>,
     cfg: &RerankConfig,

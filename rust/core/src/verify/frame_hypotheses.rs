@@ -36,46 +36,6 @@ pub fn hypothesis_support(corr: &Correspondences, threshold: f64, cfg: &RerankCo
 /// model already refined, so a second consistent cluster gets its chance).
 const REFINED_HYPOTHESES: usize = 3;
 
-/// `hypothesis_prescore`: every hypothesis of `scratch.order` scored against `subset`
-/// correspondences evenly spaced in row order, the `subset` best of them (most subset
-/// inliers, then lowest row) scored against all; those (at least 2 inliers) go to
-/// `scratch.hypotheses`. Deterministic: rows and ties only.
-fn prescored(
-    corr: &Correspondences,
-    scoring: f64,
-    max_scale: f64,
-    subset: usize,
-    scratch: &mut VerifyScratch,
-) {
-    let n = corr.len();
-    scratch.subset_q.clear();
-    scratch.subset_c.clear();
-    for k in 0..subset {
-        let i = k * n / subset;
-        scratch.subset_q.push(corr.q[i]);
-        scratch.subset_c.push(corr.c[i]);
-    }
-    for &i in &scratch.order {
-        let Some(t) = hypothesis(corr, i as usize, max_scale) else {
-            continue;
-        };
-        let count = inliers::count_in(&t, &scratch.subset_q, &scratch.subset_c, scoring);
-        scratch.hypotheses.push((count, i, t));
-    }
-    let by_support =
-        |a: &(u32, u32, Transform), b: &(u32, u32, Transform)| b.0.cmp(&a.0).then(a.1.cmp(&b.1));
-    if scratch.hypotheses.len() > subset {
-        scratch
-            .hypotheses
-            .select_nth_unstable_by(subset - 1, by_support);
-        scratch.hypotheses.truncate(subset);
-    }
-    for h in &mut scratch.hypotheses {
-        h.0 = inliers::count(&h.2, corr, scoring);
-    }
-    scratch.hypotheses.retain(|h| h.0 >= 2);
-}
-
 pub fn verify_with_frames(
     corr: &Correspondences,
     threshold: f64,
@@ -97,18 +57,13 @@ pub fn verify_with_frames(
     }
     let scoring = scoring_threshold(threshold);
     scratch.hypotheses.clear();
-    let subset = cfg.hypothesis_prescore;
-    if subset > 0 && n > subset && scratch.order.len() > subset {
-        prescored(corr, scoring, max_scale, subset, scratch);
-    } else {
-        for &i in &scratch.order {
-            let Some(t) = hypothesis(corr, i as usize, max_scale) else {
-                continue;
-            };
-            let count = inliers::count(&t, corr, scoring);
-            if count >= 2 {
-                scratch.hypotheses.push((count, i, t));
-            }
+    for &i in &scratch.order {
+        let Some(t) = hypothesis(corr, i as usize, max_scale) else {
+            continue;
+        };
+        let count = inliers::count(&t, corr, scoring);
+        if count >= 2 {
+            scratch.hypotheses.push((count, i, t));
         }
     }
     scratch

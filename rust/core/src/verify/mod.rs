@@ -44,9 +44,6 @@ pub struct VerifyScratch {
     pub(crate) hypotheses: Vec<(u32, u32, Transform)>,
     pub(crate) order: Vec<u32>,
     pub(crate) refined: Vec<u32>,
-    /// The correspondences hypotheses are pre-scored on (`hypothesis_prescore`).
-    pub(crate) subset_q: Vec<[f64; 2]>,
-    pub(crate) subset_c: Vec<[f64; 2]>,
 }
 
 /// Verify `corr` with the inlier threshold `threshold` (pixels in the candidate image).
