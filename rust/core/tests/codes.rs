@@ -1,4 +1,4 @@
-//! Quantised correspondences: the merge join over words agrees with a brute-force
+//! Quantised correspondences: the join over words (a hash table of the query's words) agrees with a brute-force
 //! reference (same word, Hamming within the threshold, nearest by (distance, row), mutual),
 //! the threshold is inclusive, codes of two vocabularies are refused, and a shortlist of
 //! codes re-ranks identically on one thread and on several.
@@ -125,7 +125,36 @@ fn arb_codes(per: usize) -> impl Strategy<Value = Codes> {
     })
 }
 
+/// Words spread over the whole u32 range, few of them: the query's hash table from words
+/// to entries probes past collisions.
+fn arb_wide_codes(per: usize) -> impl Strategy<Value = Codes> {
+    let wide = vec![
+        0u32,
+        1,
+        1 << 16,
+        0x9E37_79B9,
+        1 << 31,
+        u32::MAX,
+        0x1234_5678,
+    ];
+    (0usize..40).prop_flat_map(move |n| {
+        (
+            proptest::collection::vec(prop::sample::select(wide.clone()), n * per),
+            proptest::collection::vec(any::<u64>().prop_map(|v| v & 0xff), n),
+        )
+            .prop_map(move |(w, s)| codes(w, per, s))
+    })
+}
+
 proptest! {
+    #[test]
+    fn join_matches_brute_force_over_wide_words(
+        q in arb_wide_codes(3), c in arb_wide_codes(1), tau in 0u32..9, mutual in any::<bool>()
+    ) {
+        let cfg = RerankConfig { codes_hamming: tau, mutual, ..RerankConfig::default() };
+        prop_assert_eq!(pairs(&q, &c, &cfg), reference(&q, &c, tau, mutual));
+    }
+
     #[test]
     fn join_matches_brute_force(
         q in arb_codes(2), c in arb_codes(1), tau in 0u32..9, mutual in any::<bool>()

@@ -1,4 +1,4 @@
-//! The merge join of a prepared query's words with a candidate's, and the choice of the
+//! The join of a prepared query's words with a candidate's, and the choice of the
 //! correspondences among the collisions.
 
 use super::CodesQuery;
@@ -11,7 +11,6 @@ const NONE: u64 = u64::MAX;
 /// Per-thread buffers of the join.
 #[derive(Debug, Default)]
 pub(crate) struct CodesScratch {
-    cand: Vec<u64>,
     /// Per query row: `(hamming << 32) | candidate row` of its nearest, and the second
     /// nearest distance.
     query_best: Vec<u64>,
@@ -20,7 +19,7 @@ pub(crate) struct CodesScratch {
     cand_best: Vec<u64>,
 }
 
-#[inline]
+#[inline(always)]
 fn hamming(a: &[u64], b: &[u64]) -> u32 {
     a.iter().zip(b).map(|(x, y)| (x ^ y).count_ones()).sum()
 }
@@ -28,6 +27,37 @@ fn hamming(a: &[u64], b: &[u64]) -> u32 {
 /// The correspondences of `candidate` (codes, validated and compatible) with `query`;
 /// they replace `out`'s content, in ascending query row order.
 pub(crate) fn match_codes(
+    query: &CodesQuery,
+    candidate: &LocalFeaturesRef<'_>,
+    cfg: &RerankConfig,
+    s: &mut CodesScratch,
+    out: &mut Vec<Match>,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("popcnt") {
+        // SAFETY: the CPU was just checked for `popcnt`.
+        unsafe { match_with_popcnt(query, candidate, cfg, s, out) };
+        return;
+    }
+    match_body(query, candidate, cfg, s, out);
+}
+
+/// [`match_body`] with the `popcnt` instruction for the Hamming distances (without it
+/// `count_ones` is a bit-twiddling sequence); the same results.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "popcnt")]
+unsafe fn match_with_popcnt(
+    query: &CodesQuery,
+    candidate: &LocalFeaturesRef<'_>,
+    cfg: &RerankConfig,
+    s: &mut CodesScratch,
+    out: &mut Vec<Match>,
+) {
+    match_body(query, candidate, cfg, s, out)
+}
+
+#[inline(always)]
+fn match_body(
     query: &CodesQuery,
     candidate: &LocalFeaturesRef<'_>,
     cfg: &RerankConfig,
@@ -49,10 +79,6 @@ pub(crate) fn match_codes(
     if query.is_empty() || m == 0 || dim != query.sig_words {
         return;
     }
-    s.cand.clear();
-    s.cand
-        .extend((0..m).map(|j| (u64::from(words[j * per]) << 32) | j as u64));
-    s.cand.sort_unstable();
     s.query_best.clear();
     s.query_best.resize(query.len, NONE);
     s.query_second.clear();
@@ -60,47 +86,32 @@ pub(crate) fn match_codes(
     s.cand_best.clear();
     s.cand_best.resize(m, NONE);
     let tau = cfg.codes_hamming;
-    let (q, c) = (&query.entries, &s.cand);
-    let (mut a, mut b) = (0usize, 0usize);
-    while a < q.len() && b < c.len() {
-        let (wa, wb) = (q[a] >> 32, c[b] >> 32);
-        if wa < wb {
-            a += 1;
-            continue;
-        }
-        if wb < wa {
-            b += 1;
-            continue;
-        }
-        let a_end = a + q[a..].iter().take_while(|&&e| e >> 32 == wa).count();
-        let b_end = b + c[b..].iter().take_while(|&&e| e >> 32 == wb).count();
-        for &qe in &q[a..a_end] {
+    // Each candidate feature meets the query's entries of its word. The minima below do
+    // not depend on the order the collisions come in (a pair collides at most once: the
+    // entries are distinct (word, row)), so neither does the result.
+    for j in 0..m {
+        let cs = &signatures[j * dim..(j + 1) * dim];
+        for &qe in query.entries_of(words[j * per]) {
             let i = (qe & 0xffff_ffff) as usize;
-            let qs = &query.signatures[i * dim..(i + 1) * dim];
-            for &ce in &c[b..b_end] {
-                let j = (ce & 0xffff_ffff) as usize;
-                let h = hamming(qs, &signatures[j * dim..(j + 1) * dim]);
-                if h > tau {
-                    continue;
+            let h = hamming(&query.signatures[i * dim..(i + 1) * dim], cs);
+            if h > tau {
+                continue;
+            }
+            let qk = (u64::from(h) << 32) | j as u64;
+            let best = s.query_best[i];
+            if qk < best {
+                if best != NONE {
+                    s.query_second[i] = s.query_second[i].min((best >> 32) as u32);
                 }
-                let qk = (u64::from(h) << 32) | j as u64;
-                let best = s.query_best[i];
-                if qk < best {
-                    if best != NONE {
-                        s.query_second[i] = s.query_second[i].min((best >> 32) as u32);
-                    }
-                    s.query_best[i] = qk;
-                } else if qk != best {
-                    s.query_second[i] = s.query_second[i].min(h);
-                }
-                let ck = (u64::from(h) << 32) | i as u64;
-                if ck < s.cand_best[j] {
-                    s.cand_best[j] = ck;
-                }
+                s.query_best[i] = qk;
+            } else if qk != best {
+                s.query_second[i] = s.query_second[i].min(h);
+            }
+            let ck = (u64::from(h) << 32) | i as u64;
+            if ck < s.cand_best[j] {
+                s.cand_best[j] = ck;
             }
         }
-        a = a_end;
-        b = b_end;
     }
     let bits = (64 * dim) as f32;
     for (i, &best) in s.query_best.iter().enumerate() {

@@ -2,8 +2,9 @@
 //! binary signature (Hamming Embedding, Jégou, Douze & Schmid, ECCV 2008), computed once
 //! by a vocabulary (the Python package's `ilias_rerank.codes`). A pair's tentative
 //! correspondences are the same-word feature pairs whose signatures lie within a Hamming
-//! threshold, found by a merge join over words sorted once per image: linear in the
-//! features (plus the collisions), where exact mutual nearest neighbours are quadratic.
+//! threshold, found by looking each candidate feature's word up in a hash table of the
+//! query's words (built once per query): linear in the candidate's features (plus the
+//! collisions), where exact mutual nearest neighbours are quadratic.
 //! Among the collisions, each query feature keeps its nearest candidate feature by Hamming
 //! distance and, with `mutual`, only when that candidate feature's nearest is the query
 //! feature back (the same rule as the exact path). The correspondences then go to the
@@ -76,10 +77,14 @@ pub(crate) fn validate_words(words: &[u32], per: usize, n: usize) -> Result<()> 
 }
 
 /// A query's codes prepared once for many candidates: every (word, row) entry sorted by
-/// word, then row.
+/// word, then row, and a hash table from each word to its run of entries.
 #[derive(Debug, Clone, Default)]
 pub struct CodesQuery {
     pub(crate) entries: Vec<u64>,
+    /// Open addressing, linear probing: `[word, start, end]` of each word's run in
+    /// `entries` (`start == end`: an empty slot); a power of two long, at most half full.
+    table: Vec<[u32; 3]>,
+    shift: u32,
     pub(crate) signatures: Vec<u64>,
     pub(crate) sig_words: usize,
     pub(crate) len: usize,
@@ -106,11 +111,52 @@ impl CodesQuery {
             .collect();
         entries.sort_unstable();
         entries.dedup();
+        let distinct = entries
+            .windows(2)
+            .filter(|p| p[0] >> 32 != p[1] >> 32)
+            .count()
+            + usize::from(!entries.is_empty());
+        let size = (2 * distinct).next_power_of_two().max(16);
+        let mut table = vec![[0u32; 3]; size];
+        let shift = 32 - size.trailing_zeros();
+        let mut start = 0;
+        while start < entries.len() {
+            let word = (entries[start] >> 32) as u32;
+            let end = start + entries[start..].partition_point(|&e| (e >> 32) as u32 == word);
+            let mut h = slot(word, shift);
+            while table[h][1] != table[h][2] {
+                h = (h + 1) & (size - 1);
+            }
+            table[h] = [word, start as u32, end as u32];
+            start = end;
+        }
         Self {
             entries,
+            table,
+            shift,
             signatures: signatures[..n * dim].to_vec(),
             sig_words: dim,
             len: n,
+        }
+    }
+
+    /// The query's entries of `word` (a run of `entries`; empty when it has none).
+    #[inline]
+    pub(crate) fn entries_of(&self, word: u32) -> &[u64] {
+        if self.table.is_empty() {
+            return &[];
+        }
+        let mask = self.table.len() - 1;
+        let mut h = slot(word, self.shift);
+        loop {
+            let [w, start, end] = self.table[h];
+            if start == end {
+                return &[];
+            }
+            if w == word {
+                return &self.entries[start as usize..end as usize];
+            }
+            h = (h + 1) & mask;
         }
     }
 
@@ -121,4 +167,10 @@ impl CodesQuery {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+}
+
+/// The home slot of `word` in a table of `1 << (32 - shift)` slots (Fibonacci hashing).
+#[inline]
+fn slot(word: u32, shift: u32) -> usize {
+    (word.wrapping_mul(0x9E37_79B9) >> shift) as usize
 }
