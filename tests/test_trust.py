@@ -361,8 +361,8 @@ def test_import_loads_no_heavy_dependency():
 @pytest.mark.parametrize(
     ("blocked", "call", "extra"),
     [
-        ("cv2", "ir.extract_local(np.zeros((32, 32), np.uint8))", "extract"),
-        ("PIL", "ir.extract_local(np.zeros((32, 32), np.uint8))", "extract"),
+        ("cv2", "ir.extract_local(np.zeros((32, 32), np.uint8), backend='opencv')", "extract"),
+        ("PIL", "ir.extract_local(np.zeros((32, 32), np.uint8), backend='opencv')", "extract"),
         ("torch", "ir.extract_local(np.zeros((32, 32), np.uint8), backend='kornia')", "kornia"),
         ("kornia", "ir.extract_local(np.zeros((32, 32), np.uint8), backend='kornia')", "kornia"),
         ("faiss", "GlobalIndex(np.eye(4, dtype=np.float32))", "pipeline"),
@@ -391,6 +391,26 @@ def test_a_missing_extra_is_named(blocked, call, extra):
     got_extra, message = out.stdout.strip().split(" | ", 1)
     assert got_extra == extra
     assert f"pip install 'ilias-rerank[{extra}]'" in message
+
+
+def test_the_default_extracts_without_opencv_or_pillow():
+    # The default SIFT backend is the core's (numpy alone): nothing to install for it.
+    out = _fresh(
+        """
+        import sys
+        sys.modules["cv2"] = None
+        sys.modules["PIL"] = None
+        import numpy as np
+        import ilias_rerank as ir
+        rng = np.random.default_rng(0)
+        img = (rng.random((120, 160)) * 255).astype(np.uint8)
+        (f,) = ir.extract_local([img])
+        print(len(f), f.descriptors.dtype)
+        """
+    )
+    assert out.returncode == 0, out.stderr
+    n, dtype = out.stdout.split()
+    assert int(n) > 50 and dtype == "uint8"
 
 
 def test_the_cli_names_the_missing_extra_without_a_traceback(tmp_path):
