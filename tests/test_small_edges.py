@@ -150,7 +150,9 @@ def test_a_store_of_other_features_is_refused_even_when_nothing_is_missing(tmp_p
         tmp_path / "k.json", tmp_path, tmp_path / "s", tmp_path / "o.json", extractor=sift, **run
     )
     assert out["extracted"] == 0
-    with pytest.raises(ir.ConfigError, match=r"expected features of 'kornia-aliked'.*got a store"):
+    # The message says how to ask for the store's extractor (here the default SIFT's).
+    hint = "--method sift --backend rust"
+    with pytest.raises(ir.ConfigError, match=rf"expected features of 'kornia-aliked'.*{hint}"):
         rerank_shortlists(
             tmp_path / "k.json",
             tmp_path,

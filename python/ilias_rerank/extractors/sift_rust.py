@@ -145,8 +145,8 @@ class RustSift(Extractor):
         if self.max_side > MAX_RUST_SIDE:
             raise ConfigError(
                 f"max_side: expected an int in 16..={MAX_RUST_SIDE} for the rust backend (its "
-                f"SIFT's doubled first octave holds at most {_MAX_OCTAVE_PIXELS} pixels), "
-                f"got {self.max_side}"
+                f"SIFT's doubled first octave holds at most {_MAX_OCTAVE_PIXELS} pixels; "
+                f"backend='opencv' takes larger), got {self.max_side}"
             )
         if not isinstance(contrast_threshold, (int, float)) or not (
             0.0 < float(contrast_threshold) <= 1.0
@@ -237,10 +237,9 @@ class RustSift(Extractor):
         from .. import _core
 
         name = _name(source, index, name)
+        native = _native(source, name)  # its errors name the image already
         try:
-            image, original = _core.working_image(
-                _native(source, name), self.max_side, self.upsample
-            )
+            image, original = _core.working_image(native, self.max_side, self.upsample)
         except ImageReadError as exc:
             raise ImageReadError(f"{name}: {exc}") from None
         return image, tuple(original)

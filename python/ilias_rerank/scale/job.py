@@ -243,7 +243,7 @@ class ShortlistJob:
                 f"{self.store}: expected features of {self.extractor.manifest_name()!r} "
                 f"(--method {self.extractor.method}, backend "
                 f"{self.extractor.backend or 'default'}), got a store of {held!r} (use "
-                "another --store or the store's method)"
+                f"another --store or the store's extractor{_held_hint(held)})"
             )
         if self.extractor is not None and held is not None:
             _check_codes(self.store, store.extractor.get("codes"), self.extractor.codes)
@@ -442,6 +442,22 @@ def rerank_shortlists(
     source = images if isinstance(images, ImageSource) or callable(images) else None
     job = ShortlistJob(shortlists, images, store, out, **settings)
     return job.run(open_source(source) if source is not None else None)
+
+
+def _held_hint(held: str) -> str:
+    """How to ask for the extractor that made a store (its manifest name), e.g.
+    ``: --method sift --backend opencv``; empty for names no extractor has."""
+    from ..extractors import BACKENDS, _class
+
+    for method, backends in BACKENDS.items():
+        for backend in backends:
+            try:
+                name = _class(method, backend).manifest_name
+            except ImportError:  # a backend whose extra is missing cannot have made it here
+                continue
+            if name == held:
+                return f": --method {method} --backend {backend}"
+    return ""
 
 
 def _check_codes(path, held: dict | None, codes: str | None) -> None:

@@ -5,7 +5,10 @@
  * libjpeg reports a fatal error by calling error_exit, which must not return. Here it
  * longjmps back into ir_jpeg_run, which is C all the way down from the setjmp: no Rust
  * frame is ever crossed, and the caller (image/jpeg.rs) only sees a status and a message.
- * Warnings (corrupt data the decoder recovers from) are ignored, as Pillow ignores them. */
+ * Warnings (corrupt data the decoder recovers from) are ignored, as Pillow ignores them,
+ * but one: data that ends before the image does (libjpeg's JWRN_JPEG_EOF; it fills the
+ * rest with grey), which Pillow refuses as truncated and so do we. Bytes after the
+ * end-of-image marker (a phone's appended video, a vendor trailer) are never read. */
 
 #include <setjmp.h>
 #include <stddef.h>
@@ -13,6 +16,7 @@
 #include <string.h>
 
 #include "jpeglib.h"
+#include "jerror.h"
 
 #define IR_MESSAGE 200
 /* Most scans read from one JPEG (libjpeg-turbo's djpeg -maxscans / TurboJPEG's scan limit
@@ -41,6 +45,7 @@ typedef struct {
   struct jpeg_error_mgr pub;
   jmp_buf jump;
   int too_many_scans;
+  int premature_end; /* libjpeg warned JWRN_JPEG_EOF: the data ended early */
 } ir_error;
 
 static void ir_error_exit(j_common_ptr cinfo) {
@@ -60,6 +65,14 @@ static void ir_progress(j_common_ptr cinfo) {
 
 static void ir_output_message(j_common_ptr cinfo) { (void)cinfo; }
 
+/* Warnings (msg_level -1) are ignored but the premature end of the data; trace messages
+ * (msg_level >= 0) too. */
+static void ir_emit_message(j_common_ptr cinfo, int msg_level) {
+  ir_error *err = (ir_error *)cinfo->err;
+  if (msg_level < 0 && err->pub.msg_code == JWRN_JPEG_EOF)
+    err->premature_end = 1;
+}
+
 /* Read the header of `data` into `job` and, when `out` is not NULL, decode the image into
  * `out` (`out_len` bytes: out_height rows of out_width * out_components samples).
  * Returns 0, or 1 with job->message saying why. */
@@ -76,14 +89,19 @@ int ir_jpeg_run(const unsigned char *data, unsigned long len, ir_jpeg *job,
   cinfo.err = jpeg_std_error(&err.pub);
   err.pub.error_exit = ir_error_exit;
   err.pub.output_message = ir_output_message;
+  err.pub.emit_message = ir_emit_message;
   err.too_many_scans = 0;
+  err.premature_end = 0;
   if (setjmp(err.jump)) {
     if (err.too_many_scans) {
       snprintf(job->message, IR_MESSAGE, "expected at most %d scans, got more",
                IR_MAX_SCANS);
     } else {
       (*cinfo.err->format_message)((j_common_ptr)&cinfo, text);
-      snprintf(job->message, IR_MESSAGE, "%s", text);
+      if (err.premature_end) /* the error came from the fake end libjpeg inserted */
+        snprintf(job->message, IR_MESSAGE, "truncated: the data ended early (%.150s)", text);
+      else
+        snprintf(job->message, IR_MESSAGE, "%s", text);
     }
     jpeg_destroy_decompress(&cinfo);
     return 1;
@@ -135,6 +153,15 @@ int ir_jpeg_run(const unsigned char *data, unsigned long len, ir_jpeg *job,
         jpeg_destroy_decompress(&cinfo);
         return 1;
       }
+    }
+    /* Reads on to the end-of-image marker: a file cut after its last scan's data warns
+     * there. */
+    jpeg_finish_decompress(&cinfo);
+    if (err.premature_end) {
+      snprintf(job->message, IR_MESSAGE,
+               "truncated: expected an end-of-image marker after the last scan, got none");
+      jpeg_destroy_decompress(&cinfo);
+      return 1;
     }
   }
   jpeg_destroy_decompress(&cinfo);

@@ -286,14 +286,6 @@ fn decode_jpeg(
     let (w, h) = (head.width, head.height);
     check_size(w, h, limits)?;
     check_aspect_declared(w, h, reduce_for)?;
-    if !reaches_eoi(bytes) {
-        // libjpeg fills a cut scan with grey (a warning); Pillow refuses it.
-        return Err(DecodeError::Corrupt {
-            format: "JPEG",
-            reason: "truncated: expected an end-of-image marker after the last scan, got none"
-                .into(),
-        });
-    }
     let orientation = jpeg::exif(bytes).map_or(1, exif::orientation);
     let swapped = exif::swaps(orientation);
     let full = if swapped { (h, w) } else { (w, h) };
@@ -355,15 +347,6 @@ fn decode_jpeg(
         },
         full,
     ))
-}
-
-/// Whether an end-of-image marker (`FF D9`) follows the last start-of-scan (`FF DA`): a
-/// file cut inside or after a scan has none there. Entropy-coded data never holds `FF D9`
-/// (an `FF` in it is followed by `00` or a restart marker), and the segments before the
-/// first scan (an EXIF thumbnail's markers among them) all come before the last one.
-fn reaches_eoi(bytes: &[u8]) -> bool {
-    let last = |m: u8| bytes.windows(2).rposition(|w| w == [0xFF, m]);
-    matches!((last(0xDA), last(0xD9)), (Some(sos), Some(eoi)) if eoi > sos)
 }
 
 fn decode_png(
@@ -549,17 +532,6 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(e, DecodeError::TooLarge { .. }), "{e}");
-    }
-
-    #[test]
-    fn a_scan_without_an_end_of_image_marker_is_truncated() {
-        let sos = [0xFF, 0xD8, 0xFF, 0xDA, 0x00, 0x02, 0x12, 0xFF, 0x00, 0x34];
-        assert!(!reaches_eoi(&sos));
-        assert!(reaches_eoi(&[&sos[..], &[0xFF, 0xD9]].concat()));
-        assert!(reaches_eoi(&[&sos[..], &[0xFF, 0xD9, 0, 0, 7]].concat()));
-        // An EOI before the last scan (an EXIF thumbnail's) does not count.
-        assert!(!reaches_eoi(&[&[0xFF, 0xD9][..], &sos[..]].concat()));
-        assert!(!reaches_eoi(&[0xFF, 0xD8, 0xFF, 0xD9]));
     }
 
     #[test]
