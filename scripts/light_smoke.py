@@ -110,10 +110,14 @@ if photos.is_dir():
         assert ranked.order[0] == i and ranked.inliers[i] >= 15, (pairs[i], ranked)
     extracted = f"ok: {len(a) + len(b)} photos in {time.perf_counter() - t3:.1f} s"
 
-# What needs an extra says which: the default backend (OpenCV).
+# The default backend (rust) extracts with numpy alone; what needs an extra says which:
+# the OpenCV backend.
+rng = np.random.default_rng(0)
+(plain,) = ir.extract_local([(rng.random((96, 128)) * 255).astype(np.uint8)], workers=1)
+assert len(plain) > 0 and "PIL" not in sys.modules and "cv2" not in sys.modules
 try:
-    ir.extract_local(np.zeros((64, 64), np.uint8))
-    raise AssertionError("extraction worked without OpenCV and Pillow")
+    ir.extract_local(np.zeros((64, 64), np.uint8), backend="opencv")
+    raise AssertionError("extraction with backend='opencv' worked without OpenCV and Pillow")
 except ir.MissingExtraError as exc:
     assert exc.extra == "extract" and "ilias-rerank[extract]" in str(exc), exc
     assert isinstance(exc, ImportError)
