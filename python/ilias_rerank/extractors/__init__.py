@@ -112,12 +112,26 @@ def uint8_codec(extractor: dict | str | None) -> tuple[float, float]:
     method) quantised uint8 descriptors: ``float = (uint8 - offset) / scale``. Unknown
     names (features from elsewhere) are read as RootSIFT x 512."""
     name = extractor.get("name", "") if isinstance(extractor, dict) else str(extractor or "")
+    owner = manifest_owner(name)
+    if owner is None:
+        return 512.0, 0.0
+    cls = _class(*owner)
+    return cls.uint8_scale, cls.uint8_offset
+
+
+def manifest_owner(name: str) -> tuple[str, str] | None:
+    """``(method, backend)`` of the extractor whose features carry ``name`` in a store
+    manifest (a method's own name: its default backend); ``None`` for a name no extractor
+    gives (features from elsewhere). Backends whose extra is missing are passed over."""
     for method, backends in BACKENDS.items():
         for backend in backends:
-            cls = _class(method, backend)
+            try:
+                cls = _class(method, backend)
+            except ImportError:
+                continue
             if name in (method, cls.manifest_name):
-                return cls.uint8_scale, cls.uint8_offset
-    return 512.0, 0.0
+                return method, backend
+    return None
 
 
 @functools.lru_cache(maxsize=16)

@@ -447,17 +447,10 @@ def rerank_shortlists(
 def _held_hint(held: str) -> str:
     """How to ask for the extractor that made a store (its manifest name), e.g.
     ``: --method sift --backend opencv``; empty for names no extractor has."""
-    from ..extractors import BACKENDS, _class
+    from ..extractors import manifest_owner
 
-    for method, backends in BACKENDS.items():
-        for backend in backends:
-            try:
-                name = _class(method, backend).manifest_name
-            except ImportError:  # a backend whose extra is missing cannot have made it here
-                continue
-            if name == held:
-                return f": --method {method} --backend {backend}"
-    return ""
+    owner = manifest_owner(held)
+    return f": --method {owner[0]} --backend {owner[1]}" if owner else ""
 
 
 def _check_codes(path, held: dict | None, codes: str | None) -> None:

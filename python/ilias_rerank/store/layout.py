@@ -260,6 +260,23 @@ def descriptors_of(layout: StoreLayout | None) -> tuple[str, int]:
     return (layout.descriptor_dtype, layout.descriptor_dim) if layout else ("uint8", 0)
 
 
+class LaidOut:
+    """What a store reads from its ``layout`` (``StoreLayout | None``), for the classes that
+    hold one (a store directory, the sharded reader)."""
+
+    layout: StoreLayout | None
+
+    @property
+    def descriptor_dtype(self) -> str:
+        """The layout's descriptor dtype (``uint8`` while no layout is fixed)."""
+        return descriptors_of(self.layout)[0]
+
+    @property
+    def dim(self) -> int:
+        """The layout's descriptor dimension (0 while no layout is fixed)."""
+        return descriptors_of(self.layout)[1]
+
+
 def layout_of_manifest(manifest: Mapping[str, Any], where: Any) -> StoreLayout | None:
     """The layout a store manifest records: its ``layout`` (``None``: not fixed yet), or,
     for a manifest written before layouts were declared, the one its ``descriptors`` and

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import FormatError, MissingIdError
 from ..features import LocalFeatures
-from .layout import StoreLayout, descriptors_of
+from .layout import LaidOut, StoreLayout
 from .listing import shard_manifest_crc
 from .sharded import ShardRegistry, layouts_fit, merged_key
 from .single import StoreDirectory, store_layout_key
@@ -34,7 +34,7 @@ from .single import StoreDirectory, store_layout_key
 __all__ = ["FeatureStore", "ShardedStore"]
 
 
-class FeatureStore(Mapping):
+class FeatureStore(LaidOut, Mapping):
     """A committed store, read-only and memory-mapped: a mapping of image id to that
     image's :class:`LocalFeatures` (views of the mapped files). A directory with a
     ``shards.json`` is a sharded store and reads the same way.
@@ -181,16 +181,6 @@ class FeatureStore(Mapping):
                 f"`ilias-rerank store repair {self.path}`, or open with "
                 "on_broken_shard='skip' (the first shard's copy is read)"
             )
-
-    @property
-    def descriptor_dtype(self) -> str:
-        """The layout's descriptor dtype (``uint8`` while no layout is fixed)."""
-        return descriptors_of(self.layout)[0]
-
-    @property
-    def dim(self) -> int:
-        """The layout's descriptor dimension (0 while no layout is fixed)."""
-        return descriptors_of(self.layout)[1]
 
     # --- the mapping ---------------------------------------------------------------------
     def __len__(self) -> int:

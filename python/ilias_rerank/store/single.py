@@ -41,7 +41,7 @@ import numpy as np
 
 from ..errors import FormatError, MissingIdError
 from ..features import LocalFeatures
-from .layout import CODES, StoreLayout, descriptors_of, layout_of_manifest
+from .layout import CODES, LaidOut, StoreLayout, layout_of_manifest
 
 __all__ = [
     "FORMAT_NAME",
@@ -162,7 +162,7 @@ def read_ids(root: Path, m: dict | None = None) -> list[str]:
     return ids
 
 
-class StoreDirectory:
+class StoreDirectory(LaidOut):
     """The reader of one committed store directory (a whole store or one shard): its ids,
     its layout, and each image's features as views of its memory-mapped files. Users open
     stores with :class:`~ilias_rerank.store.FeatureStore`, which reads one directory or
@@ -223,16 +223,6 @@ class StoreDirectory:
             for i in range(n):
                 self.features_at(i)
             _ = self.global_vectors
-
-    @property
-    def descriptor_dtype(self) -> str:
-        """The layout's descriptor dtype (``uint8`` while no layout is fixed)."""
-        return descriptors_of(self.layout)[0]
-
-    @property
-    def dim(self) -> int:
-        """The layout's descriptor dimension (0 while no layout is fixed)."""
-        return descriptors_of(self.layout)[1]
 
     @property
     def global_dim(self) -> int:
